@@ -1,0 +1,1 @@
+//! Shared helpers for Cadastre's cross-crate integration tests.
