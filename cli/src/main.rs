@@ -1,1 +1,101 @@
-fn main() {}
+//! `cadastre`: the one user-facing binary. Parses arguments, loads configuration, calls the
+//! library, and maps the outcome to an exit status.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cadastre::config::{self, ProcessEnvironment};
+use cadastre::validate::{self, OutputFormat};
+use cadastre_model::Validator;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cadastre",
+    version,
+    about = "Cadastre: the register of who owns which software"
+)]
+struct Cli {
+    /// Configuration file (TOML). Also read from CADASTRE_CONFIG.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate catalog files the way the catalog will, before you push.
+    ///
+    /// Prints `path:line:col: error[rule-id]: message` per problem, then a summary.
+    /// Exit status: 0 all valid, 1 something invalid, 2 usage or I/O error.
+    Validate {
+        /// Files, directories (searched for catalog-info.yaml) or - for standard input.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// In directories, read every *.yaml and *.yml file, not only catalog-info.yaml.
+        #[arg(long)]
+        all_yaml: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap prints help/version to stdout and usage errors to stderr itself.
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match config::load(cli.config.as_deref(), &ProcessEnvironment) {
+        Ok(config) => config,
+        Err(error) => return fail(&format!("configuration: {error}")),
+    };
+    match cli.command {
+        Command::Validate {
+            paths,
+            all_yaml,
+            format,
+        } => {
+            let registry = match config.registry() {
+                Ok(registry) => registry,
+                Err(error) => return fail(&format!("configuration: {error}")),
+            };
+            let options = validate::Options {
+                paths,
+                all_yaml,
+                format,
+                limits: config.limits,
+            };
+            let validator = Validator::new(registry);
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let result =
+                validate::run(&options, &validator, &mut std::io::stdin().lock(), &mut out);
+            let _ = out.flush();
+            match result {
+                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+                Err(error) => fail(&error.to_string()),
+            }
+        }
+    }
+}
+
+/// Reports a usage or I/O error on stderr and exits with status 2.
+fn fail(message: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "cadastre: {message}");
+    ExitCode::from(2)
+}

@@ -7,7 +7,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::finding::Finding;
+use crate::finding::{Finding, Position};
+use crate::path::FieldPath;
 use crate::placeholder::{PlaceholderReader, resolve_placeholders};
 use crate::validate::{ValidEntity, Validator};
 use crate::yaml::{self, Limits};
@@ -19,6 +20,8 @@ pub struct DocumentReport {
     pub document: usize,
     /// `kind:namespace/name` (lower case) when the document names one, valid or not.
     pub entity_ref: Option<String>,
+    /// Where the document names itself (`metadata.name`), or where it starts.
+    pub position: Option<Position>,
     /// The valid entity, if there were no errors.
     #[serde(skip)]
     pub entity: Option<ValidEntity>,
@@ -83,6 +86,11 @@ impl CatalogReader<'_> {
         for document in parsed.documents {
             let mut value = document.value;
             let entity_ref = describe_ref(&value);
+            let position = Some(
+                document
+                    .source
+                    .locate(&FieldPath::keys(&["metadata", "name"])),
+            );
             let mut findings: Vec<Finding> =
                 resolve_placeholders(&mut value, location, self.placeholders, &self.limits)
                     .into_iter()
@@ -104,6 +112,7 @@ impl CatalogReader<'_> {
             report.documents.push(DocumentReport {
                 document: document.index,
                 entity_ref,
+                position,
                 entity,
                 findings,
             });

@@ -25,7 +25,7 @@ pub enum ReadOutcome {
 }
 
 /// Reads placeholder targets. Implemented by the harvester (files, URLs, git) and the CLI.
-pub trait PlaceholderReader {
+pub trait PlaceholderReader: Send + Sync {
     /// Reads `target`, which is already resolved against the entity's file: an absolute URL
     /// or a path. An `Err` is a read failure, reported as an error on the entity.
     fn read(&self, target: &str) -> Result<ReadOutcome, String>;

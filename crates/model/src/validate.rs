@@ -66,7 +66,7 @@ impl Validator {
         for key in root.keys().filter(|k| !ROOT_KEYS.contains(&k.as_str())) {
             let message = match key.as_str() {
                 "relations" | "status" => format!(
-                    "unknown field {key}: it is computed by the catalog and must not appear in source data"
+                    "unknown field: {key} is computed by the catalog and must not appear in source data"
                 ),
                 _ => format!(
                     "unknown field {key}: an entity has only apiVersion, kind, metadata and spec"
@@ -110,7 +110,7 @@ impl Validator {
                 Some(other) => checker.key_error(
                     Rule::SpecRequired,
                     FieldPath::keys(&["spec"]),
-                    format!("spec must be a mapping, got {}", json_type_name(other)),
+                    format!("must be a mapping, got {}", json_type_name(other)),
                 ),
                 None => checker.error(
                     Rule::SpecRequired,
@@ -249,11 +249,7 @@ impl Checker {
                     format!("apiVersion {text:?} is not valid: expected [<group>/]<version>, e.g. backstage.io/v1alpha1"),
                 );
             }
-            _ => self.error(
-                Rule::ApiVersionRequired,
-                path(),
-                required_message("apiVersion", value),
-            ),
+            _ => self.error(Rule::ApiVersionRequired, path(), required_message(value)),
         }
         None
     }
@@ -271,7 +267,7 @@ impl Checker {
                     format!("kind {text:?} is not valid: a letter followed by letters and digits, at most 63 characters"),
                 );
             }
-            _ => self.error(Rule::KindRequired, path(), required_message("kind", value)),
+            _ => self.error(Rule::KindRequired, path(), required_message(value)),
         }
         None
     }
@@ -280,8 +276,8 @@ impl Checker {
     fn check_metadata(&mut self, metadata: Option<&mut Value>) -> bool {
         let Some(Value::Object(metadata)) = metadata else {
             let message = match metadata {
-                None => "metadata is required".to_owned(),
-                Some(other) => format!("metadata must be a mapping, got {}", json_type_name(other)),
+                None => "is required".to_owned(),
+                Some(other) => format!("must be a mapping, got {}", json_type_name(other)),
             };
             self.key_error(
                 Rule::MetadataRequired,
@@ -304,11 +300,7 @@ impl Checker {
                 true
             }
             other => {
-                self.error(
-                    Rule::NameRequired,
-                    at("name"),
-                    required_message("metadata.name", other),
-                );
+                self.error(Rule::NameRequired, at("name"), required_message(other));
                 false
             }
         };
@@ -331,14 +323,14 @@ impl Checker {
             Some(other) => self.error(
                 Rule::TitleFormat,
                 at("title"),
-                format!("title must be a non-empty string, got {}", show(other)),
+                format!("must be a non-empty string, got {}", show(other)),
             ),
         }
         if let Some(other) = metadata.get("description").filter(|v| !v.is_string()) {
             self.error(
                 Rule::DescriptionFormat,
                 at("description"),
-                format!("description must be a string, got {}", show(other)),
+                format!("must be a string, got {}", show(other)),
             );
         }
         self.check_string_map(
@@ -364,7 +356,7 @@ impl Checker {
                 Some(other) => self.error(
                     Rule::ServerFieldFormat,
                     at(key),
-                    format!("{key} must be a non-empty string, got {}", show(other)),
+                    format!("must be a non-empty string, got {}", show(other)),
                 ),
             }
         }
@@ -388,7 +380,7 @@ impl Checker {
                     type_rule,
                     path,
                     format!(
-                        "{field} must be a mapping of strings, got {}",
+                        "must be a mapping of strings, got {}",
                         json_type_name(other)
                     ),
                 );
@@ -418,10 +410,7 @@ impl Checker {
                 other => self.error(
                     type_rule,
                     path.key(key),
-                    format!(
-                        "{field} values must be strings, got {}",
-                        json_type_name(other)
-                    ),
+                    format!("must be a string, got {}", json_type_name(other)),
                 ),
             }
         }
@@ -436,10 +425,7 @@ impl Checker {
                 self.key_error(
                     Rule::TagsType,
                     path,
-                    format!(
-                        "tags must be a list of strings, got {}",
-                        json_type_name(other)
-                    ),
+                    format!("must be a list of strings, got {}", json_type_name(other)),
                 );
                 return;
             }
@@ -458,7 +444,7 @@ impl Checker {
                 other => self.error(
                     Rule::TagsType,
                     path.index(index),
-                    format!("a tag must be a non-empty string, got {}", show(other)),
+                    format!("must be a non-empty string, got {}", show(other)),
                 ),
             }
         }
@@ -473,10 +459,7 @@ impl Checker {
                 self.key_error(
                     Rule::LinksType,
                     path,
-                    format!(
-                        "links must be a list of mappings, got {}",
-                        json_type_name(other)
-                    ),
+                    format!("must be a list of mappings, got {}", json_type_name(other)),
                 );
                 return;
             }
@@ -487,10 +470,7 @@ impl Checker {
                 self.error(
                     Rule::LinksType,
                     item_path,
-                    format!(
-                        "a link must be a mapping with a url, got {}",
-                        json_type_name(item)
-                    ),
+                    format!("must be a mapping with a url, got {}", json_type_name(item)),
                 );
                 continue;
             };
@@ -504,7 +484,7 @@ impl Checker {
                 Some(other) => self.error(
                     Rule::LinkUrl,
                     item_path.key("url"),
-                    format!("url must be a string, got {}", show(other)),
+                    format!("must be a string, got {}", show(other)),
                 ),
                 None => self.error(
                     Rule::LinkUrl,
@@ -520,7 +500,7 @@ impl Checker {
                     Some(other) => self.error(
                         Rule::LinkField,
                         item_path.key(key),
-                        format!("link {key} must be a non-blank string, got {}", show(other)),
+                        format!("must be a non-blank string, got {}", show(other)),
                     ),
                 }
             }
@@ -534,10 +514,7 @@ impl Checker {
                 None if field.required => self.error(
                     Rule::SpecFieldRequired,
                     path(),
-                    format!(
-                        "spec.{} is required for kind {}",
-                        field.name, definition.kind
-                    ),
+                    format!("is required for kind {}", definition.kind),
                 ),
                 None => {}
                 Some(value) if is_placeholder(value) => {}
@@ -694,10 +671,10 @@ fn show(value: &Value) -> String {
     }
 }
 
-fn required_message(field: &str, value: Option<&Value>) -> String {
+fn required_message(value: Option<&Value>) -> String {
     match value {
-        None => format!("{field} is required"),
-        Some(other) => format!("{field} must be a non-empty string, got {}", show(other)),
+        None => "is required".to_owned(),
+        Some(other) => format!("must be a non-empty string, got {}", show(other)),
     }
 }
 

@@ -1,0 +1,256 @@
+//! Configuration for the `cadastre` command, layered: defaults < file < environment.
+//!
+//! The file is TOML. Today it declares custom kinds and reading limits; later issues add a
+//! section per service.
+//!
+//! ```toml
+//! [limits]
+//! max_file_bytes = 8388608
+//!
+//! [[kinds]]
+//! kind = "AiResource"
+//! api_versions = ["backstage.io/v1alpha1"]
+//! spec_schema_file = "schemas/ai-resource.json"   # or an inline `spec_schema = { ... }`
+//! relations = [{ field = "owner", forward = "ownedBy", inverse = "ownerOf", default_kind = "group" }]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use cadastre_model::Limits;
+use cadastre_model::kinds::{CustomKind, CustomRelation, KindError, KindRegistry};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "CADASTRE_CONFIG";
+/// Environment variable overriding `limits.max_file_bytes`.
+pub const MAX_FILE_BYTES_ENV: &str = "CADASTRE_LIMITS_MAX_FILE_BYTES";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("kind {kind:?}: cannot read spec_schema_file {path}: {message}")]
+    SchemaFile {
+        kind: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("kind {0:?} gives both spec_schema and spec_schema_file; keep one")]
+    TwoSchemas(String),
+    #[error("environment variable {name} is not valid: {message}")]
+    Environment { name: String, message: String },
+    #[error(transparent)]
+    Kind(#[from] KindError),
+}
+
+/// The whole configuration after layering.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    pub limits: Limits,
+    pub kinds: Vec<CustomKind>,
+}
+
+impl Config {
+    /// The kind registry this configuration describes.
+    pub fn registry(&self) -> Result<KindRegistry, ConfigError> {
+        Ok(KindRegistry::with_custom(&self.kinds)?)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
+    kinds: Vec<KindFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_file_bytes: Option<usize>,
+    max_depth: Option<usize>,
+    max_alias_nodes: Option<usize>,
+    max_documents: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindFile {
+    kind: String,
+    api_versions: Vec<String>,
+    #[serde(default)]
+    spec_schema: Option<serde_json::Value>,
+    #[serde(default)]
+    spec_schema_file: Option<PathBuf>,
+    #[serde(default)]
+    relations: Vec<CustomRelation>,
+}
+
+/// Where configuration values come from besides the file: a seam so tests never touch the
+/// process environment.
+pub trait Environment {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// Loads configuration: defaults, then `file` (or the file named by `CADASTRE_CONFIG`), then
+/// environment overrides.
+pub fn load(file: Option<&Path>, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    let env_file = env.get(CONFIG_ENV).map(PathBuf::from);
+    if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
+        apply_file(&mut config, &path)?;
+    }
+    if let Some(value) = env.get(MAX_FILE_BYTES_ENV) {
+        config.limits.max_file_bytes =
+            value.trim().parse().map_err(|e| ConfigError::Environment {
+                name: MAX_FILE_BYTES_ENV.to_owned(),
+                message: format!("{value:?}: {e}"),
+            })?;
+    }
+    // Validate custom kinds now: a bad configuration is one clear message at start.
+    config.registry()?;
+    Ok(config)
+}
+
+fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let limits = &mut config.limits;
+    limits.max_file_bytes = file.limits.max_file_bytes.unwrap_or(limits.max_file_bytes);
+    limits.max_depth = file.limits.max_depth.unwrap_or(limits.max_depth);
+    limits.max_alias_nodes = file
+        .limits
+        .max_alias_nodes
+        .unwrap_or(limits.max_alias_nodes);
+    limits.max_documents = file.limits.max_documents.unwrap_or(limits.max_documents);
+    let base = path.parent().unwrap_or(Path::new("."));
+    for kind in file.kinds {
+        let spec_schema = match (kind.spec_schema, kind.spec_schema_file) {
+            (Some(_), Some(_)) => return Err(ConfigError::TwoSchemas(kind.kind)),
+            (inline, None) => inline,
+            (None, Some(schema_path)) => Some(read_schema(&kind.kind, &base.join(schema_path))?),
+        };
+        config.kinds.push(CustomKind {
+            kind: kind.kind,
+            api_versions: kind.api_versions,
+            spec_schema,
+            relations: kind.relations,
+        });
+    }
+    Ok(())
+}
+
+fn read_schema(kind: &str, path: &Path) -> Result<serde_json::Value, ConfigError> {
+    let error = |message: String| ConfigError::SchemaFile {
+        kind: kind.to_owned(),
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| error(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeEnv(HashMap<&'static str, String>);
+    impl Environment for FakeEnv {
+        fn get(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    #[test]
+    fn layers_defaults_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("schema.json"),
+            r#"{"type": "object", "required": ["owner"]}"#,
+        )
+        .unwrap();
+        let file = dir.path().join("cadastre.toml");
+        std::fs::write(
+            &file,
+            r#"
+[limits]
+max_depth = 32
+max_file_bytes = 1000
+
+[[kinds]]
+kind = "AiResource"
+api_versions = ["backstage.io/v1alpha1"]
+spec_schema_file = "schema.json"
+relations = [{ field = "owner", forward = "ownedBy", inverse = "ownerOf", default_kind = "group" }]
+"#,
+        )
+        .unwrap();
+        let env = FakeEnv(HashMap::from([
+            (CONFIG_ENV, file.display().to_string()),
+            (MAX_FILE_BYTES_ENV, "2048".to_owned()),
+        ]));
+        let config = load(None, &env).unwrap();
+        assert_eq!(config.limits.max_depth, 32);
+        assert_eq!(config.limits.max_file_bytes, 2048, "environment beats file");
+        assert_eq!(
+            config.limits.max_alias_nodes,
+            Limits::default().max_alias_nodes
+        );
+        assert!(
+            config
+                .registry()
+                .unwrap()
+                .get("AiResource")
+                .unwrap()
+                .spec_schema
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_one_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cadastre.toml");
+        std::fs::write(
+            &file,
+            "[[kinds]]\nkind = \"Component\"\napi_versions = [\"v1\"]\n",
+        )
+        .unwrap();
+        let error = load(Some(&file), &FakeEnv(HashMap::new())).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "kind \"Component\" is built in and cannot be redefined"
+        );
+        std::fs::write(&file, "[limits]\nmax_dept = 3\n").unwrap();
+        let error = load(Some(&file), &FakeEnv(HashMap::new())).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `max_dept`"),
+            "{error}"
+        );
+    }
+}
