@@ -7,7 +7,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::finding::{Finding, Position};
+use std::collections::HashMap;
+
+use crate::finding::{Finding, Position, Rule};
 use crate::path::FieldPath;
 use crate::placeholder::{PlaceholderReader, resolve_placeholders};
 use crate::validate::{ValidEntity, Validator};
@@ -83,6 +85,7 @@ impl CatalogReader<'_> {
             findings: parsed.findings,
             documents: Vec::with_capacity(parsed.documents.len()),
         };
+        let mut seen: HashMap<String, usize> = HashMap::new();
         for document in parsed.documents {
             let mut value = document.value;
             let entity_ref = describe_ref(&value);
@@ -91,16 +94,22 @@ impl CatalogReader<'_> {
                     .source
                     .locate(&FieldPath::keys(&["metadata", "name"])),
             );
-            let mut findings: Vec<Finding> =
+            // Backstage checks the envelope when it reads the file, before any placeholder is
+            // substituted: a placeholder cannot stand in for the entity's identity.
+            let placeholder_findings = if envelope_is_plain(&value) {
                 resolve_placeholders(&mut value, location, self.placeholders, &self.limits)
-                    .into_iter()
-                    .map(|(path, finding)| {
-                        let position = Some(document.source.locate(&path));
-                        finding.at(position)
-                    })
-                    .collect();
+            } else {
+                Vec::new()
+            };
+            let mut findings: Vec<Finding> = placeholder_findings
+                .into_iter()
+                .map(|(path, finding)| {
+                    let position = Some(document.source.locate(&path));
+                    finding.at(position)
+                })
+                .collect();
             let placeholder_failed = findings.iter().any(Finding::is_error);
-            let entity = match self.validator.validate(value, Some(&document.source)) {
+            let mut entity = match self.validator.validate(value, Some(&document.source)) {
                 Ok(valid) if !placeholder_failed => Some(valid),
                 Ok(_) => None,
                 Err(errors) => {
@@ -108,6 +117,24 @@ impl CatalogReader<'_> {
                     None
                 }
             };
+            // Two documents of one file naming the same entity: the later one is refused
+            // (Backstage's engine silently keeps one; its dry run reports the duplicate).
+            if let Some(valid) = &entity {
+                let entity_ref = valid.entity.canonical_ref();
+                if let Some(first) = seen.get(&entity_ref) {
+                    findings.push(
+                        Finding::error(
+                            Rule::EntityRefDuplicate,
+                            "metadata.name",
+                            format!("{entity_ref} is already defined by document {} of this file; refs are unique case-insensitively", first + 1),
+                        )
+                        .at(position),
+                    );
+                    entity = None;
+                } else {
+                    seen.insert(entity_ref, document.index);
+                }
+            }
             findings.sort_by_key(|f| f.position);
             report.documents.push(DocumentReport {
                 document: document.index,
@@ -119,6 +146,21 @@ impl CatalogReader<'_> {
         }
         report
     }
+}
+
+/// Whether the fields that identify an entity are plain strings (so placeholders may run).
+fn envelope_is_plain(value: &Value) -> bool {
+    let is_text = |v: Option<&Value>| matches!(v, Some(Value::String(s)) if !s.is_empty());
+    let metadata = value.get("metadata");
+    is_text(value.get("apiVersion"))
+        && is_text(value.get("kind"))
+        && is_text(metadata.and_then(|m| m.get("name")))
+        && metadata
+            .and_then(|m| m.get("namespace"))
+            .is_none_or(|ns| is_text(Some(ns)))
+        && metadata
+            .and_then(|m| m.get("annotations"))
+            .is_none_or(Value::is_object)
 }
 
 /// `kind:namespace/name` of a document that names itself, even if it is otherwise invalid.

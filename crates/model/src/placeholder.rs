@@ -84,6 +84,9 @@ fn visit(
         return;
     }
     match value {
+        // Like Backstage: a mapping with a `$` key that is not a placeholder (`$ref`, or
+        // several keys) is left alone, children included.
+        Value::Object(map) if map.keys().any(|k| k.starts_with('$')) => {}
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
                 visit(child, &path.key(key), base, reader, limits, problems);
@@ -328,7 +331,8 @@ mod tests {
             "data": {"$json": "data.json"},
             "doc": {"$yaml": "../apis/api.yaml"},
             "schema": {"$ref": "#/x"},
-            "two": {"$text": "a", "$json": "b"}
+            "two": {"$text": "a", "$json": "b"},
+            "nested": {"$schema": "x", "inner": {"$text": "./api.yaml"}}
         }});
         let problems = resolve_placeholders(
             &mut value,
@@ -346,6 +350,7 @@ mod tests {
         // Not placeholders: left untouched.
         assert_eq!(value["spec"]["schema"], json!({"$ref": "#/x"}));
         assert_eq!(value["spec"]["two"], json!({"$text": "a", "$json": "b"}));
+        assert_eq!(value["spec"]["nested"]["inner"], json!({"$text": "./api.yaml"}));
     }
 
     #[test]

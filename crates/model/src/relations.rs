@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::entity::Relation;
 use crate::finding::{Finding, Rule};
-use crate::kinds::KindDefinition;
+use crate::kinds::{FieldShape, KindDefinition};
 use crate::path::FieldPath;
 use crate::reference::{EntityRef, RefContext, RefError};
 
@@ -77,9 +77,19 @@ pub fn derive(
         };
         for (index, target) in targets {
             let item_path = || index.map_or_else(path, |i| path().index(i));
-            let Some(text) = target.as_str() else {
-                // Shape errors are reported by the spec checks; nothing to emit.
-                continue;
+            let text = match target.as_str() {
+                // An empty string fails the field's shape check; report it once, there.
+                Some("") if field.shape != FieldShape::Any => continue,
+                Some(text) => text,
+                // Non-strings fail the shape check, except in unchecked fields, where the
+                // reference itself is what is wrong.
+                None if field.shape != FieldShape::Any => continue,
+                None => {
+                    let path = item_path();
+                    let message = format!("{target} is not an entity reference: expected a string");
+                    derived.errors.push((path.clone(), Finding::error(Rule::EntityRefFormat, path.to_string(), message)));
+                    continue;
+                }
             };
             match EntityRef::parse(text, context) {
                 Ok(target_ref) => {

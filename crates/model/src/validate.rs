@@ -740,8 +740,17 @@ fn check_key_casing(checker: &mut Checker, root: &Map<String, Value>) {
             }
         }
     }
+    // Keys the catalog always writes: a source spelling them in another case would clash
+    // with them once the entity is stored.
+    let always_written = [
+        "metadata.uid",
+        "metadata.etag",
+        "metadata.namespace",
+        "metadata.annotations.backstage.io/managed-by-location",
+        "metadata.annotations.backstage.io/managed-by-origin-location",
+    ];
     let mut walk = Walk {
-        seen: HashMap::new(),
+        seen: always_written.iter().map(|k| (k.to_lowercase(), (*k).to_owned())).collect(),
         steps: Vec::new(),
         clashes: Vec::new(),
     };

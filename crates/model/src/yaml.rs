@@ -274,6 +274,12 @@ struct Node {
     source: SourceNode,
     /// Nodes in the subtree, to charge alias expansion.
     size: usize,
+    /// Nesting levels in the subtree (0 for a scalar), so an alias cannot paste a subtree
+    /// deeper than `max_depth`.
+    height: usize,
+    /// A scalar infinity or NaN: JSON holds it as null, but it is a number, not an empty
+    /// document.
+    non_finite: bool,
 }
 
 enum Frame {
@@ -283,6 +289,7 @@ enum Frame {
         values: Vec<Value>,
         sources: Vec<SourceNode>,
         size: usize,
+        height: usize,
     },
     Mapping {
         anchor: usize,
@@ -291,6 +298,7 @@ enum Frame {
         sources: Vec<(String, Position, SourceNode)>,
         pending_key: Option<(String, Position)>,
         size: usize,
+        height: usize,
     },
 }
 
@@ -341,6 +349,7 @@ impl<'l> Builder<'l> {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let value = resolve_scalar(&text, style, tag.as_deref(), position)?;
+                let non_finite = value.is_null() && NON_FINITE.contains(&text.as_ref());
                 let node = Node {
                     value,
                     source: SourceNode {
@@ -348,6 +357,8 @@ impl<'l> Builder<'l> {
                         children: SourceChildren::Leaf,
                     },
                     size: 1,
+                    height: 0,
+                    non_finite,
                 };
                 if anchor != 0 {
                     self.anchors.insert(anchor, node.clone());
@@ -373,6 +384,17 @@ impl<'l> Builder<'l> {
                     )
                     .at(Some(position)));
                 }
+                if self.stack.len() + node.height > self.limits.max_depth {
+                    return Err(Finding::error(
+                        Rule::YamlTooDeep,
+                        "",
+                        format!(
+                            "this alias nests its anchor deeper than {} levels",
+                            self.limits.max_depth
+                        ),
+                    )
+                    .at(Some(position)));
+                }
                 let mut node = node.clone();
                 node.source.position = position;
                 self.complete(node)
@@ -385,6 +407,7 @@ impl<'l> Builder<'l> {
                     values: Vec::new(),
                     sources: Vec::new(),
                     size: 1,
+                    height: 0,
                 });
                 Ok(())
             }
@@ -397,6 +420,7 @@ impl<'l> Builder<'l> {
                     sources: Vec::new(),
                     pending_key: None,
                     size: 1,
+                    height: 0,
                 });
                 Ok(())
             }
@@ -408,6 +432,7 @@ impl<'l> Builder<'l> {
                         values,
                         sources,
                         size,
+                        height,
                     }) => (
                         anchor,
                         Node {
@@ -417,6 +442,8 @@ impl<'l> Builder<'l> {
                                 children: SourceChildren::Sequence(sources),
                             },
                             size,
+                            height: height + 1,
+                            non_finite: false,
                         },
                     ),
                     Some(Frame::Mapping {
@@ -425,6 +452,7 @@ impl<'l> Builder<'l> {
                         values,
                         sources,
                         size,
+                        height,
                         ..
                     }) => (
                         anchor,
@@ -435,6 +463,8 @@ impl<'l> Builder<'l> {
                                 children: SourceChildren::Mapping(sources),
                             },
                             size,
+                            height: height + 1,
+                            non_finite: false,
                         },
                     ),
                     None => return Ok(()),
@@ -471,8 +501,10 @@ impl<'l> Builder<'l> {
                 values,
                 sources,
                 size,
+                height,
                 ..
             }) => {
+                *height = (*height).max(node.height);
                 *size = size.saturating_add(node.size);
                 values.push(node.value);
                 sources.push(node.source);
@@ -483,6 +515,7 @@ impl<'l> Builder<'l> {
                 sources,
                 pending_key,
                 size,
+                height,
                 ..
             }) => match pending_key.take() {
                 None => {
@@ -506,6 +539,7 @@ impl<'l> Builder<'l> {
                     Ok(())
                 }
                 Some((key, key_position)) => {
+                    *height = (*height).max(node.height);
                     *size = size.saturating_add(node.size);
                     values.insert(key.clone(), node.value);
                     sources.push((key, key_position, node.source));
@@ -524,7 +558,7 @@ impl<'l> Builder<'l> {
         }
         match node.value {
             // An empty document (`---` alone, comments only) is skipped, as Backstage does.
-            Value::Null => {}
+            Value::Null if !node.non_finite => {}
             Value::Object(_) => self.output.documents.push(Document {
                 index,
                 value: node.value,
@@ -537,7 +571,7 @@ impl<'l> Builder<'l> {
                     format!(
                         "document {} must be a mapping (an entity), got {}",
                         index + 1,
-                        json_type_name(&other)
+                        if node.non_finite { "a number" } else { json_type_name(&other) }
                     ),
                 )
                 .at(Some(node.source.position)),
@@ -606,6 +640,12 @@ fn resolve_scalar(
     Ok(resolve_plain(text))
 }
 
+/// The core schema's infinities and NaN.
+const NON_FINITE: &[&str] = &[
+    ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan", ".NaN",
+    ".NAN",
+];
+
 /// YAML 1.2 core schema resolution of a plain scalar.
 fn resolve_plain(text: &str) -> Value {
     match text {
@@ -613,8 +653,7 @@ fn resolve_plain(text: &str) -> Value {
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
         // JSON cannot hold infinities or NaN; they become null, as JSON.stringify does.
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
-        | ".nan" | ".NaN" | ".NAN" => return Value::Null,
+        text if NON_FINITE.contains(&text) => return Value::Null,
         _ => {}
     }
     let first = text.as_bytes()[0];
