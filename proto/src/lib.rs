@@ -110,7 +110,10 @@ mod tests {
             .map(|message| message.name())
             .collect();
         for expected in ["Entity", "Finding", "ValidateRequest", "ValidateResponse"] {
-            assert!(messages.contains(&expected), "{expected} missing from {messages:?}");
+            assert!(
+                messages.contains(&expected),
+                "{expected} missing from {messages:?}"
+            );
         }
     }
 }

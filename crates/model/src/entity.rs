@@ -67,7 +67,7 @@ fn default_namespace() -> String {
     crate::reference::DEFAULT_NAMESPACE.to_owned()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Link {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +76,9 @@ pub struct Link {
     pub icon: Option<String>,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub link_type: Option<String>,
+    /// Other keys, which Backstage's schema tolerates, kept as written.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// A relation as it appears in an entity's `relations` array.
@@ -304,7 +307,8 @@ mod tests {
         let value = json!({
             "apiVersion": "backstage.io/v1alpha1",
             "kind": "Component",
-            "metadata": {"name": "x", "namespace": "default", "custom": {"a": 1}},
+            "metadata": {"name": "x", "namespace": "default", "custom": {"a": 1},
+                         "links": [{"url": "https://x.example", "title": "X", "extra": 1}]},
             "spec": {"type": "service", "lifecycle": "production", "owner": "team-a", "extra": true}
         });
         let entity: Entity = serde_json::from_value(value.clone()).unwrap();

@@ -50,15 +50,28 @@ pub fn resolve_placeholders(
     limits: &Limits,
 ) -> Vec<(FieldPath, Finding)> {
     let mut problems = Vec::new();
-    visit(
-        value,
-        &FieldPath::root(),
-        base,
-        reader,
-        limits,
-        &mut problems,
-    );
+    // Most entities have no placeholder: find that out without building any path.
+    if has_dollar_key(value) {
+        visit(
+            value,
+            &FieldPath::root(),
+            base,
+            reader,
+            limits,
+            &mut problems,
+        );
+    }
     problems
+}
+
+fn has_dollar_key(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, child)| key.starts_with('$') || has_dollar_key(child)),
+        Value::Array(items) => items.iter().any(has_dollar_key),
+        _ => false,
+    }
 }
 
 fn visit(
@@ -350,7 +363,10 @@ mod tests {
         // Not placeholders: left untouched.
         assert_eq!(value["spec"]["schema"], json!({"$ref": "#/x"}));
         assert_eq!(value["spec"]["two"], json!({"$text": "a", "$json": "b"}));
-        assert_eq!(value["spec"]["nested"]["inner"], json!({"$text": "./api.yaml"}));
+        assert_eq!(
+            value["spec"]["nested"]["inner"],
+            json!({"$text": "./api.yaml"})
+        );
     }
 
     #[test]

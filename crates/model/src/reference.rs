@@ -113,13 +113,6 @@ fn push_lower(out: &mut String, text: &str) {
     }
 }
 
-/// Lower-cases a whole reference string that is already in `kind:namespace/name` form.
-pub fn canonicalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    push_lower(&mut out, text);
-    out
-}
-
 impl PartialEq for EntityRef {
     fn eq(&self, other: &Self) -> bool {
         if self.is_ascii() && other.is_ascii() {

@@ -31,19 +31,24 @@ impl DerivedRelations {
     /// The relations whose source is `source` (what goes into the entity's own `relations`),
     /// sorted by type then target and de-duplicated.
     pub fn outgoing(&self, source: &str) -> Vec<Relation> {
-        let mut relations: Vec<Relation> = self
-            .edges
-            .iter()
-            .filter(|edge| edge.source == source)
-            .map(|edge| Relation {
-                relation_type: edge.relation_type.clone(),
-                target_ref: edge.target.clone(),
-            })
-            .collect();
-        relations.sort();
-        relations.dedup();
-        relations
+        outgoing(&self.edges, source)
     }
+}
+
+/// The relations among `edges` whose source is `source`, as an entity's `relations` array:
+/// sorted by type then target, de-duplicated.
+pub fn outgoing(edges: &[RelationEdge], source: &str) -> Vec<Relation> {
+    let mut relations: Vec<Relation> = edges
+        .iter()
+        .filter(|edge| edge.source == source)
+        .map(|edge| Relation {
+            relation_type: edge.relation_type.clone(),
+            target_ref: edge.target.clone(),
+        })
+        .collect();
+    relations.sort();
+    relations.dedup();
+    relations
 }
 
 /// Derives the relations of an entity from its spec and kind definition.
@@ -87,7 +92,10 @@ pub fn derive(
                 None => {
                     let path = item_path();
                     let message = format!("{target} is not an entity reference: expected a string");
-                    derived.errors.push((path.clone(), Finding::error(Rule::EntityRefFormat, path.to_string(), message)));
+                    derived.errors.push((
+                        path.clone(),
+                        Finding::error(Rule::EntityRefFormat, path.to_string(), message),
+                    ));
                     continue;
                 }
             };

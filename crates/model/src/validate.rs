@@ -140,11 +140,7 @@ impl Validator {
         };
         let mut entity = entity;
         let me = entity.canonical_ref();
-        entity.relations = relations::DerivedRelations {
-            edges: edges.clone(),
-            errors: Vec::new(),
-        }
-        .outgoing(&me);
+        entity.relations = relations::outgoing(&edges, &me);
         Ok(ValidEntity { entity, edges })
     }
 
@@ -371,14 +367,14 @@ impl Checker {
         key_rule: Rule,
         value_rule: Option<Rule>,
     ) {
-        let path = FieldPath::keys(&["metadata", field]);
+        let path = || FieldPath::keys(&["metadata", field]);
         let map = match value {
             None => return,
             Some(Value::Object(map)) => map,
             Some(other) => {
                 self.key_error(
                     type_rule,
-                    path,
+                    path(),
                     format!(
                         "must be a mapping of strings, got {}",
                         json_type_name(other)
@@ -391,7 +387,7 @@ impl Checker {
             if !format::is_prefixed_key(key) {
                 self.key_error(
                     key_rule,
-                    path.key(key),
+                    path().key(key),
                     format!("{key:?} is not a valid key: [<dns-subdomain>/]<name>, name 1-63 characters, [a-zA-Z0-9] at both ends"),
                 );
             }
@@ -402,14 +398,14 @@ impl Checker {
                     {
                         self.error(
                             rule,
-                            path.key(key),
+                            path().key(key),
                             format!("{text:?} is not a valid value: empty, or 1-63 characters, [a-zA-Z0-9] at both ends and [-_.a-zA-Z0-9] in between"),
                         );
                     }
                 }
                 other => self.error(
                     type_rule,
-                    path.key(key),
+                    path().key(key),
                     format!("must be a string, got {}", json_type_name(other)),
                 ),
             }
@@ -417,14 +413,14 @@ impl Checker {
     }
 
     fn check_tags(&mut self, value: Option<&Value>) {
-        let path = FieldPath::keys(&["metadata", "tags"]);
+        let path = || FieldPath::keys(&["metadata", "tags"]);
         let items = match value {
             None => return,
             Some(Value::Array(items)) => items,
             Some(other) => {
                 self.key_error(
                     Rule::TagsType,
-                    path,
+                    path(),
                     format!("must be a list of strings, got {}", json_type_name(other)),
                 );
                 return;
@@ -436,14 +432,14 @@ impl Checker {
                     if !format::is_tag(tag) {
                         self.error(
                             Rule::TagFormat,
-                            path.index(index),
+                            path().index(index),
                             format!("tag {tag:?} is not valid: 1-63 characters of [a-z0-9:+#] in runs joined by single dashes"),
                         );
                     }
                 }
                 other => self.error(
                     Rule::TagsType,
-                    path.index(index),
+                    path().index(index),
                     format!("must be a non-empty string, got {}", show(other)),
                 ),
             }
@@ -451,25 +447,25 @@ impl Checker {
     }
 
     fn check_links(&mut self, value: Option<&Value>) {
-        let path = FieldPath::keys(&["metadata", "links"]);
+        let path = || FieldPath::keys(&["metadata", "links"]);
         let items = match value {
             None => return,
             Some(Value::Array(items)) => items,
             Some(other) => {
                 self.key_error(
                     Rule::LinksType,
-                    path,
+                    path(),
                     format!("must be a list of mappings, got {}", json_type_name(other)),
                 );
                 return;
             }
         };
         for (index, item) in items.iter().enumerate() {
-            let item_path = path.index(index);
+            let item_path = || path().index(index);
             let Value::Object(link) = item else {
                 self.error(
                     Rule::LinksType,
-                    item_path,
+                    item_path(),
                     format!("must be a mapping with a url, got {}", json_type_name(item)),
                 );
                 continue;
@@ -478,19 +474,15 @@ impl Checker {
                 Some(Value::String(url)) if format::is_absolute_url(url) => {}
                 Some(Value::String(url)) => self.error(
                     Rule::LinkUrl,
-                    item_path.key("url"),
+                    item_path().key("url"),
                     format!("{url:?} is not an absolute URL (e.g. https://example.com/docs)"),
                 ),
                 Some(other) => self.error(
                     Rule::LinkUrl,
-                    item_path.key("url"),
+                    item_path().key("url"),
                     format!("must be a string, got {}", show(other)),
                 ),
-                None => self.error(
-                    Rule::LinkUrl,
-                    item_path.clone(),
-                    "a link needs a url".to_owned(),
-                ),
+                None => self.error(Rule::LinkUrl, item_path(), "a link needs a url".to_owned()),
             }
             for key in ["title", "icon", "type"] {
                 match link.get(key) {
@@ -499,7 +491,7 @@ impl Checker {
                     Some(Value::String(text)) if key != "type" && format::is_non_blank(text) => {}
                     Some(other) => self.error(
                         Rule::LinkField,
-                        item_path.key(key),
+                        item_path().key(key),
                         format!("must be a non-blank string, got {}", show(other)),
                     ),
                 }
@@ -518,7 +510,7 @@ impl Checker {
                 ),
                 None => {}
                 Some(value) if is_placeholder(value) => {}
-                Some(value) => self.check_shape(field, value, path()),
+                Some(value) => self.check_shape(field, value, &path),
             }
         }
         if let Some(schema) = &definition.spec_schema {
@@ -536,19 +528,21 @@ impl Checker {
         }
     }
 
-    fn check_shape(&mut self, field: &SpecField, value: &Value, path: FieldPath) {
+    // Paths are passed as builders: they are only built when something is wrong, which keeps
+    // the valid path free of allocations.
+    fn check_shape(&mut self, field: &SpecField, value: &Value, path: &dyn Fn() -> FieldPath) {
         match field.shape {
             FieldShape::Any => {}
             FieldShape::Text => self.expect_text(value, path),
             FieldShape::TextList => match value {
                 Value::Array(items) => {
                     for (index, item) in items.iter().enumerate() {
-                        self.expect_text(item, path.index(index));
+                        self.expect_text(item, &|| path().index(index));
                     }
                 }
                 other => self.error(
                     Rule::SpecFieldType,
-                    path,
+                    path(),
                     format!("must be a list of strings, got {}", json_type_name(other)),
                 ),
             },
@@ -557,7 +551,7 @@ impl Checker {
                 if let Value::Object(profile) = value {
                     for key in ["displayName", "email", "picture"] {
                         if let Some(item) = profile.get(key) {
-                            self.expect_text(item, path.key(key));
+                            self.expect_text(item, &|| path().key(key));
                         }
                     }
                 } else {
@@ -568,7 +562,7 @@ impl Checker {
                 if !matches!(value.as_str(), Some("required" | "optional")) {
                     self.error(
                         Rule::SpecFieldEnum,
-                        path,
+                        path(),
                         format!("must be required or optional, got {}", show(value)),
                     );
                 }
@@ -576,12 +570,12 @@ impl Checker {
             FieldShape::Steps => match value {
                 Value::Array(steps) => {
                     for (index, step) in steps.iter().enumerate() {
-                        self.check_step(step, path.index(index));
+                        self.check_step(step, &|| path().index(index));
                     }
                 }
                 other => self.error(
                     Rule::SpecFieldType,
-                    path,
+                    path(),
                     format!("must be a list of steps, got {}", json_type_name(other)),
                 ),
             },
@@ -589,12 +583,12 @@ impl Checker {
                 Value::Object(_) => {}
                 Value::Array(items) => {
                     for (index, item) in items.iter().enumerate() {
-                        self.expect_object(item, path.index(index));
+                        self.expect_object(item, &|| path().index(index));
                     }
                 }
                 other => self.error(
                     Rule::SpecFieldType,
-                    path,
+                    path(),
                     format!(
                         "must be a mapping or a list of mappings, got {}",
                         json_type_name(other)
@@ -604,7 +598,7 @@ impl Checker {
         }
     }
 
-    fn check_step(&mut self, step: &Value, path: FieldPath) {
+    fn check_step(&mut self, step: &Value, path: &dyn Fn() -> FieldPath) {
         let Value::Object(step) = step else {
             self.expect_object(step, path);
             return;
@@ -612,25 +606,25 @@ impl Checker {
         match step.get("action") {
             None => self.error(
                 Rule::SpecFieldRequired,
-                path.key("action"),
+                path().key("action"),
                 "a step needs an action".to_owned(),
             ),
-            Some(action) => self.expect_text(action, path.key("action")),
+            Some(action) => self.expect_text(action, &|| path().key("action")),
         }
         for key in ["id", "name"] {
             if let Some(value) = step.get(key) {
-                self.expect_text(value, path.key(key));
+                self.expect_text(value, &|| path().key(key));
             }
         }
         if let Some(input) = step.get("input") {
-            self.expect_object(input, path.key("input"));
+            self.expect_object(input, &|| path().key("input"));
         }
         if let Some(condition) = step.get("if")
             && !(condition.is_string() || condition.is_boolean())
         {
             self.error(
                 Rule::SpecFieldType,
-                path.key("if"),
+                path().key("if"),
                 format!(
                     "must be a string or a boolean, got {}",
                     json_type_name(condition)
@@ -639,23 +633,23 @@ impl Checker {
         }
     }
 
-    fn expect_text(&mut self, value: &Value, path: FieldPath) {
+    fn expect_text(&mut self, value: &Value, path: &dyn Fn() -> FieldPath) {
         match value {
             Value::String(text) if !text.is_empty() => {}
             other if is_placeholder(other) => {}
             other => self.error(
                 Rule::SpecFieldType,
-                path,
+                path(),
                 format!("must be a non-empty string, got {}", show(other)),
             ),
         }
     }
 
-    fn expect_object(&mut self, value: &Value, path: FieldPath) {
+    fn expect_object(&mut self, value: &Value, path: &dyn Fn() -> FieldPath) {
         if !value.is_object() {
             self.error(
                 Rule::SpecFieldType,
-                path,
+                path(),
                 format!("must be a mapping, got {}", json_type_name(value)),
             );
         }
@@ -678,9 +672,105 @@ fn required_message(value: Option<&Value>) -> String {
     }
 }
 
+/// Keys the catalog always writes: a source spelling them in another case would clash with
+/// them once the entity is stored.
+const ALWAYS_WRITTEN_KEYS: &[&str] = &[
+    "metadata.uid",
+    "metadata.etag",
+    "metadata.namespace",
+    "metadata.annotations.backstage.io/managed-by-location",
+    "metadata.annotations.backstage.io/managed-by-origin-location",
+];
+
+/// Root keys left out of Backstage's flattening.
+const UNFLATTENED_ROOT_KEYS: &[&str] = &["relations", "status", "attachments"];
+
 /// Backstage flattens every entity into dotted keys for search; keys that differ only by
 /// case make that throw, so such an entity can never become visible. Reject it up front.
+///
+/// The common case (no clash) is decided on 64-bit hashes of each flattened key, exact and
+/// lower-cased, without building the keys; only a suspected clash runs the exact walk that
+/// names the keys.
 fn check_key_casing(checker: &mut Checker, root: &Map<String, Value>) {
+    let mut hashes: Vec<(u64, u64)> = ALWAYS_WRITTEN_KEYS
+        .iter()
+        .map(|key| KeyHash::EMPTY.feed(key, false))
+        .map(|hash| (hash.lower, hash.exact))
+        .collect();
+    for (key, value) in root {
+        if !UNFLATTENED_ROOT_KEYS.contains(&key.as_str()) {
+            hash_keys(value, KeyHash::EMPTY.feed(key, false), &mut hashes);
+        }
+    }
+    hashes.sort_unstable();
+    let suspected = hashes
+        .windows(2)
+        .any(|pair| pair[0].0 == pair[1].0 && pair[0].1 != pair[1].1);
+    if suspected {
+        report_key_casing(checker, root);
+    }
+}
+
+/// FNV-1a over a flattened key, exact and lower-cased, fed segment by segment.
+#[derive(Clone, Copy)]
+struct KeyHash {
+    exact: u64,
+    lower: u64,
+}
+
+impl KeyHash {
+    const EMPTY: KeyHash = KeyHash {
+        exact: 0xcbf2_9ce4_8422_2325,
+        lower: 0xcbf2_9ce4_8422_2325,
+    };
+
+    fn feed(self, segment: &str, dotted: bool) -> KeyHash {
+        fn step(hash: u64, byte: u8) -> u64 {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        }
+        let mut next = self;
+        if dotted {
+            next.exact = step(next.exact, b'.');
+            next.lower = step(next.lower, b'.');
+        }
+        for byte in segment.bytes() {
+            next.exact = step(next.exact, byte);
+        }
+        if segment.is_ascii() {
+            for byte in segment.bytes() {
+                next.lower = step(next.lower, byte.to_ascii_lowercase());
+            }
+        } else {
+            for byte in segment.to_lowercase().bytes() {
+                next.lower = step(next.lower, byte);
+            }
+        }
+        next
+    }
+}
+
+fn hash_keys(value: &Value, key: KeyHash, out: &mut Vec<(u64, u64)>) {
+    match value {
+        Value::Object(map) => {
+            for (child_key, child) in map {
+                hash_keys(child, key.feed(child_key, true), out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                hash_keys(item, key, out);
+                if let Value::String(text) = item {
+                    let item_key = key.feed(text, true);
+                    out.push((item_key.lower, item_key.exact));
+                }
+            }
+        }
+        _ => out.push((key.lower, key.exact)),
+    }
+}
+
+/// The exact walk: names each pair of clashing keys.
+fn report_key_casing(checker: &mut Checker, root: &Map<String, Value>) {
     #[derive(Clone, Copy)]
     enum Step<'a> {
         Key(&'a str),
@@ -740,22 +830,16 @@ fn check_key_casing(checker: &mut Checker, root: &Map<String, Value>) {
             }
         }
     }
-    // Keys the catalog always writes: a source spelling them in another case would clash
-    // with them once the entity is stored.
-    let always_written = [
-        "metadata.uid",
-        "metadata.etag",
-        "metadata.namespace",
-        "metadata.annotations.backstage.io/managed-by-location",
-        "metadata.annotations.backstage.io/managed-by-origin-location",
-    ];
     let mut walk = Walk {
-        seen: always_written.iter().map(|k| (k.to_lowercase(), (*k).to_owned())).collect(),
+        seen: ALWAYS_WRITTEN_KEYS
+            .iter()
+            .map(|k| (k.to_lowercase(), (*k).to_owned()))
+            .collect(),
         steps: Vec::new(),
         clashes: Vec::new(),
     };
     for (key, value) in root {
-        if matches!(key.as_str(), "relations" | "status" | "attachments") {
+        if UNFLATTENED_ROOT_KEYS.contains(&key.as_str()) {
             continue;
         }
         walk.steps.push(Step::Key(key));

@@ -571,7 +571,11 @@ impl<'l> Builder<'l> {
                     format!(
                         "document {} must be a mapping (an entity), got {}",
                         index + 1,
-                        if node.non_finite { "a number" } else { json_type_name(&other) }
+                        if node.non_finite {
+                            "a number"
+                        } else {
+                            json_type_name(&other)
+                        }
                     ),
                 )
                 .at(Some(node.source.position)),
