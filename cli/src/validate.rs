@@ -433,6 +433,38 @@ mod tests {
     }
 
     #[test]
+    fn placeholders_resolve_against_files_beside_the_entity() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = dir.path().join("api");
+        std::fs::create_dir_all(api.join("schemas")).unwrap();
+        std::fs::write(api.join("schemas/openapi.yaml"), "openapi: 3.0.0\n").unwrap();
+        std::fs::write(
+            api.join("schemas/links.json"),
+            r#"[{"url": "https://docs.example"}]"#,
+        )
+        .unwrap();
+        std::fs::write(api.join("schemas/profile.yaml"), "displayName: Team A\n").unwrap();
+        let entity = "apiVersion: backstage.io/v1alpha1\nkind: API\nmetadata:\n  name: orders\n  links:\n    $json: ./schemas/links.json\nspec:\n  type: openapi\n  lifecycle: production\n  owner: team-a\n  definition:\n    $text: schemas/openapi.yaml\n  extra:\n    $yaml: ./schemas/profile.yaml\n";
+        std::fs::write(api.join("catalog-info.yaml"), entity).unwrap();
+        let (code, text) = run_to_string(
+            &options(vec![dir.path().to_owned()], OutputFormat::Text),
+            "",
+        );
+        assert_eq!(code, EXIT_VALID, "{text}");
+
+        std::fs::remove_file(api.join("schemas/openapi.yaml")).unwrap();
+        let (code, text) = run_to_string(
+            &options(vec![dir.path().to_owned()], OutputFormat::Text),
+            "",
+        );
+        assert_eq!(code, EXIT_INVALID);
+        assert!(
+            text.contains(":11:3: error[placeholder-read]: spec.definition: "),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn usage_errors_are_distinct_from_invalid_files() {
         let missing = options(
             vec![PathBuf::from("/definitely/not/here")],
