@@ -1,0 +1,105 @@
+//! catalog-store: Cadastre's system of record.
+//!
+//! Keeps every entity, relation, location, processing error and change, with sea-orm on
+//! PostgreSQL (production) or SQLite (embedded), and serves them over gRPC
+//! ([`grpc::CatalogGrpc`]).
+//!
+//! Design notes (see ARCHITECTURE.md):
+//! - writes arrive in batches, one transaction each, skipping entities whose content hash did
+//!   not change; writers are serialised so change sequence numbers follow commit order;
+//! - every change is a row of `changes`, written in the same transaction: it is both the
+//!   entity's history and the change feed (outbox) consumers resume from;
+//! - filters read indexed hot columns, the `relations` table, or one JSON document per entity
+//!   (`search_doc`): nothing is rewritten for entities that did not change, which is what
+//!   made Backstage's key/value search table slow.
+
+mod error;
+pub mod grpc;
+mod migration;
+mod read;
+pub mod server;
+pub mod sql;
+mod time_util;
+pub mod types;
+mod write;
+
+use std::sync::Arc;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::{Mutex, watch};
+
+pub use error::{Result, StoreError};
+pub use types::*;
+
+/// The store: a database connection pool, the writer lock and the change-feed head.
+#[derive(Debug, Clone)]
+pub struct CatalogStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: DatabaseConnection,
+    backend: DbBackend,
+    /// One batch at a time per process (PostgreSQL adds an advisory lock across replicas).
+    writer: Mutex<()>,
+    /// The highest committed change sequence, for watchers in this process.
+    head: watch::Sender<u64>,
+}
+
+impl CatalogStore {
+    /// Connects to `url` (`postgres://…` or `sqlite://path?mode=rwc`) and migrates the schema.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options.sqlx_logging(false);
+        if url.starts_with("sqlite:") {
+            // SQLite allows one writer; more connections only serve readers.
+            options.max_connections(4).map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(std::time::Duration::from_secs(30))
+                    .foreign_keys(false)
+            });
+        } else {
+            options.max_connections(16);
+        }
+        let db = Database::connect(options).await?;
+        Self::open(db).await
+    }
+
+    /// Uses an existing connection and migrates the schema.
+    pub async fn open(db: DatabaseConnection) -> Result<Self> {
+        migration::Migrator::up(&db, None).await?;
+        let backend = db.get_database_backend();
+        let store = CatalogStore {
+            inner: Arc::new(Inner {
+                db,
+                backend,
+                writer: Mutex::new(()),
+                head: watch::channel(0).0,
+            }),
+        };
+        let head = store.head_sequence().await?;
+        store.inner.head.send_replace(head);
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.inner.backend
+    }
+
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// Whether the database answers (for readiness).
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.inner.db.ping().await?)
+    }
+
+    /// Notified with the highest sequence after each commit in this process.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+}

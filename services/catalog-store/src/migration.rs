@@ -1,0 +1,148 @@
+//! Versioned schema migrations, run at start (`Migrator::up`).
+//!
+//! One schema for both backends; the few differences (identity columns, JSONB and its GIN
+//! index) are spelled per backend. Timestamps are microseconds since the Unix epoch.
+
+use sea_orm::DbBackend;
+use sea_orm_migration::prelude::*;
+
+/// All migrations, oldest first. Never edit a published one: add the next.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(InitialSchema)]
+    }
+}
+
+#[derive(Debug, DeriveMigrationName)]
+struct InitialSchema;
+
+#[async_trait::async_trait]
+impl MigrationTrait for InitialSchema {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let backend = manager.get_database_backend();
+        let db = manager.get_connection();
+        for statement in initial_schema(backend) {
+            db.execute_unprepared(&statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in [
+            "processing_errors",
+            "locations",
+            "changes",
+            "relations",
+            "entities",
+        ] {
+            db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}"))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn initial_schema(backend: DbBackend) -> Vec<String> {
+    let (id, json) = match backend {
+        DbBackend::Postgres => ("BIGSERIAL PRIMARY KEY", "JSONB"),
+        _ => ("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"),
+    };
+    let mut statements = vec![
+        // The stitched entity as served (`body`), the hot filter keys as columns, every
+        // other key in `search_doc` (lower-cased key -> list of lower-cased values).
+        format!(
+            "CREATE TABLE entities (
+                id {id},
+                uid TEXT NOT NULL UNIQUE,
+                entity_ref TEXT NOT NULL UNIQUE,
+                kind TEXT NOT NULL,
+                namespace TEXT NOT NULL,
+                name TEXT NOT NULL,
+                kind_l TEXT NOT NULL,
+                spec_type TEXT NULL,
+                spec_type_l TEXT NULL,
+                lifecycle_l TEXT NULL,
+                etag TEXT NOT NULL,
+                generation BIGINT NOT NULL,
+                content_hash TEXT NOT NULL,
+                body TEXT NOT NULL,
+                search_doc {json} NOT NULL,
+                location_key TEXT NULL,
+                origin_location TEXT NULL,
+                parent_ref TEXT NULL,
+                orphan BOOLEAN NOT NULL DEFAULT FALSE,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )"
+        ),
+        "CREATE INDEX entities_kind_type ON entities (kind_l, spec_type_l, entity_ref)".into(),
+        "CREATE INDEX entities_type ON entities (spec_type_l)".into(),
+        "CREATE INDEX entities_location ON entities (location_key)".into(),
+        "CREATE INDEX entities_parent ON entities (parent_ref)".into(),
+        // Relation rows belong to the entity whose processing emitted them.
+        "CREATE TABLE relations (
+            originating_entity_id BIGINT NOT NULL,
+            source_ref TEXT NOT NULL,
+            type TEXT NOT NULL,
+            type_l TEXT NOT NULL,
+            target_ref TEXT NOT NULL
+        )"
+        .into(),
+        "CREATE INDEX relations_source ON relations (source_ref, type_l, target_ref)".into(),
+        "CREATE INDEX relations_target ON relations (type_l, target_ref, source_ref)".into(),
+        "CREATE INDEX relations_origin ON relations (originating_entity_id)".into(),
+        // The history of every entity and the change feed (outbox) in one table: a change
+        // and its feed entry commit together. `sequence` only grows, in commit order
+        // (writers are serialised).
+        format!(
+            "CREATE TABLE changes (
+                sequence {id},
+                entity_ref TEXT NOT NULL,
+                uid TEXT NOT NULL,
+                generation BIGINT NOT NULL,
+                content_hash TEXT NOT NULL,
+                etag TEXT NOT NULL,
+                change TEXT NOT NULL,
+                body TEXT NULL,
+                location_key TEXT NULL,
+                commit_sha TEXT NULL,
+                recorded_at BIGINT NOT NULL
+            )"
+        ),
+        "CREATE INDEX changes_entity ON changes (entity_ref, sequence)".into(),
+        "CREATE TABLE locations (
+            id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            target TEXT NOT NULL,
+            entity_ref TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            UNIQUE (type, target)
+        )"
+        .into(),
+        format!(
+            "CREATE TABLE processing_errors (
+                id {id},
+                location_key TEXT NOT NULL,
+                entity_ref TEXT NULL,
+                rule TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                path TEXT NOT NULL,
+                line BIGINT NULL,
+                col BIGINT NULL,
+                message TEXT NOT NULL,
+                file TEXT NOT NULL,
+                recorded_at BIGINT NOT NULL
+            )"
+        ),
+        "CREATE INDEX errors_location ON processing_errors (location_key)".into(),
+        "CREATE INDEX errors_entity ON processing_errors (entity_ref)".into(),
+    ];
+    if backend == DbBackend::Postgres {
+        statements.push("CREATE INDEX entities_search ON entities USING GIN (search_doc)".into());
+    }
+    statements
+}

@@ -1,0 +1,684 @@
+//! The read path: lookups, queries with Backstage's filter semantics and keyset cursors,
+//! facets, ancestry, history, locations, processing errors and the change feed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cadastre_model::{Finding, Position, Rule, Severity};
+use cadastre_query::{Cursor, FullTextFilter, OrderField, Predicate};
+use sea_orm::{ConnectionTrait, QueryResult};
+
+use crate::sql::{
+    Sql, hot_column, like_escape, push_document_values, push_predicate, push_sort_value,
+};
+use crate::time_util::from_rfc3339;
+use crate::write::canonical_ref;
+use crate::{
+    AncestryItem, CatalogStore, Change, ChangeKind, EntityPage, EntityQuery, ErrorScope,
+    FacetValues, Location, MAX_PAGE_SIZE, ProcessingError, Result, StoreError, StoredEntity,
+};
+
+const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, e.etag, e.kind, e.namespace, e.name, e.body, e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, e.created_at, e.updated_at";
+const CHANGE_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, body, location_key, commit_sha, recorded_at";
+/// Refs per `IN (...)` lookup.
+const LOOKUP_CHUNK: usize = 500;
+/// Entities per page when facets are counted outside SQL.
+const FACET_SCAN_BATCH: u32 = 1_000;
+
+impl CatalogStore {
+    /// One entity by ref; `None` if absent.
+    pub async fn entity_by_ref(&self, entity_ref: &str) -> Result<Option<StoredEntity>> {
+        let entity_ref = canonical_ref(entity_ref)?;
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT ")
+            .push(ENTITY_COLUMNS)
+            .push(" FROM entities e WHERE e.entity_ref = ")
+            .bind(entity_ref);
+        self.db()
+            .query_one_raw(sql.build())
+            .await?
+            .map(|row| entity_from_row(&row))
+            .transpose()
+    }
+
+    /// One entity by uid; `None` if absent.
+    pub async fn entity_by_uid(&self, uid: &str) -> Result<Option<StoredEntity>> {
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT ")
+            .push(ENTITY_COLUMNS)
+            .push(" FROM entities e WHERE e.uid = ")
+            .bind(uid.to_owned());
+        self.db()
+            .query_one_raw(sql.build())
+            .await?
+            .map(|row| entity_from_row(&row))
+            .transpose()
+    }
+
+    /// Entities by ref, in the order asked, `None` where absent or not matching `filter`.
+    ///
+    /// Refs are matched as given against canonical lower-case refs (Backstage's by-refs does
+    /// the same: mixed-case or namespace-less refs come back empty).
+    pub async fn entities_by_refs(
+        &self,
+        refs: &[String],
+        filter: Option<&Predicate>,
+    ) -> Result<Vec<Option<StoredEntity>>> {
+        let mut found: HashMap<String, StoredEntity> = HashMap::with_capacity(refs.len());
+        for chunk in refs.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("SELECT ")
+                .push(ENTITY_COLUMNS)
+                .push(" FROM entities e WHERE e.entity_ref IN ")
+                .bind_list(chunk);
+            if let Some(filter) = filter {
+                sql.push(" AND ");
+                push_predicate(&mut sql, filter);
+            }
+            for row in self.db().query_all_raw(sql.build()).await? {
+                let entity = entity_from_row(&row)?;
+                found.insert(entity.entity_ref.clone(), entity);
+            }
+        }
+        Ok(refs.iter().map(|r| found.get(r).cloned()).collect())
+    }
+
+    /// A page of entities: Backstage's `by-query` semantics with keyset cursors.
+    pub async fn query_entities(&self, query: &EntityQuery) -> Result<EntityPage> {
+        if query.limit > MAX_PAGE_SIZE {
+            return Err(StoreError::InvalidArgument(format!(
+                "limit {} is larger than the maximum of {MAX_PAGE_SIZE}",
+                query.limit
+            )));
+        }
+        let cursor = match &query.cursor {
+            Some(text) => cadastre_query::cursor::decode(text)?,
+            None => Cursor::new(
+                query.filter.clone(),
+                query.order.clone(),
+                query.full_text.clone(),
+                None,
+            ),
+        };
+        // Backstage uses only the first order field.
+        let order = cursor.sort_field().cloned();
+        let total_items = match cursor.total_items {
+            Some(total) => total,
+            None if query.include_total => {
+                self.count(&cursor.predicate, cursor.full_text.as_ref(), order.as_ref())
+                    .await?
+            }
+            None => 0,
+        };
+        let descending = order.as_ref().is_some_and(|o| o.descending);
+        // A previous-page cursor walks backwards from its anchor, then the page is reversed.
+        let walk_descending = descending != cursor.is_previous;
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT ").push(ENTITY_COLUMNS).push(", ");
+        push_sort_key(&mut sql, order.as_ref());
+        sql.push(" AS sort_value FROM entities e WHERE ");
+        push_conditions(
+            &mut sql,
+            &cursor.predicate,
+            cursor.full_text.as_ref(),
+            order.as_ref(),
+        );
+        if let Some((sort_value, entity_ref)) = &cursor.after {
+            let (greater, _) = if walk_descending {
+                ("<", ">")
+            } else {
+                (">", "<")
+            };
+            sql.push(" AND (");
+            match (order.as_ref(), sort_value) {
+                (Some(order), Some(value)) => {
+                    push_sort_value(&mut sql, &order.field);
+                    sql.push(&format!(" {greater} "))
+                        .bind(value.clone())
+                        .push(" OR (");
+                    push_sort_value(&mut sql, &order.field);
+                    sql.push(" = ")
+                        .bind(value.clone())
+                        .push(&format!(" AND e.entity_ref {greater} "))
+                        .bind(entity_ref.clone())
+                        .push(")");
+                }
+                _ => {
+                    sql.push(&format!("e.entity_ref {greater} "))
+                        .bind(entity_ref.clone());
+                }
+            }
+            sql.push(")");
+        }
+        let direction = if walk_descending { "DESC" } else { "ASC" };
+        sql.push(" ORDER BY ");
+        if let Some(order) = &order {
+            push_sort_value(&mut sql, &order.field);
+            sql.push(&format!(" {direction}, "));
+        }
+        sql.push(&format!("e.entity_ref {direction} LIMIT "));
+        // One extra row tells whether another page follows.
+        sql.bind(i64::from(query.limit) + 1);
+        if cursor.after.is_none() && query.offset > 0 {
+            sql.push(" OFFSET ").bind(i64::from(query.offset));
+        }
+        let rows = self.db().query_all_raw(sql.build()).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            items.push(entity_from_row(row)?);
+            keys.push(row.try_get::<Option<String>>("", "sort_value")?);
+        }
+        let has_more = items.len() > query.limit as usize;
+        items.truncate(query.limit as usize);
+        keys.truncate(query.limit as usize);
+        if cursor.is_previous {
+            items.reverse();
+            keys.reverse();
+        }
+        let carried = Cursor {
+            total_items: Some(total_items),
+            ..cursor.clone()
+        };
+        let on_first_page = if cursor.is_previous {
+            !has_more
+        } else {
+            cursor.after.is_none() && query.offset == 0
+        };
+        let more_after = cursor.is_previous || has_more;
+        let next_cursor = items.last().filter(|_| more_after).map(|last| {
+            carried
+                .next_page(keys[items.len() - 1].clone(), last.entity_ref.clone())
+                .encode()
+        });
+        let prev_cursor = items.first().filter(|_| !on_first_page).map(|first| {
+            carried
+                .previous_page(keys[0].clone(), first.entity_ref.clone())
+                .encode()
+        });
+        Ok(EntityPage {
+            items,
+            total_items,
+            next_cursor,
+            prev_cursor,
+        })
+    }
+
+    async fn count(
+        &self,
+        filter: &Predicate,
+        full_text: Option<&FullTextFilter>,
+        order: Option<&OrderField>,
+    ) -> Result<u64> {
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT COUNT(*) AS total FROM entities e WHERE ");
+        push_conditions(&mut sql, filter, full_text, order);
+        let row = self.db().query_one_raw(sql.build()).await?;
+        let total: i64 = match row {
+            Some(row) => row.try_get("", "total")?,
+            None => 0,
+        };
+        Ok(u64::try_from(total).unwrap_or_default())
+    }
+
+    /// Value counts per facet over the entities `filter` selects. Values keep their original
+    /// case and are sorted; each facet is reported under the string it was asked with.
+    pub async fn facets(&self, facets: &[String], filter: &Predicate) -> Result<Vec<FacetValues>> {
+        let mut out = Vec::with_capacity(facets.len());
+        let mut scanned: Option<Vec<StoredEntity>> = None;
+        for facet in facets {
+            let key = facet.to_lowercase();
+            let values = if let Some(relation_type) = key.strip_prefix("relations.") {
+                let mut sql = Sql::new(self.backend());
+                sql.push("SELECT r.target_ref AS value, COUNT(DISTINCT r.source_ref) AS n FROM relations r JOIN entities e ON e.entity_ref = r.source_ref WHERE r.type_l = ")
+                    .bind(relation_type.to_owned())
+                    .push(" AND ");
+                push_predicate(&mut sql, filter);
+                sql.push(" GROUP BY r.target_ref");
+                self.value_counts(sql).await?
+            } else if let Some(column) = original_column(&key) {
+                let mut sql = Sql::new(self.backend());
+                sql.push(&format!("SELECT {column} AS value, COUNT(*) AS n FROM entities e WHERE {column} IS NOT NULL AND "));
+                push_predicate(&mut sql, filter);
+                sql.push(&format!(" GROUP BY {column}"));
+                self.value_counts(sql).await?
+            } else {
+                // Any other key: count original-case values from the bodies.
+                if scanned.is_none() {
+                    scanned = Some(self.scan(filter).await?);
+                }
+                count_body_values(scanned.as_deref().unwrap_or_default(), &key)?
+            };
+            out.push(FacetValues {
+                facet: facet.clone(),
+                values,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn value_counts(&self, sql: Sql) -> Result<Vec<(String, u64)>> {
+        let mut values = Vec::new();
+        for row in self.db().query_all_raw(sql.build()).await? {
+            let value: Option<String> = row.try_get("", "value")?;
+            let count: i64 = row.try_get("", "n")?;
+            if let Some(value) = value.filter(|v| v.chars().count() <= 200) {
+                values.push((value, u64::try_from(count).unwrap_or_default()));
+            }
+        }
+        values.sort();
+        Ok(values)
+    }
+
+    /// Every entity `filter` selects, read in ref-ordered pages.
+    async fn scan(&self, filter: &Predicate) -> Result<Vec<StoredEntity>> {
+        let mut all = Vec::new();
+        let mut query = EntityQuery {
+            filter: filter.clone(),
+            limit: FACET_SCAN_BATCH,
+            include_total: false,
+            ..EntityQuery::default()
+        };
+        loop {
+            let page = self.query_entities(&query).await?;
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// The entity, then the entities that emitted it, up to the registered location.
+    pub async fn ancestry(&self, entity_ref: &str) -> Result<Vec<AncestryItem>> {
+        let mut items = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut next = Some(canonical_ref(entity_ref)?);
+        while let Some(current) = next.take() {
+            if !seen.insert(current.clone()) {
+                break;
+            }
+            let Some(entity) = self.entity_by_ref(&current).await? else {
+                if items.is_empty() {
+                    return Err(StoreError::NotFound(format!("No such entity {current}")));
+                }
+                break;
+            };
+            let parents: Vec<String> = entity.parent_ref.iter().cloned().collect();
+            next = entity.parent_ref.clone();
+            items.push(AncestryItem {
+                entity,
+                parent_refs: parents,
+            });
+        }
+        Ok(items)
+    }
+
+    /// The changes recorded for an entity, newest first.
+    pub async fn history(&self, entity_ref: &str, limit: u32) -> Result<Vec<Change>> {
+        let entity_ref = canonical_ref(entity_ref)?;
+        let limit = if limit == 0 {
+            100
+        } else {
+            limit.min(MAX_PAGE_SIZE)
+        };
+        let mut sql = Sql::new(self.backend());
+        sql.push(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE entity_ref = "
+        ))
+        .bind(entity_ref)
+        .push(" ORDER BY sequence DESC LIMIT ")
+        .bind(i64::from(limit));
+        self.db()
+            .query_all_raw(sql.build())
+            .await?
+            .iter()
+            .map(change_from_row)
+            .collect()
+    }
+
+    /// The entity's content as it stood at `as_of` (RFC 3339): its latest created or updated
+    /// change at or before then. `None` if it did not exist then.
+    pub async fn entity_as_of(&self, entity_ref: &str, as_of: &str) -> Result<Option<Change>> {
+        let entity_ref = canonical_ref(entity_ref)?;
+        let at = from_rfc3339(as_of).ok_or_else(|| {
+            StoreError::InvalidArgument(format!("{as_of:?} is not an RFC 3339 timestamp"))
+        })?;
+        let mut sql = Sql::new(self.backend());
+        sql.push(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE entity_ref = "
+        ))
+        .bind(entity_ref)
+        .push(" AND change <> 'relations' AND recorded_at <= ")
+        .bind(at)
+        .push(" ORDER BY sequence DESC LIMIT 1");
+        let change = self
+            .db()
+            .query_one_raw(sql.build())
+            .await?
+            .map(|row| change_from_row(&row))
+            .transpose()?;
+        Ok(change.filter(|c| c.change != ChangeKind::Removed))
+    }
+
+    /// Changes with a sequence above `after`, oldest first, at most `limit`.
+    pub async fn changes_after(&self, after: u64, limit: u32) -> Result<Vec<Change>> {
+        let mut sql = Sql::new(self.backend());
+        sql.push(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE sequence > "
+        ))
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .push(" ORDER BY sequence ASC LIMIT ")
+        .bind(i64::from(limit.max(1)));
+        self.db()
+            .query_all_raw(sql.build())
+            .await?
+            .iter()
+            .map(change_from_row)
+            .collect()
+    }
+
+    /// The highest committed change sequence.
+    pub async fn head_sequence(&self) -> Result<u64> {
+        let row = self
+            .db()
+            .query_one_raw(
+                Sql::new(self.backend())
+                    .push("SELECT MAX(sequence) AS head FROM changes")
+                    .clone()
+                    .build(),
+            )
+            .await?;
+        let head: Option<i64> = match row {
+            Some(row) => row.try_get("", "head")?,
+            None => None,
+        };
+        Ok(head.and_then(|h| u64::try_from(h).ok()).unwrap_or_default())
+    }
+
+    /// Entities in ref order after `after_ref`, at most `limit` (for streaming everything).
+    pub async fn entities_after(
+        &self,
+        after_ref: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEntity>> {
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT ")
+            .push(ENTITY_COLUMNS)
+            .push(" FROM entities e");
+        if let Some(after) = after_ref {
+            sql.push(" WHERE e.entity_ref > ").bind(after.to_owned());
+        }
+        sql.push(" ORDER BY e.entity_ref LIMIT ")
+            .bind(i64::from(limit.max(1)));
+        self.db()
+            .query_all_raw(sql.build())
+            .await?
+            .iter()
+            .map(entity_from_row)
+            .collect()
+    }
+
+    pub async fn locations(&self) -> Result<Vec<Location>> {
+        let sql = Sql::new(self.backend())
+            .push("SELECT id, type, target, entity_ref, created_at FROM locations ORDER BY id")
+            .clone();
+        self.db()
+            .query_all_raw(sql.build())
+            .await?
+            .iter()
+            .map(location_from_row)
+            .collect()
+    }
+
+    pub async fn location(&self, id: &str) -> Result<Option<Location>> {
+        self.location_by_id(self.db(), id).await
+    }
+
+    pub(crate) async fn location_by_id(
+        &self,
+        db: &impl ConnectionTrait,
+        id: &str,
+    ) -> Result<Option<Location>> {
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT id, type, target, entity_ref, created_at FROM locations WHERE id = ")
+            .bind(id.to_owned());
+        db.query_one_raw(sql.build())
+            .await?
+            .map(|row| location_from_row(&row))
+            .transpose()
+    }
+
+    pub(crate) async fn find_location_by_key(
+        &self,
+        db: &impl ConnectionTrait,
+        location_type: &str,
+        target: &str,
+    ) -> Result<Option<Location>> {
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT id, type, target, entity_ref, created_at FROM locations WHERE type = ")
+            .bind(location_type.to_owned())
+            .push(" AND target = ")
+            .bind(target.to_owned());
+        db.query_one_raw(sql.build())
+            .await?
+            .map(|row| location_from_row(&row))
+            .transpose()
+    }
+
+    /// Processing errors of a location, an entity, or every entity an owner owns.
+    pub async fn processing_errors(
+        &self,
+        scope: &ErrorScope,
+        limit: u32,
+    ) -> Result<Vec<ProcessingError>> {
+        let limit = if limit == 0 {
+            1_000
+        } else {
+            limit.min(MAX_PAGE_SIZE)
+        };
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT p.location_key, p.entity_ref, p.rule, p.severity, p.path, p.line, p.col, p.message, p.file, p.recorded_at FROM processing_errors p WHERE ");
+        match scope {
+            ErrorScope::Location(key) => {
+                sql.push("p.location_key = ").bind(key.clone());
+            }
+            ErrorScope::Entity(entity_ref) => {
+                sql.push("p.entity_ref = ").bind(canonical_ref(entity_ref)?);
+            }
+            ErrorScope::Owner(owner) => {
+                sql.push("p.entity_ref IN (SELECT r.source_ref FROM relations r WHERE r.type_l = 'ownedby' AND r.target_ref = ")
+                    .bind(canonical_ref(owner)?)
+                    .push(")");
+            }
+        }
+        sql.push(" ORDER BY p.id LIMIT ").bind(i64::from(limit));
+        self.db()
+            .query_all_raw(sql.build())
+            .await?
+            .iter()
+            .map(error_from_row)
+            .collect()
+    }
+
+    /// The location keys to harvest again for `entity_ref`: its own and its ancestors'.
+    pub async fn refresh_targets(&self, entity_ref: &str) -> Result<Vec<String>> {
+        let ancestry = self.ancestry(entity_ref).await?;
+        let mut keys: Vec<String> = Vec::new();
+        for item in ancestry {
+            for key in [item.entity.location_key, item.entity.origin_location]
+                .into_iter()
+                .flatten()
+            {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// The column with original-case values for the facets that have one.
+fn original_column(key: &str) -> Option<&'static str> {
+    match key {
+        "kind" => Some("e.kind"),
+        "spec.type" => Some("e.spec_type"),
+        "metadata.namespace" => Some("e.namespace"),
+        _ => None,
+    }
+}
+
+fn count_body_values(entities: &[StoredEntity], key: &str) -> Result<Vec<(String, u64)>> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for entity in entities {
+        let body = entity.body_json()?;
+        let mut values: Vec<String> = cadastre_query::search_rows(&body)
+            .into_iter()
+            .filter(|row| row.key == key)
+            .filter_map(|row| row.original)
+            .collect();
+        values.sort();
+        values.dedup();
+        for value in values {
+            *counts.entry(value).or_default() += 1;
+        }
+    }
+    Ok(counts.into_iter().collect())
+}
+
+/// The filter, the full-text filter, and "has the sort field".
+fn push_conditions(
+    sql: &mut Sql,
+    filter: &Predicate,
+    full_text: Option<&FullTextFilter>,
+    order: Option<&OrderField>,
+) {
+    push_predicate(sql, filter);
+    if let Some(full_text) = full_text.filter(|f| !f.term.is_empty()) {
+        let pattern = format!("%{}%", like_escape(&full_text.term));
+        sql.push(" AND (");
+        for (index, field) in full_text.fields.iter().enumerate() {
+            if index > 0 {
+                sql.push(" OR ");
+            }
+            if let Some(column) = hot_column(field) {
+                sql.push(column)
+                    .push(" LIKE ")
+                    .bind(pattern.clone())
+                    .push(" ESCAPE '\\'");
+            } else if let Some(relation_type) = field.strip_prefix("relations.") {
+                sql.push("EXISTS (SELECT 1 FROM relations r WHERE r.source_ref = e.entity_ref AND r.type_l = ")
+                    .bind(relation_type.to_owned())
+                    .push(" AND r.target_ref LIKE ")
+                    .bind(pattern.clone())
+                    .push(" ESCAPE '\\')");
+            } else {
+                push_document_values(sql, field);
+                sql.push(" LIKE ")
+                    .bind(pattern.clone())
+                    .push(" ESCAPE '\\')");
+            }
+        }
+        if full_text.fields.is_empty() {
+            sql.push("1=0");
+        }
+        sql.push(")");
+    }
+    if let Some(order) = order {
+        // Entities without the sort field are left out, as in Backstage.
+        sql.push(" AND ");
+        push_sort_value(sql, &order.field);
+        sql.push(" IS NOT NULL");
+    }
+}
+
+fn push_sort_key(sql: &mut Sql, order: Option<&OrderField>) {
+    match order {
+        Some(order) => push_sort_value(sql, &order.field),
+        None => {
+            sql.push("NULL");
+        }
+    }
+}
+
+fn entity_from_row(row: &QueryResult) -> Result<StoredEntity> {
+    Ok(StoredEntity {
+        entity_ref: row.try_get("", "entity_ref")?,
+        uid: row.try_get("", "uid")?,
+        etag: row.try_get("", "etag")?,
+        kind: row.try_get("", "kind")?,
+        namespace: row.try_get("", "namespace")?,
+        name: row.try_get("", "name")?,
+        body: row.try_get("", "body")?,
+        generation: row.try_get("", "generation")?,
+        content_hash: row.try_get("", "content_hash")?,
+        location_key: row.try_get("", "location_key")?,
+        origin_location: row.try_get("", "origin_location")?,
+        parent_ref: row.try_get("", "parent_ref")?,
+        orphan: row.try_get("", "orphan")?,
+        created_at: row.try_get("", "created_at")?,
+        updated_at: row.try_get("", "updated_at")?,
+    })
+}
+
+fn change_from_row(row: &QueryResult) -> Result<Change> {
+    let change: String = row.try_get("", "change")?;
+    let sequence: i64 = row.try_get("", "sequence")?;
+    Ok(Change {
+        sequence: u64::try_from(sequence).unwrap_or_default(),
+        entity_ref: row.try_get("", "entity_ref")?,
+        uid: row.try_get("", "uid")?,
+        generation: row.try_get("", "generation")?,
+        content_hash: row.try_get("", "content_hash")?,
+        etag: row.try_get("", "etag")?,
+        change: ChangeKind::parse(&change)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown change kind {change:?}")))?,
+        body: row.try_get("", "body")?,
+        location_key: row.try_get("", "location_key")?,
+        commit: row.try_get("", "commit_sha")?,
+        recorded_at: row.try_get("", "recorded_at")?,
+    })
+}
+
+fn location_from_row(row: &QueryResult) -> Result<Location> {
+    Ok(Location {
+        id: row.try_get("", "id")?,
+        location_type: row.try_get("", "type")?,
+        target: row.try_get("", "target")?,
+        entity_ref: row.try_get("", "entity_ref")?,
+        created_at: row.try_get("", "created_at")?,
+    })
+}
+
+fn error_from_row(row: &QueryResult) -> Result<ProcessingError> {
+    let rule: String = row.try_get("", "rule")?;
+    let severity: String = row.try_get("", "severity")?;
+    let line: Option<i64> = row.try_get("", "line")?;
+    let column: Option<i64> = row.try_get("", "col")?;
+    let position = match (line, column) {
+        (Some(line), Some(column)) => Some(Position {
+            line: u32::try_from(line).unwrap_or_default(),
+            column: u32::try_from(column).unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let finding = Finding {
+        rule: Rule::from_id(&rule)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown rule {rule:?}")))?,
+        severity: if severity == "warning" {
+            Severity::Warning
+        } else {
+            Severity::Error
+        },
+        path: row.try_get("", "path")?,
+        message: row.try_get("", "message")?,
+        position,
+    };
+    Ok(ProcessingError {
+        location_key: row.try_get("", "location_key")?,
+        entity_ref: row.try_get("", "entity_ref")?,
+        file: row.try_get("", "file")?,
+        finding,
+        recorded_at: row.try_get("", "recorded_at")?,
+    })
+}

@@ -1,0 +1,44 @@
+//! Serving the store over gRPC: `CatalogService`, the standard health service and
+//! reflection, on a listener the caller bound (tests bind port 0).
+
+use std::future::Future;
+
+use cadastre_proto::v1::catalog_service_server::CatalogServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::CatalogStore;
+use crate::grpc::CatalogGrpc;
+
+/// Why the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves `store` on `listener` until `shutdown` completes, then drains in-flight calls.
+pub async fn run(
+    store: CatalogStore,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<CatalogServiceServer<CatalogGrpc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cadastre_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tracing::info!(address = ?listener.local_addr().ok(), "catalog-store serving gRPC");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(CatalogGrpc::new(store).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

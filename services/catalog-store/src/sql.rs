@@ -1,0 +1,361 @@
+//! SQL text with bound values, for both backends, and the translation of query predicates
+//! into SQL conditions.
+//!
+//! Hot keys (`kind`, `spec.type`, `spec.lifecycle`) are indexed columns; relations are rows of
+//! the `relations` table; every other key lives in `search_doc` (JSONB with a GIN index on
+//! PostgreSQL, JSON text on SQLite).
+
+use cadastre_query::{Condition, Predicate};
+use sea_orm::{DbBackend, Statement, Value};
+
+/// A statement under construction.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    backend: DbBackend,
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    pub fn new(backend: DbBackend) -> Self {
+        Sql {
+            backend,
+            text: String::new(),
+            values: Vec::new(),
+        }
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        match self.backend {
+            DbBackend::Postgres => {
+                let index = self.values.len();
+                self.text.push_str(&format!("${index}"));
+            }
+            _ => self.text.push('?'),
+        }
+        self
+    }
+
+    /// Appends `(?, ?, ...)` bound to `values`.
+    pub fn bind_list<V: Into<Value> + Clone>(&mut self, values: &[V]) -> &mut Self {
+        self.push("(");
+        for (index, value) in values.iter().enumerate() {
+            if index > 0 {
+                self.push(", ");
+            }
+            self.bind(value.clone());
+        }
+        self.push(")")
+    }
+
+    pub fn build(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.text, self.values)
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// The columns behind the hot keys: `(key, lower-cased column)`.
+const HOT_COLUMNS: &[(&str, &str)] = &[
+    ("kind", "e.kind_l"),
+    ("spec.type", "e.spec_type_l"),
+    ("spec.lifecycle", "e.lifecycle_l"),
+];
+
+/// The lower-cased column holding `key`, if it is a hot key.
+pub fn hot_column(key: &str) -> Option<&'static str> {
+    HOT_COLUMNS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, column)| *column)
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+pub fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A SQLite JSON path selecting the top-level member `key` (keys contain dots and slashes).
+pub fn sqlite_json_path(key: &str) -> String {
+    format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Appends the condition `predicate` holds for the entity row aliased `e`.
+pub fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
+    match predicate {
+        Predicate::All(items) if items.is_empty() => {
+            sql.push("1=1");
+        }
+        Predicate::Any(items) if items.is_empty() => {
+            sql.push("1=0");
+        }
+        Predicate::All(items) | Predicate::Any(items) => {
+            let joiner = if matches!(predicate, Predicate::All(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            sql.push("(");
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    sql.push(joiner);
+                }
+                push_predicate(sql, item);
+            }
+            sql.push(")");
+        }
+        Predicate::Not(inner) => {
+            sql.push("NOT (");
+            push_predicate(sql, inner);
+            sql.push(")");
+        }
+        Predicate::Field { key, condition } => push_field(sql, key, condition),
+    }
+}
+
+fn push_field(sql: &mut Sql, key: &str, condition: &Condition) {
+    if key == "relations" {
+        match condition {
+            Condition::Relation {
+                relation_type,
+                targets,
+            } => {
+                push_relation(sql, Some(relation_type), RelationTargets::In(targets));
+            }
+            Condition::Exists(exists) => {
+                if !exists {
+                    sql.push("NOT ");
+                }
+                push_relation(sql, None, RelationTargets::Any);
+            }
+            // `relations` itself has no scalar value.
+            Condition::In(_) | Condition::HasPrefix(_) => {
+                sql.push("1=0");
+            }
+        }
+        return;
+    }
+    if let Some(relation_type) = key.strip_prefix("relations.") {
+        match condition {
+            Condition::In(targets) => {
+                push_relation(sql, Some(relation_type), RelationTargets::In(targets))
+            }
+            Condition::HasPrefix(prefix) => {
+                push_relation(sql, Some(relation_type), RelationTargets::Prefix(prefix))
+            }
+            Condition::Exists(exists) => {
+                if !exists {
+                    sql.push("NOT ");
+                }
+                push_relation(sql, Some(relation_type), RelationTargets::Any);
+            }
+            Condition::Relation { .. } => {
+                sql.push("1=0");
+            }
+        }
+        return;
+    }
+    match (hot_column(key), condition) {
+        (Some(column), Condition::In(values)) => {
+            sql.push(column).push(" IN ").bind_list(values);
+        }
+        (Some(column), Condition::HasPrefix(prefix)) => {
+            sql.push(column)
+                .push(" LIKE ")
+                .bind(format!("{}%", like_escape(prefix)))
+                .push(" ESCAPE '\\'");
+        }
+        (_, Condition::Relation { .. }) => {
+            sql.push("1=0");
+        }
+        _ => push_document_field(sql, key, condition),
+    }
+}
+
+enum RelationTargets<'a> {
+    Any,
+    In(&'a [String]),
+    Prefix(&'a str),
+}
+
+fn push_relation(sql: &mut Sql, relation_type: Option<&str>, targets: RelationTargets<'_>) {
+    sql.push("EXISTS (SELECT 1 FROM relations r WHERE r.source_ref = e.entity_ref");
+    if let Some(relation_type) = relation_type {
+        sql.push(" AND r.type_l = ")
+            .bind(relation_type.to_lowercase());
+    }
+    match targets {
+        RelationTargets::Any => {}
+        RelationTargets::In([]) => {
+            sql.push(" AND 1=0");
+        }
+        RelationTargets::In(targets) => {
+            sql.push(" AND r.target_ref IN ").bind_list(targets);
+        }
+        RelationTargets::Prefix(prefix) => {
+            sql.push(" AND r.target_ref LIKE ")
+                .bind(format!("{}%", like_escape(prefix)))
+                .push(" ESCAPE '\\'");
+        }
+    }
+    sql.push(")");
+}
+
+/// A condition on a key of `search_doc`.
+fn push_document_field(sql: &mut Sql, key: &str, condition: &Condition) {
+    let postgres = sql.backend() == DbBackend::Postgres;
+    match condition {
+        Condition::Exists(exists) => {
+            if !exists {
+                sql.push("NOT ");
+            }
+            if postgres {
+                sql.push("(e.search_doc ? ").bind(key.to_owned()).push(")");
+            } else {
+                sql.push("(json_type(e.search_doc, ")
+                    .bind(sqlite_json_path(key))
+                    .push(") IS NOT NULL)");
+            }
+        }
+        Condition::In(values) if values.is_empty() => {
+            sql.push("1=0");
+        }
+        Condition::In(values) if postgres => {
+            // Containment uses the GIN index.
+            sql.push("(");
+            for (index, value) in values.iter().enumerate() {
+                if index > 0 {
+                    sql.push(" OR ");
+                }
+                let document = serde_json::json!({ key: [value] }).to_string();
+                sql.push("e.search_doc @> ").bind(document).push("::jsonb");
+            }
+            sql.push(")");
+        }
+        Condition::In(values) => {
+            sql.push("EXISTS (SELECT 1 FROM json_each(e.search_doc, ")
+                .bind(sqlite_json_path(key))
+                .push(") j WHERE j.value IN ")
+                .bind_list(values)
+                .push(")");
+        }
+        Condition::HasPrefix(prefix) => {
+            push_document_values(sql, key);
+            sql.push(" LIKE ")
+                .bind(format!("{}%", like_escape(prefix)))
+                .push(" ESCAPE '\\')");
+        }
+        Condition::Relation { .. } => {
+            sql.push("1=0");
+        }
+    }
+}
+
+/// Opens `EXISTS (SELECT 1 FROM <values of key> WHERE <value>`; the caller appends the test
+/// on the value and the closing parenthesis.
+pub fn push_document_values(sql: &mut Sql, key: &str) {
+    if sql.backend() == DbBackend::Postgres {
+        sql.push("EXISTS (SELECT 1 FROM jsonb_array_elements_text(e.search_doc -> ")
+            .bind(key.to_owned())
+            .push(") j(value) WHERE j.value");
+    } else {
+        sql.push("EXISTS (SELECT 1 FROM json_each(e.search_doc, ")
+            .bind(sqlite_json_path(key))
+            .push(") j WHERE j.value");
+    }
+}
+
+/// Appends an expression giving the (first, lower-cased) value of `key`, for ordering.
+pub fn push_sort_value(sql: &mut Sql, key: &str) {
+    if let Some(column) = hot_column(key) {
+        sql.push(column);
+    } else if sql.backend() == DbBackend::Postgres {
+        sql.push("(e.search_doc -> ")
+            .bind(key.to_owned())
+            .push(" ->> 0)");
+    } else {
+        sql.push("json_extract(e.search_doc, ")
+            .bind(format!("{}[0]", sqlite_json_path(key)))
+            .push(")");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(backend: DbBackend, predicate: &Predicate) -> (String, usize) {
+        let mut sql = Sql::new(backend);
+        push_predicate(&mut sql, predicate);
+        let count = sql.values.len();
+        (sql.text, count)
+    }
+
+    #[test]
+    fn hot_keys_use_columns_and_others_the_document() {
+        let predicate = Predicate::All(vec![
+            Predicate::equals("kind", "Component"),
+            Predicate::equals("spec.type", "service"),
+            Predicate::equals("metadata.tags.java", "true"),
+        ]);
+        let (text, values) = render(DbBackend::Postgres, &predicate);
+        assert_eq!(
+            text,
+            "(e.kind_l IN ($1) AND e.spec_type_l IN ($2) AND (e.search_doc @> $3::jsonb))"
+        );
+        assert_eq!(values, 3);
+        let (text, _) = render(DbBackend::Sqlite, &predicate);
+        assert!(
+            text.ends_with(
+                "EXISTS (SELECT 1 FROM json_each(e.search_doc, ?) j WHERE j.value IN (?)))"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn relations_use_the_relations_table() {
+        let predicate = Predicate::equals("relations.ownedBy", "group:default/team-a");
+        let (text, _) = render(DbBackend::Sqlite, &predicate);
+        assert_eq!(
+            text,
+            "EXISTS (SELECT 1 FROM relations r WHERE r.source_ref = e.entity_ref AND r.type_l = ? AND r.target_ref IN (?))"
+        );
+    }
+
+    #[test]
+    fn empty_lists_match_everything_or_nothing() {
+        assert_eq!(render(DbBackend::Sqlite, &Predicate::All(vec![])).0, "1=1");
+        assert_eq!(render(DbBackend::Sqlite, &Predicate::Any(vec![])).0, "1=0");
+    }
+
+    #[test]
+    fn json_paths_quote_keys() {
+        assert_eq!(
+            sqlite_json_path("metadata.annotations.backstage.io/orphan"),
+            "$.\"metadata.annotations.backstage.io/orphan\""
+        );
+        assert_eq!(sqlite_json_path("a\"b"), "$.\"a\\\"b\"");
+        assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
+    }
+}

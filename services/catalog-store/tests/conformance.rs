@@ -1,0 +1,938 @@
+//! One conformance suite, run against SQLite and PostgreSQL: every read and write of the
+//! store, with Backstage's filter semantics checked on the shared examples.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use cadastre_catalog_store::{
+    Batch, CatalogStore, ChangeKind, EntityQuery, ErrorScope, LocationErrors, ProcessingError,
+    StoreError,
+};
+use cadastre_model::{Finding, Position, Rule};
+use cadastre_query::{OrderField, Predicate, legacy_filter};
+use common::{component, examples_batch};
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(&super::common::sqlite().await.store).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(&super::common::postgres().await.store).await } )*
+        }
+    };
+}
+
+conformance!(
+    stores_and_reads_the_examples,
+    filters_follow_backstage_semantics,
+    orders_and_pages_with_cursors,
+    counts_facets,
+    skips_unchanged_and_records_history,
+    removal_updates_the_other_side_of_relations,
+    refuses_conflicting_locations,
+    rejects_bad_batches_without_writing,
+    registers_and_removes_locations,
+    keeps_processing_errors,
+    change_feed_resumes_from_a_sequence,
+    streams_every_entity_in_order,
+    walks_ancestry,
+    rejects_bad_queries,
+);
+
+async fn load_examples(store: &CatalogStore) -> usize {
+    let batch = examples_batch();
+    let count = batch.upserts.len();
+    let outcome = store.apply_batch(batch).await.unwrap();
+    assert_eq!(outcome.created as usize, count);
+    count
+}
+
+fn filter(filters: &[&str]) -> Predicate {
+    legacy_filter::parse(filters).unwrap()
+}
+
+async fn refs(store: &CatalogStore, filters: &[&str]) -> Vec<String> {
+    let page = store
+        .query_entities(&EntityQuery {
+            filter: filter(filters),
+            limit: 1_000,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total_items as usize, page.items.len());
+    page.items.into_iter().map(|e| e.entity_ref).collect()
+}
+
+async fn stores_and_reads_the_examples(store: &CatalogStore) {
+    let count = load_examples(store).await;
+    assert!(count > 60, "{count}");
+
+    let entity = store
+        .entity_by_ref("Component:Default/Artist-Lookup")
+        .await
+        .unwrap()
+        .expect("case-insensitive by ref");
+    assert_eq!(entity.entity_ref, "component:default/artist-lookup");
+    assert_eq!(entity.generation, 1);
+    let body = entity.body_json().unwrap();
+    assert_eq!(body["metadata"]["uid"], entity.uid.as_str());
+    assert_eq!(body["metadata"]["etag"], entity.etag.as_str());
+    assert_eq!(body["metadata"]["name"], "artist-lookup");
+    let relations: Vec<String> = body["relations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["type"].as_str().unwrap(),
+                r["targetRef"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        relations,
+        [
+            "ownedBy group:default/team-a",
+            "partOf system:default/artist-engagement-portal"
+        ]
+    );
+
+    // The other side of a relation shows on the target once it exists.
+    let team = store
+        .entity_by_ref("group:default/team-a")
+        .await
+        .unwrap()
+        .unwrap();
+    let team_body = team.body_json().unwrap();
+    let owned: Vec<&str> = team_body["relations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "ownerOf")
+        .map(|r| r["targetRef"].as_str().unwrap())
+        .collect();
+    assert!(
+        owned.contains(&"component:default/artist-lookup"),
+        "{owned:?}"
+    );
+
+    let by_uid = store.entity_by_uid(&entity.uid).await.unwrap().unwrap();
+    assert_eq!(by_uid.entity_ref, entity.entity_ref);
+    assert!(store.entity_by_uid("no-such-uid").await.unwrap().is_none());
+    assert!(
+        store
+            .entity_by_ref("component:default/nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let asked = vec![
+        "group:default/team-a".to_owned(),
+        "component:default/nope".to_owned(),
+        "Component:default/artist-lookup".to_owned(),
+        "component:default/artist-lookup".to_owned(),
+    ];
+    let found = store.entities_by_refs(&asked, None).await.unwrap();
+    let found: Vec<Option<&str>> = found
+        .iter()
+        .map(|e| e.as_ref().map(|e| e.entity_ref.as_str()))
+        .collect();
+    // Order kept, missing as empty; by-refs matches canonical refs verbatim (as Backstage).
+    assert_eq!(
+        found,
+        [
+            Some("group:default/team-a"),
+            None,
+            None,
+            Some("component:default/artist-lookup")
+        ]
+    );
+    let filtered = store
+        .entities_by_refs(&asked, Some(&filter(&["kind=group"])))
+        .await
+        .unwrap();
+    assert!(filtered[0].is_some() && filtered[3].is_none());
+}
+
+async fn filters_follow_backstage_semantics(store: &CatalogStore) {
+    load_examples(store).await;
+    assert_eq!(refs(store, &["kind=component"]).await.len(), 13);
+    // Values are case-insensitive.
+    assert_eq!(refs(store, &["kind=COMPONENT"]).await.len(), 13);
+    // Repeated keys in one set are OR-ed; sets are OR-ed; conditions AND-ed.
+    let users_and_groups = refs(store, &["kind=user,kind=group"]).await.len();
+    assert_eq!(
+        users_and_groups,
+        refs(store, &["kind=user"]).await.len() + refs(store, &["kind=group"]).await.len()
+    );
+    assert_eq!(
+        refs(store, &["kind=user", "kind=group"]).await.len(),
+        users_and_groups
+    );
+    let services = refs(store, &["kind=component,spec.type=service"]).await;
+    assert!(!services.is_empty() && services.len() < 13);
+    // List items match as `path.item`.
+    let java = refs(store, &["metadata.tags.java"]).await;
+    assert!(
+        java.contains(&"component:default/artist-lookup".to_owned()),
+        "{java:?}"
+    );
+    // Existence, including keys with dots and slashes.
+    let with_system = refs(store, &["kind=component,spec.system"]).await;
+    assert!(with_system.len() < 13 && !with_system.is_empty());
+    let managed = refs(
+        store,
+        &["metadata.annotations.backstage.io/managed-by-location"],
+    )
+    .await;
+    assert!(
+        managed.is_empty(),
+        "the examples carry no catalog annotations: {managed:?}"
+    );
+    let with_slug = refs(store, &["metadata.annotations"]).await;
+    assert!(with_slug.len() < 60);
+    // Relations match as `relations.<type>=<ref>`.
+    let owned = refs(store, &["relations.ownedby=group:default/team-a"]).await;
+    assert!(
+        owned.contains(&"component:default/artist-lookup".to_owned()),
+        "{owned:?}"
+    );
+    assert_eq!(
+        refs(store, &["relations.ownedBy=GROUP:default/team-a"]).await,
+        owned
+    );
+    // Metadata name and namespace are always there.
+    assert_eq!(
+        refs(store, &["metadata.name=artist-lookup"]).await,
+        ["component:default/artist-lookup"]
+    );
+    assert_eq!(
+        refs(store, &["metadata.namespace=development"]).await,
+        ["user:development/guest"]
+    );
+    // The predicate language: $not, $hasPrefix, $in.
+    let predicate = cadastre_query::json_predicate::parse(&serde_json::json!({
+        "$all": [
+            {"kind": "component"},
+            {"$not": {"spec.type": "service"}},
+            {"metadata.name": {"$hasPrefix": "WAYBACK"}}
+        ]
+    }))
+    .unwrap();
+    let page = store
+        .query_entities(&EntityQuery {
+            filter: predicate,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    for item in &page.items {
+        assert!(
+            item.entity_ref.starts_with("component:default/wayback"),
+            "{}",
+            item.entity_ref
+        );
+        assert_ne!(item.body_json().unwrap()["spec"]["type"], "service");
+    }
+    let any_of = cadastre_query::json_predicate::parse(
+        &serde_json::json!({"kind": {"$in": ["Domain", "System"]}}),
+    )
+    .unwrap();
+    let page = store
+        .query_entities(&EntityQuery {
+            filter: any_of,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total_items, 6);
+    let relation = cadastre_query::json_predicate::parse(&serde_json::json!({
+        "relations": {"$contains": {"type": "ownedBy", "targetRef": "group:default/team-a"}}
+    }))
+    .unwrap();
+    let page = store
+        .query_entities(&EntityQuery {
+            filter: relation,
+            limit: 1000,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), owned.len());
+    // Full text: case-insensitive substring over the listed fields.
+    let page = store
+        .query_entities(&EntityQuery {
+            filter: filter(&["kind=component"]),
+            full_text: cadastre_query::full_text::build("ARCHIVE", &["metadata.name"], &[]),
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.total_items >= 3, "{}", page.total_items);
+    assert!(page.items.iter().all(|e| e.name.contains("archive")));
+}
+
+async fn orders_and_pages_with_cursors(store: &CatalogStore) {
+    load_examples(store).await;
+    let everything = store
+        .query_entities(&EntityQuery {
+            filter: filter(&["kind=user"]),
+            order: vec![OrderField {
+                field: "metadata.name".into(),
+                descending: true,
+            }],
+            limit: 1_000,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    let names: Vec<String> = everything
+        .items
+        .iter()
+        .map(|e| e.name.to_lowercase())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(names, sorted);
+    assert_eq!(everything.total_items, 17);
+    assert!(everything.next_cursor.is_none() && everything.prev_cursor.is_none());
+
+    // Walk forward in pages of 5, then back.
+    let mut pages = Vec::new();
+    let mut query = EntityQuery {
+        filter: filter(&["kind=user"]),
+        order: vec![OrderField {
+            field: "metadata.name".into(),
+            descending: true,
+        }],
+        limit: 5,
+        ..EntityQuery::default()
+    };
+    loop {
+        let page = store.query_entities(&query).await.unwrap();
+        assert_eq!(page.total_items, 17, "the total is carried in the cursor");
+        assert_eq!(page.prev_cursor.is_some(), !pages.is_empty());
+        pages.push(page.clone());
+        match page.next_cursor {
+            Some(cursor) => {
+                query = EntityQuery {
+                    cursor: Some(cursor),
+                    limit: 5,
+                    ..EntityQuery::default()
+                }
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages.len(), 4);
+    let walked: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p.items.iter().map(|e| e.entity_ref.clone()))
+        .collect();
+    let expected: Vec<String> = everything
+        .items
+        .iter()
+        .map(|e| e.entity_ref.clone())
+        .collect();
+    assert_eq!(walked, expected);
+    let back = store
+        .query_entities(&EntityQuery {
+            cursor: pages[2].prev_cursor.clone(),
+            limit: 5,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(back.items, pages[1].items);
+
+    // Without an order: by ref. With an offset on the first page.
+    let offset = store
+        .query_entities(&EntityQuery {
+            filter: filter(&["kind=user"]),
+            offset: 15,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(offset.items.len(), 2);
+    assert!(offset.prev_cursor.is_some());
+    // limit 0: no items, still the total.
+    let none = store
+        .query_entities(&EntityQuery {
+            filter: filter(&["kind=user"]),
+            limit: 0,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+    assert_eq!(none.total_items, 17);
+    // Entities lacking the order field are left out.
+    let by_lifecycle = store
+        .query_entities(&EntityQuery {
+            order: vec![OrderField {
+                field: "spec.lifecycle".into(),
+                descending: false,
+            }],
+            limit: 1_000,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        by_lifecycle
+            .items
+            .iter()
+            .all(|e| e.kind == "Component" || e.kind == "API" || e.kind == "Template")
+    );
+}
+
+async fn counts_facets(store: &CatalogStore) {
+    load_examples(store).await;
+    let facets = ["kind", "spec.type", "relations.ownedBy", "metadata.tags"].map(String::from);
+    let result = store
+        .facets(&facets, &Predicate::everything())
+        .await
+        .unwrap();
+    assert_eq!(result[0].facet, "kind");
+    assert!(
+        result[0].values.contains(&("Component".to_owned(), 13)),
+        "{:?}",
+        result[0].values
+    );
+    assert!(result[0].values.contains(&("User".to_owned(), 17)));
+    let services = refs(store, &["spec.type=service"]).await.len() as u64;
+    assert!(result[1].values.contains(&("service".to_owned(), services)));
+    assert_eq!(result[2].facet, "relations.ownedBy");
+    let team_a = refs(store, &["relations.ownedby=group:default/team-a"])
+        .await
+        .len() as u64;
+    assert!(
+        result[2]
+            .values
+            .contains(&("group:default/team-a".to_owned(), team_a)),
+        "{:?}",
+        result[2].values
+    );
+    let java = refs(store, &["metadata.tags.java"]).await.len() as u64;
+    assert!(
+        result[3].values.contains(&("java".to_owned(), java)),
+        "{:?}",
+        result[3].values
+    );
+    // Sorted by value.
+    let values: Vec<&String> = result[0].values.iter().map(|(v, _)| v).collect();
+    let mut sorted = values.clone();
+    sorted.sort();
+    assert_eq!(values, sorted);
+    // With a filter.
+    let filtered = store
+        .facets(&["kind".to_owned()], &filter(&["kind=component"]))
+        .await
+        .unwrap();
+    assert_eq!(filtered[0].values, [("Component".to_owned(), 13)]);
+}
+
+async fn skips_unchanged_and_records_history(store: &CatalogStore) {
+    let first = store
+        .apply_batch(Batch {
+            upserts: vec![component("svc", "team-a", "url:x")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((first.created, first.updated, first.unchanged), (1, 0, 0));
+    let head = first.last_sequence;
+    let again = store
+        .apply_batch(Batch {
+            upserts: vec![component("svc", "team-a", "url:x")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            again.created,
+            again.updated,
+            again.unchanged,
+            again.last_sequence
+        ),
+        (0, 0, 1, 0)
+    );
+    let before = store
+        .entity_by_ref("component:default/svc")
+        .await
+        .unwrap()
+        .unwrap();
+    let as_of_first = time_now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let mut changed = component("svc", "team-b", "url:x");
+    changed.commit = Some("def456".into());
+    let update = store
+        .apply_batch(Batch {
+            upserts: vec![changed],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((update.created, update.updated), (0, 1));
+    assert!(update.last_sequence > head);
+    let after = store
+        .entity_by_ref("component:default/svc")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.generation, 2);
+    assert_eq!(after.uid, before.uid, "uid is stable across updates");
+    assert_ne!(after.etag, before.etag);
+
+    let history = store.history("component:default/svc", 0).await.unwrap();
+    let kinds: Vec<(ChangeKind, i64)> = history.iter().map(|c| (c.change, c.generation)).collect();
+    assert_eq!(kinds, [(ChangeKind::Updated, 2), (ChangeKind::Created, 1)]);
+    assert_eq!(history[0].commit.as_deref(), Some("def456"));
+    let old = store
+        .entity_as_of("component:default/svc", &as_of_first)
+        .await
+        .unwrap()
+        .unwrap();
+    let old_body: serde_json::Value = serde_json::from_str(old.body.as_deref().unwrap()).unwrap();
+    assert_eq!(old_body["spec"]["owner"], "team-a");
+    assert!(
+        store
+            .entity_as_of("component:default/svc", "2000-01-01T00:00:00Z")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn time_now() -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap()
+}
+
+async fn removal_updates_the_other_side_of_relations(store: &CatalogStore) {
+    let group = serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+        "metadata": {"name": "team-a"}, "spec": {"type": "team", "children": []}
+    });
+    let batch = Batch {
+        upserts: vec![
+            cadastre_catalog_store::Upsert {
+                body: group,
+                edges: Vec::new(),
+                location_key: Some("url:org".into()),
+                origin_location: Some("url:org".into()),
+                parent_ref: None,
+                commit: None,
+            },
+            component("svc", "team-a", "url:x"),
+        ],
+        ..Batch::default()
+    };
+    store.apply_batch(batch).await.unwrap();
+    let group_before = store
+        .entity_by_ref("group:default/team-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(group_before.body.contains("component:default/svc"));
+
+    let removal = store
+        .apply_batch(Batch {
+            removals: vec!["component:default/svc".into()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(removal.removed, 1);
+    assert!(
+        store
+            .entity_by_ref("component:default/svc")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let group_after = store
+        .entity_by_ref("group:default/team-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!group_after.body.contains("component:default/svc"));
+    assert_ne!(group_after.etag, group_before.etag);
+    let feed = store.changes_after(0, 100).await.unwrap();
+    let tail: Vec<(String, ChangeKind)> = feed
+        .iter()
+        .rev()
+        .take(2)
+        .map(|c| (c.entity_ref.clone(), c.change))
+        .collect();
+    assert!(
+        tail.contains(&("component:default/svc".into(), ChangeKind::Removed)),
+        "{tail:?}"
+    );
+    assert!(
+        tail.contains(&("group:default/team-a".into(), ChangeKind::Relations)),
+        "{tail:?}"
+    );
+    // Removing what is not there changes nothing.
+    let noop = store
+        .apply_batch(Batch {
+            removals: vec!["component:default/svc".into()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((noop.removed, noop.last_sequence), (0, 0));
+}
+
+async fn refuses_conflicting_locations(store: &CatalogStore) {
+    store
+        .apply_batch(Batch {
+            upserts: vec![component("svc", "team-a", "url:first")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let clash = store
+        .apply_batch(Batch {
+            upserts: vec![
+                component("svc", "team-b", "url:second"),
+                component("other", "team-b", "url:second"),
+            ],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(clash.conflicts, ["component:default/svc"]);
+    assert_eq!(clash.created, 1);
+    let kept = store
+        .entity_by_ref("component:default/svc")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.location_key.as_deref(), Some("url:first"));
+    assert!(kept.body.contains("team-a"));
+}
+
+async fn rejects_bad_batches_without_writing(store: &CatalogStore) {
+    let mut nameless = component("x", "team-a", "url:x");
+    nameless.body["metadata"] = serde_json::json!({});
+    let batch = Batch {
+        upserts: vec![component("good", "team-a", "url:x"), nameless],
+        ..Batch::default()
+    };
+    let error = store.apply_batch(batch).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::InvalidArgument(ref m) if m.contains("metadata.name")),
+        "{error}"
+    );
+    assert!(
+        store
+            .entity_by_ref("component:default/good")
+            .await
+            .unwrap()
+            .is_none(),
+        "all or nothing"
+    );
+    assert_eq!(store.head_sequence().await.unwrap(), 0);
+    let error = store
+        .apply_batch(Batch {
+            removals: vec!["nokind".into()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidArgument(_)));
+}
+
+async fn registers_and_removes_locations(store: &CatalogStore) {
+    let location = store
+        .add_location(
+            "url",
+            "https://github.com/acme/repo/blob/main/catalog-info.yaml",
+        )
+        .await
+        .unwrap();
+    assert!(
+        location
+            .entity_ref
+            .starts_with("location:default/generated-")
+    );
+    let generated = store
+        .entity_by_ref(&location.entity_ref)
+        .await
+        .unwrap()
+        .expect("generated Location entity");
+    assert_eq!(generated.kind, "Location");
+    let duplicate = store
+        .add_location(
+            "url",
+            "https://github.com/acme/repo/blob/main/catalog-info.yaml",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(duplicate, StoreError::AlreadyExists(_)));
+    assert_eq!(store.locations().await.unwrap(), std::slice::from_ref(&location));
+    assert_eq!(
+        store.location(&location.id).await.unwrap(),
+        Some(location.clone())
+    );
+
+    let key = location.key();
+    let mut child = component(
+        "svc",
+        "team-a",
+        "url:https://github.com/acme/repo/tree/main/catalog-info.yaml",
+    );
+    child.origin_location = Some(key.clone());
+    child.parent_ref = Some(location.entity_ref.clone());
+    store
+        .apply_batch(Batch {
+            upserts: vec![child],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let removed = store.remove_location(&location.id).await.unwrap();
+    assert_eq!(removed, 2, "the generated entity and what came through it");
+    assert!(
+        store
+            .entity_by_ref("component:default/svc")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.locations().await.unwrap().is_empty());
+    assert!(matches!(
+        store.remove_location(&location.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn keeps_processing_errors(store: &CatalogStore) {
+    store
+        .apply_batch(Batch {
+            upserts: vec![component("svc", "team-a", "url:x")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let error = |entity_ref: Option<&str>, line: u32| ProcessingError {
+        location_key: "url:x".into(),
+        entity_ref: entity_ref.map(str::to_owned),
+        file: "https://example.com/catalog-info.yaml".into(),
+        finding: Finding::error(Rule::NameFormat, "metadata.name", "bad name")
+            .at(Some(Position { line, column: 9 })),
+        recorded_at: 0,
+    };
+    let errors = LocationErrors {
+        location_key: "url:x".into(),
+        errors: vec![error(Some("component:default/svc"), 4), error(None, 1)],
+    };
+    store
+        .apply_batch(Batch {
+            errors: vec![errors],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let by_location = store
+        .processing_errors(&ErrorScope::Location("url:x".into()), 0)
+        .await
+        .unwrap();
+    assert_eq!(by_location.len(), 2);
+    assert_eq!(
+        by_location[0].finding.position,
+        Some(Position { line: 4, column: 9 })
+    );
+    assert_eq!(by_location[0].finding.rule, Rule::NameFormat);
+    let by_entity = store
+        .processing_errors(&ErrorScope::Entity("component:default/SVC".into()), 0)
+        .await
+        .unwrap();
+    assert_eq!(by_entity.len(), 1);
+    let by_owner = store
+        .processing_errors(&ErrorScope::Owner("group:default/team-a".into()), 0)
+        .await
+        .unwrap();
+    assert_eq!(by_owner.len(), 1);
+    // Fixed: an empty list clears them.
+    store
+        .apply_batch(Batch {
+            errors: vec![LocationErrors {
+                location_key: "url:x".into(),
+                errors: vec![],
+            }],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .processing_errors(&ErrorScope::Location("url:x".into()), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn change_feed_resumes_from_a_sequence(store: &CatalogStore) {
+    let first = store
+        .apply_batch(Batch {
+            upserts: vec![component("a", "team-a", "url:x")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let second = store
+        .apply_batch(Batch {
+            upserts: vec![component("b", "team-a", "url:x")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert!(second.last_sequence > first.last_sequence);
+    let all = store.changes_after(0, 1_000).await.unwrap();
+    let sequences: Vec<u64> = all.iter().map(|c| c.sequence).collect();
+    let mut sorted = sequences.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sequences, sorted, "strictly increasing");
+    assert_eq!(*sequences.last().unwrap(), second.last_sequence);
+    let resumed = store
+        .changes_after(first.last_sequence, 1_000)
+        .await
+        .unwrap();
+    let resumed_refs: BTreeSet<&str> = resumed.iter().map(|c| c.entity_ref.as_str()).collect();
+    assert!(
+        resumed_refs.contains("component:default/b")
+            && !resumed_refs.contains("component:default/a")
+    );
+    assert_eq!(store.head_sequence().await.unwrap(), second.last_sequence);
+    let mut head = store.subscribe();
+    assert_eq!(*head.borrow_and_update(), second.last_sequence);
+    let third = store
+        .apply_batch(Batch {
+            upserts: vec![component("c", "team-a", "url:x")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), head.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(*head.borrow(), third.last_sequence);
+}
+
+async fn streams_every_entity_in_order(store: &CatalogStore) {
+    let count = load_examples(store).await;
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let batch = store.entities_after(after.as_deref(), 7).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        after = batch.last().map(|e| e.entity_ref.clone());
+        seen.extend(batch.into_iter().map(|e| e.entity_ref));
+    }
+    assert_eq!(seen.len(), count);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+}
+
+async fn walks_ancestry(store: &CatalogStore) {
+    let location = store
+        .add_location("url", "https://example.com/root.yaml")
+        .await
+        .unwrap();
+    let mut child = component("svc", "team-a", "url:https://example.com/svc.yaml");
+    child.parent_ref = Some(location.entity_ref.clone());
+    child.origin_location = Some(location.key());
+    store
+        .apply_batch(Batch {
+            upserts: vec![child],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let ancestry = store.ancestry("component:default/svc").await.unwrap();
+    let chain: Vec<(&str, Vec<String>)> = ancestry
+        .iter()
+        .map(|i| (i.entity.entity_ref.as_str(), i.parent_refs.clone()))
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            ("component:default/svc", vec![location.entity_ref.clone()]),
+            (location.entity_ref.as_str(), vec![])
+        ]
+    );
+    let targets = store
+        .refresh_targets("component:default/svc")
+        .await
+        .unwrap();
+    assert_eq!(
+        targets,
+        [
+            "url:https://example.com/svc.yaml".to_owned(),
+            location.key()
+        ]
+    );
+    assert!(matches!(
+        store.ancestry("component:default/nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn rejects_bad_queries(store: &CatalogStore) {
+    load_examples(store).await;
+    let bad_cursor = store
+        .query_entities(&EntityQuery {
+            cursor: Some("not-a-cursor".into()),
+            ..EntityQuery::default()
+        })
+        .await;
+    assert!(
+        matches!(bad_cursor, Err(StoreError::InvalidArgument(ref m)) if m.contains("Malformed cursor")),
+        "{bad_cursor:?}"
+    );
+    let too_big = store
+        .query_entities(&EntityQuery {
+            limit: 1_000_000,
+            ..EntityQuery::default()
+        })
+        .await;
+    assert!(matches!(too_big, Err(StoreError::InvalidArgument(_))));
+    assert!(matches!(
+        store.entity_by_ref("component:").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store.entity_by_ref("no-kind").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store.entity_as_of("component:default/x", "yesterday").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    // Values with LIKE wildcards match literally.
+    let page = store
+        .query_entities(&EntityQuery {
+            full_text: cadastre_query::full_text::build("%", &["metadata.name"], &[]),
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total_items, 0);
+}
