@@ -25,6 +25,10 @@ use thiserror::Error;
 pub const CONFIG_ENV: &str = "CADASTRE_CONFIG";
 /// Environment variable overriding `limits.max_file_bytes`.
 pub const MAX_FILE_BYTES_ENV: &str = "CADASTRE_LIMITS_MAX_FILE_BYTES";
+/// Environment variable overriding `store.database_url`.
+pub const STORE_DATABASE_URL_ENV: &str = "CADASTRE_STORE_DATABASE_URL";
+/// Environment variable overriding `store.listen`.
+pub const STORE_LISTEN_ENV: &str = "CADASTRE_STORE_LISTEN";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -54,6 +58,28 @@ pub enum ConfigError {
 pub struct Config {
     pub limits: Limits,
     pub kinds: Vec<CustomKind>,
+    pub store: StoreConfig,
+}
+
+/// catalog-store's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host/db` or `sqlite://path?mode=rwc`.
+    pub database_url: String,
+    /// Where the gRPC server listens.
+    pub listen: std::net::SocketAddr,
+    /// How long in-flight calls get after SIGTERM.
+    pub grace_period: std::time::Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            database_url: "sqlite://.cadastre/catalog.db?mode=rwc".to_owned(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7010)),
+            grace_period: cadastre_catalog_store::server::DEFAULT_GRACE_PERIOD,
+        }
+    }
 }
 
 impl Config {
@@ -70,6 +96,16 @@ struct FileConfig {
     limits: LimitsFile,
     #[serde(default)]
     kinds: Vec<KindFile>,
+    #[serde(default)]
+    store: StoreFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    database_url: Option<String>,
+    listen: Option<std::net::SocketAddr>,
+    grace_period_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +154,15 @@ pub fn load(file: Option<&Path>, env: &dyn Environment) -> Result<Config, Config
     if let Some(path) = file.map(Path::to_path_buf).or(env_file) {
         apply_file(&mut config, &path)?;
     }
+    if let Some(url) = env.get(STORE_DATABASE_URL_ENV) {
+        config.store.database_url = url;
+    }
+    if let Some(value) = env.get(STORE_LISTEN_ENV) {
+        config.store.listen = value.trim().parse().map_err(|e| ConfigError::Environment {
+            name: STORE_LISTEN_ENV.to_owned(),
+            message: format!("{value:?}: {e}"),
+        })?;
+    }
     if let Some(value) = env.get(MAX_FILE_BYTES_ENV) {
         config.limits.max_file_bytes =
             value.trim().parse().map_err(|e| ConfigError::Environment {
@@ -147,6 +192,15 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         .max_alias_nodes
         .unwrap_or(limits.max_alias_nodes);
     limits.max_documents = file.limits.max_documents.unwrap_or(limits.max_documents);
+    if let Some(url) = file.store.database_url {
+        config.store.database_url = url;
+    }
+    if let Some(listen) = file.store.listen {
+        config.store.listen = listen;
+    }
+    if let Some(seconds) = file.store.grace_period_secs {
+        config.store.grace_period = std::time::Duration::from_secs(seconds);
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     for kind in file.kinds {
         let spec_schema = match (kind.spec_schema, kind.spec_schema_file) {
@@ -202,6 +256,10 @@ mod tests {
 max_depth = 32
 max_file_bytes = 1000
 
+[store]
+database_url = "postgres://cadastre@db/cadastre"
+listen = "0.0.0.0:7010"
+
 [[kinds]]
 kind = "AiResource"
 api_versions = ["backstage.io/v1alpha1"]
@@ -213,6 +271,7 @@ relations = [{ field = "owner", forward = "ownedBy", inverse = "ownerOf", defaul
         let env = FakeEnv(HashMap::from([
             (CONFIG_ENV, file.display().to_string()),
             (MAX_FILE_BYTES_ENV, "2048".to_owned()),
+            (STORE_LISTEN_ENV, "127.0.0.1:9000".to_owned()),
         ]));
         let config = load(None, &env).unwrap();
         assert_eq!(config.limits.max_depth, 32);

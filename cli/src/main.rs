@@ -41,6 +41,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Run catalog-store, the system of record, serving gRPC until SIGINT or SIGTERM.
+    Store {
+        /// postgres://… or sqlite://path?mode=rwc (overrides store.database_url).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Address to serve gRPC on (overrides store.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,10 +61,14 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
+    let default_level = match cli.command {
+        Command::Validate { .. } => "warn",
+        Command::Store { .. } => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -89,6 +102,22 @@ fn main() -> ExitCode {
             match result {
                 Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
                 Err(error) => fail(&error.to_string()),
+            }
+        }
+        Command::Store {
+            database_url,
+            listen,
+        } => {
+            let mut store = config.store;
+            store.database_url = database_url.unwrap_or(store.database_url);
+            store.listen = listen.unwrap_or(store.listen);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(&format!("starting the runtime: {error}")),
+            };
+            match runtime.block_on(cadastre::store::run(&store)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&format!("{error:#}")),
             }
         }
     }

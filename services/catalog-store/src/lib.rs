@@ -52,7 +52,11 @@ impl CatalogStore {
     /// Connects to `url` (`postgres://…` or `sqlite://path?mode=rwc`) and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self> {
         let mut options = ConnectOptions::new(url.to_owned());
-        options.sqlx_logging(false);
+        // A database that does not answer is reported quickly rather than retried for long.
+        options
+            .sqlx_logging(false)
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .acquire_timeout(std::time::Duration::from_secs(5));
         if url.starts_with("sqlite:") {
             // SQLite allows one writer; more connections only serve readers.
             options.max_connections(4).map_sqlx_sqlite_opts(|opts| {

@@ -2,6 +2,7 @@
 //! reflection, on a listener the caller bound (tests bind port 0).
 
 use std::future::Future;
+use std::time::Duration;
 
 use cadastre_proto::v1::catalog_service_server::CatalogServiceServer;
 use tokio::net::TcpListener;
@@ -19,11 +20,16 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves `store` on `listener` until `shutdown` completes, then drains in-flight calls.
+/// How long in-flight calls and open streams get to finish after shutdown is requested.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// Serves `store` on `listener` until `shutdown` completes, then drains in-flight calls for
+/// at most `grace_period` before closing what is left.
 pub async fn run(
     store: CatalogStore,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
+    grace_period: Duration,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -34,11 +40,26 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     tracing::info!(address = ?listener.local_addr().ok(), "catalog-store serving gRPC");
-    tonic::transport::Server::builder()
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    };
+    let serve = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(CatalogGrpc::new(store).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let deadline = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(grace_period).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = serve => result?,
+        () = deadline => tracing::warn!(?grace_period, "grace period over; closing the connections still open"),
+    }
     Ok(())
 }

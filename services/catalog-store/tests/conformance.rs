@@ -680,7 +680,10 @@ async fn registers_and_removes_locations(store: &CatalogStore) {
         .await
         .unwrap_err();
     assert!(matches!(duplicate, StoreError::AlreadyExists(_)));
-    assert_eq!(store.locations().await.unwrap(), std::slice::from_ref(&location));
+    assert_eq!(
+        store.locations().await.unwrap(),
+        std::slice::from_ref(&location)
+    );
     assert_eq!(
         store.location(&location.id).await.unwrap(),
         Some(location.clone())
