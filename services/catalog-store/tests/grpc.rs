@@ -284,7 +284,7 @@ async fn serves_reads_writes_and_streams() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.locations, [location.clone()]);
+    assert_eq!(listed.locations, std::slice::from_ref(&location));
 
     // The follower sees the location's entity arrive.
     let mut saw_location = false;
