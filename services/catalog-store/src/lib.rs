@@ -17,6 +17,7 @@ mod error;
 pub mod grpc;
 mod migration;
 mod read;
+mod serve;
 pub mod server;
 pub mod sql;
 mod time_util;

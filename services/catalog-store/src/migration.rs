@@ -52,8 +52,11 @@ fn initial_schema(backend: DbBackend) -> Vec<String> {
         _ => ("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"),
     };
     let mut statements = vec![
-        // The stitched entity as served (`body`), the hot filter keys as columns, every
-        // other key in `search_doc` (lower-cased key -> list of lower-cased values).
+        // The entity as processed (`body`, without relations, uid and etag: those are added
+        // when it is served), the hot filter keys as columns, every other key in
+        // `search_doc` (lower-cased key -> list of lower-cased values). `relations_version`
+        // moves when the entity's outgoing relations change, so the etag (a hash of content
+        // and version) changes without rewriting the body.
         format!(
             "CREATE TABLE entities (
                 id {id},
@@ -68,6 +71,7 @@ fn initial_schema(backend: DbBackend) -> Vec<String> {
                 lifecycle_l TEXT NULL,
                 etag TEXT NOT NULL,
                 generation BIGINT NOT NULL,
+                relations_version BIGINT NOT NULL DEFAULT 0,
                 content_hash TEXT NOT NULL,
                 body TEXT NOT NULL,
                 search_doc {json} NOT NULL,

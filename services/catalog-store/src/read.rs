@@ -33,11 +33,7 @@ impl CatalogStore {
             .push(ENTITY_COLUMNS)
             .push(" FROM entities e WHERE e.entity_ref = ")
             .bind(entity_ref);
-        self.db()
-            .query_one_raw(sql.build())
-            .await?
-            .map(|row| entity_from_row(&row))
-            .transpose()
+        self.fetch_one(sql).await
     }
 
     /// One entity by uid; `None` if absent.
@@ -47,11 +43,40 @@ impl CatalogStore {
             .push(ENTITY_COLUMNS)
             .push(" FROM entities e WHERE e.uid = ")
             .bind(uid.to_owned());
-        self.db()
-            .query_one_raw(sql.build())
-            .await?
-            .map(|row| entity_from_row(&row))
-            .transpose()
+        self.fetch_one(sql).await
+    }
+
+    async fn fetch_one(&self, sql: Sql) -> Result<Option<StoredEntity>> {
+        let Some(row) = self.db().query_one_raw(sql.build()).await? else {
+            return Ok(None);
+        };
+        let mut entities = vec![entity_from_row(&row)?];
+        self.serve(&mut entities).await?;
+        Ok(entities.pop())
+    }
+
+    /// Turns stored bodies into served ones: uid, etag and relations added.
+    async fn serve(&self, entities: &mut [StoredEntity]) -> Result<()> {
+        let mut relations: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let refs: Vec<String> = entities.iter().map(|e| e.entity_ref.clone()).collect();
+        for chunk in refs.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("SELECT source_ref, type, target_ref FROM relations WHERE source_ref IN ")
+                .bind_list(chunk);
+            for row in self.db().query_all_raw(sql.build()).await? {
+                relations
+                    .entry(row.try_get("", "source_ref")?)
+                    .or_default()
+                    .push((row.try_get("", "type")?, row.try_get("", "target_ref")?));
+            }
+        }
+        for entity in entities {
+            let own = relations.remove(&entity.entity_ref).unwrap_or_default();
+            entity.body =
+                crate::serve::served_body(&entity.body, &entity.uid, &entity.etag, own)
+                    .map_err(|e| StoreError::Corrupt(format!("{}: {e}", entity.entity_ref)))?;
+        }
+        Ok(())
     }
 
     /// Entities by ref, in the order asked, `None` where absent or not matching `filter`.
@@ -74,10 +99,15 @@ impl CatalogStore {
                 sql.push(" AND ");
                 push_predicate(&mut sql, filter);
             }
-            for row in self.db().query_all_raw(sql.build()).await? {
-                let entity = entity_from_row(&row)?;
-                found.insert(entity.entity_ref.clone(), entity);
-            }
+            let mut entities = self
+                .db()
+                .query_all_raw(sql.build())
+                .await?
+                .iter()
+                .map(entity_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            self.serve(&mut entities).await?;
+            found.extend(entities.into_iter().map(|e| (e.entity_ref.clone(), e)));
         }
         Ok(refs.iter().map(|r| found.get(r).cloned()).collect())
     }
@@ -171,6 +201,7 @@ impl CatalogStore {
         let has_more = items.len() > query.limit as usize;
         items.truncate(query.limit as usize);
         keys.truncate(query.limit as usize);
+        self.serve(&mut items).await?;
         if cursor.is_previous {
             items.reverse();
             keys.reverse();

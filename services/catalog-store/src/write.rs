@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use cadastre_model::{EntityRef, RefContext};
+use cadastre_model::{EntityRef, RefContext, RelationEdge};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
 use serde_json::{Map, Value, json};
 use sha1::{Digest, Sha1};
@@ -32,13 +32,79 @@ struct ExistingRow {
     location_key: Option<String>,
     generation: i64,
     orphan: bool,
+    relations_version: i64,
 }
 
-/// A content change made by this batch, recorded when the entity is stitched.
-#[derive(Debug, Clone)]
-struct ContentChange {
+/// An upsert that changes the store: a new entity or new content for an existing one.
+struct Write<'a> {
+    upsert: &'a Upsert,
+    existing: Option<&'a ExistingRow>,
+    columns: EntityColumns,
+}
+
+/// A new entity row about to be inserted.
+struct NewRow<'a> {
+    write: &'a Write<'a>,
+    uid: String,
+    version: i64,
+    etag: String,
+}
+
+/// A row of the change feed about to be written.
+struct ChangeRow {
+    entity_ref: String,
+    uid: String,
+    generation: i64,
+    content_hash: String,
+    etag: String,
     kind: ChangeKind,
+    body: Option<String>,
+    location_key: Option<String>,
     commit: Option<String>,
+}
+
+impl ChangeRow {
+    /// A created or updated entity; its history keeps the body with its own relations.
+    fn content(
+        write: &Write<'_>,
+        uid: &str,
+        generation: i64,
+        etag: &str,
+        kind: ChangeKind,
+    ) -> Self {
+        let own: Vec<(String, String)> = write
+            .upsert
+            .edges
+            .iter()
+            .filter(|edge| edge.source.eq_ignore_ascii_case(&write.columns.entity_ref))
+            .map(|edge| (edge.relation_type.clone(), edge.target.to_lowercase()))
+            .collect();
+        ChangeRow {
+            entity_ref: write.columns.entity_ref.clone(),
+            uid: uid.to_owned(),
+            generation,
+            content_hash: write.columns.content_hash.clone(),
+            etag: etag.to_owned(),
+            kind,
+            body: Some(crate::serve::served_body_from(
+                &write.columns.body_value,
+                uid,
+                etag,
+                own,
+            )),
+            location_key: write.upsert.location_key.clone(),
+            commit: write.upsert.commit.clone(),
+        }
+    }
+}
+
+/// The etag: changes whenever the content or the relations change.
+fn etag(content_hash: &str, relations_version: i64) -> String {
+    let mut hasher = Sha1::new();
+    hasher.update(content_hash.as_bytes());
+    hasher.update(b"/");
+    hasher.update(relations_version.to_string().as_bytes());
+    hex::encode(hasher.finalize())
 }
 
 impl CatalogStore {
@@ -203,41 +269,19 @@ impl CatalogStore {
             .cloned()
             .collect();
         let existing = self.load_existing(txn, &lookup).await?;
-        // Entities whose outgoing relations may have changed: they are re-stitched.
-        let mut affected: BTreeSet<String> = BTreeSet::new();
-        let mut changes: HashMap<String, ContentChange> = HashMap::new();
 
+        // 1. Decide what each upsert and removal does, in memory.
+        let mut removed: Vec<(&str, &ExistingRow)> = Vec::new();
         for entity_ref in &prepared.removal_refs {
-            let Some(row) = existing.get(entity_ref) else {
-                continue;
-            };
-            affected.extend(self.delete_relations_of(txn, row.id).await?);
-            let mut sql = Sql::new(self.backend());
-            sql.push("DELETE FROM entities WHERE id = ").bind(row.id);
-            txn.execute_raw(sql.build()).await?;
-            self.record_change(
-                txn,
-                entity_ref,
-                &row.uid,
-                row.generation,
-                &row.content_hash,
-                "",
-                ChangeKind::Removed,
-                None,
-                None,
-                None,
-                now,
-            )
-            .await
-            .map(|sequence| outcome.last_sequence = outcome.last_sequence.max(sequence))?;
-            affected.remove(entity_ref);
-            outcome.removed += 1;
+            if let Some(row) = existing.get(entity_ref) {
+                removed.push((entity_ref, row));
+            }
         }
-
+        let mut writes: Vec<Write<'_>> = Vec::new();
         for (upsert, entity_ref) in batch.upserts.iter().zip(&prepared.upsert_refs) {
             let hash = content_hash(upsert);
-            let existing_row = existing.get(entity_ref);
-            if let Some(row) = existing_row {
+            let row = existing.get(entity_ref);
+            if let Some(row) = row {
                 if row.location_key.is_some() && row.location_key != upsert.location_key {
                     outcome.conflicts.push(entity_ref.clone());
                     continue;
@@ -247,34 +291,153 @@ impl CatalogStore {
                     continue;
                 }
             }
-            let columns = EntityColumns::from_upsert(upsert, entity_ref, &hash)?;
-            let (id, kind) = match existing_row {
-                Some(row) => {
-                    affected.extend(self.delete_relations_of(txn, row.id).await?);
-                    self.update_entity(txn, row, &columns, now).await?;
-                    outcome.updated += 1;
-                    (row.id, ChangeKind::Updated)
-                }
-                None => {
-                    let id = self.insert_entity(txn, &columns, now).await?;
-                    outcome.created += 1;
-                    (id, ChangeKind::Created)
-                }
-            };
-            self.insert_relations(txn, id, upsert).await?;
-            affected.extend(upsert.edges.iter().map(|edge| edge.source.clone()));
-            affected.insert(entity_ref.clone());
-            changes.insert(
-                entity_ref.clone(),
-                ContentChange {
-                    kind,
-                    commit: upsert.commit.clone(),
-                },
-            );
+            writes.push(Write {
+                upsert,
+                existing: row,
+                columns: EntityColumns::from_upsert(upsert, entity_ref, &hash)?,
+            });
         }
 
-        let last = self.stitch(txn, &affected, &changes, now).await?;
-        outcome.last_sequence = outcome.last_sequence.max(last);
+        // 2. The relation rows the touched entities emitted before: read, then delete.
+        let replaced_ids: Vec<i64> = removed
+            .iter()
+            .map(|(_, row)| row.id)
+            .chain(writes.iter().filter_map(|w| w.existing.map(|row| row.id)))
+            .collect();
+        let old_edges = self.take_relations_of(txn, &replaced_ids).await?;
+        let removed_ids: Vec<i64> = removed.iter().map(|(_, row)| row.id).collect();
+        for chunk in removed_ids.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("DELETE FROM entities WHERE id IN ")
+                .bind_list(chunk);
+            txn.execute_raw(sql.build()).await?;
+        }
+
+        // 3. Whose outgoing relations change: compare the edges the touched entities emitted
+        //    before and after, per source.
+        let mut before: BTreeMap<&str, BTreeSet<(String, String)>> = BTreeMap::new();
+        for (source, relation_type, target) in &old_edges {
+            before
+                .entry(source)
+                .or_default()
+                .insert((relation_type.clone(), target.clone()));
+        }
+        let mut after: BTreeMap<&str, BTreeSet<(String, String)>> = BTreeMap::new();
+        for write in &writes {
+            for edge in &write.upsert.edges {
+                after
+                    .entry(edge.source.as_str())
+                    .or_default()
+                    .insert((edge.relation_type.clone(), edge.target.to_lowercase()));
+            }
+        }
+        let removed_refs: BTreeSet<&str> =
+            removed.iter().map(|(entity_ref, _)| *entity_ref).collect();
+        let moved: BTreeSet<String> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|source| before.get(*source) != after.get(*source))
+            .map(|source| source.to_lowercase())
+            .filter(|source| !removed_refs.contains(source.as_str()))
+            .collect();
+
+        // 4. Write the entities: inserts and updates, with their final etag.
+        let mut changes: Vec<ChangeRow> = Vec::new();
+        let mut inserted_ids: HashMap<String, i64> = HashMap::new();
+        let (creates, updates): (Vec<&Write<'_>>, Vec<&Write<'_>>) =
+            writes.iter().partition(|w| w.existing.is_none());
+        for chunk in creates.chunks(INSERT_CHUNK / 2) {
+            let rows: Vec<NewRow<'_>> = chunk
+                .iter()
+                .map(|write| {
+                    let version = i64::from(moved.contains(&write.columns.entity_ref));
+                    NewRow {
+                        write,
+                        uid: uuid::Uuid::new_v4().to_string(),
+                        version,
+                        etag: etag(&write.columns.content_hash, version),
+                    }
+                })
+                .collect();
+            inserted_ids.extend(self.insert_entities(txn, &rows, now).await?);
+            for row in &rows {
+                changes.push(ChangeRow::content(
+                    row.write,
+                    &row.uid,
+                    1,
+                    &row.etag,
+                    ChangeKind::Created,
+                ));
+            }
+            outcome.created += u32::try_from(rows.len()).unwrap_or(u32::MAX);
+        }
+        for write in &updates {
+            let Some(row) = write.existing else { continue };
+            let version =
+                row.relations_version + i64::from(moved.contains(&write.columns.entity_ref));
+            let etag = etag(&write.columns.content_hash, version);
+            self.update_entity(txn, row, &write.columns, version, &etag, now)
+                .await?;
+            changes.push(ChangeRow::content(
+                write,
+                &row.uid,
+                row.generation + 1,
+                &etag,
+                ChangeKind::Updated,
+            ));
+            outcome.updated += 1;
+        }
+
+        // 5. The new relation rows.
+        let mut edge_rows: Vec<(i64, &RelationEdge)> = Vec::new();
+        for write in &writes {
+            let id = match write.existing {
+                Some(row) => row.id,
+                None => inserted_ids
+                    .get(&write.columns.entity_ref)
+                    .copied()
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "no id came back for {}",
+                            write.columns.entity_ref
+                        ))
+                    })?,
+            };
+            let mut edges: Vec<&RelationEdge> = write.upsert.edges.iter().collect();
+            edges.sort();
+            edges.dedup();
+            edge_rows.extend(edges.into_iter().map(|edge| (id, edge)));
+        }
+        self.insert_relations(txn, &edge_rows).await?;
+
+        // 6. Entities outside the batch whose relations moved: new version and etag only.
+        let written: BTreeSet<&str> = writes
+            .iter()
+            .map(|w| w.columns.entity_ref.as_str())
+            .collect();
+        let others: Vec<String> = moved
+            .iter()
+            .filter(|r| !written.contains(r.as_str()))
+            .cloned()
+            .collect();
+        changes.extend(self.bump_relations(txn, &others, now).await?);
+
+        // 7. Removals and every change go to the change feed.
+        for (entity_ref, row) in &removed {
+            changes.push(ChangeRow {
+                entity_ref: (*entity_ref).to_owned(),
+                uid: row.uid.clone(),
+                generation: row.generation,
+                content_hash: row.content_hash.clone(),
+                etag: String::new(),
+                kind: ChangeKind::Removed,
+                body: None,
+                location_key: row.location_key.clone(),
+                commit: None,
+            });
+            outcome.removed += 1;
+        }
+        outcome.last_sequence = self.record_changes(txn, &changes, now).await?;
 
         for location_errors in &batch.errors {
             self.replace_errors(txn, location_errors, now).await?;
@@ -290,7 +453,7 @@ impl CatalogStore {
         let mut existing = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan FROM entities WHERE entity_ref IN ")
+            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version FROM entities WHERE entity_ref IN ")
                 .bind_list(chunk);
             for row in txn.query_all_raw(sql.build()).await? {
                 existing.insert(
@@ -302,6 +465,7 @@ impl CatalogStore {
                         location_key: row.try_get("", "location_key")?,
                         generation: row.try_get("", "generation")?,
                         orphan: row.try_get("", "orphan")?,
+                        relations_version: row.try_get("", "relations_version")?,
                     },
                 );
             }
@@ -309,44 +473,45 @@ impl CatalogStore {
         Ok(existing)
     }
 
-    /// Deletes the relation rows an entity emitted; returns their sources.
-    async fn delete_relations_of(
+    /// Reads and deletes the relation rows the given entities emitted.
+    async fn take_relations_of(
         &self,
         txn: &DatabaseTransaction,
-        id: i64,
-    ) -> Result<BTreeSet<String>> {
-        let mut sql = Sql::new(self.backend());
-        sql.push("SELECT DISTINCT source_ref FROM relations WHERE originating_entity_id = ")
-            .bind(id);
-        let mut sources = BTreeSet::new();
-        for row in txn.query_all_raw(sql.build()).await? {
-            sources.insert(row.try_get::<String>("", "source_ref")?);
+        ids: &[i64],
+    ) -> Result<Vec<(String, String, String)>> {
+        let mut edges = Vec::new();
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("SELECT source_ref, type, target_ref FROM relations WHERE originating_entity_id IN ").bind_list(chunk);
+            for row in txn.query_all_raw(sql.build()).await? {
+                edges.push((
+                    row.try_get("", "source_ref")?,
+                    row.try_get("", "type")?,
+                    row.try_get("", "target_ref")?,
+                ));
+            }
+            let mut sql = Sql::new(self.backend());
+            sql.push("DELETE FROM relations WHERE originating_entity_id IN ")
+                .bind_list(chunk);
+            txn.execute_raw(sql.build()).await?;
         }
-        let mut sql = Sql::new(self.backend());
-        sql.push("DELETE FROM relations WHERE originating_entity_id = ")
-            .bind(id);
-        txn.execute_raw(sql.build()).await?;
-        Ok(sources)
+        Ok(edges)
     }
 
     async fn insert_relations(
         &self,
         txn: &DatabaseTransaction,
-        id: i64,
-        upsert: &Upsert,
+        rows: &[(i64, &RelationEdge)],
     ) -> Result<()> {
-        let mut edges: Vec<_> = upsert.edges.iter().collect();
-        edges.sort();
-        edges.dedup();
-        for chunk in edges.chunks(INSERT_CHUNK) {
+        for chunk in rows.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
             sql.push("INSERT INTO relations (originating_entity_id, source_ref, type, type_l, target_ref) VALUES ");
-            for (index, edge) in chunk.iter().enumerate() {
+            for (index, (id, edge)) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
                 }
                 sql.push("(")
-                    .bind(id)
+                    .bind(*id)
                     .push(", ")
                     .bind(edge.source.to_lowercase())
                     .push(", ")
@@ -362,34 +527,51 @@ impl CatalogStore {
         Ok(())
     }
 
-    async fn insert_entity(
+    /// Inserts new entities in one statement; returns their ids by ref.
+    async fn insert_entities(
         &self,
         txn: &DatabaseTransaction,
-        columns: &EntityColumns,
+        rows: &[NewRow<'_>],
         now: i64,
-    ) -> Result<i64> {
-        let uid = uuid::Uuid::new_v4().to_string();
+    ) -> Result<Vec<(String, i64)>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut sql = Sql::new(self.backend());
         sql.push(
-            "INSERT INTO entities (uid, entity_ref, kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle_l, etag, generation, content_hash, body, search_doc, location_key, origin_location, parent_ref, orphan, created_at, updated_at) VALUES (",
+            "INSERT INTO entities (uid, entity_ref, kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref, orphan, created_at, updated_at) VALUES ",
         );
-        sql.bind(uid)
-            .push(", ")
-            .bind(columns.entity_ref.clone())
-            .push(", ");
-        columns.bind_common(&mut sql);
-        sql.push(", ").bind(1_i64).push(", ");
-        columns.bind_content(&mut sql);
-        sql.push(", FALSE, ")
-            .bind(now)
-            .push(", ")
-            .bind(now)
-            .push(") RETURNING id");
-        let row = txn
-            .query_one_raw(sql.build())
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("INSERT returned no id".into()))?;
-        Ok(row.try_get("", "id")?)
+        for (index, row) in rows.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            let columns = &row.write.columns;
+            sql.push("(")
+                .bind(row.uid.clone())
+                .push(", ")
+                .bind(columns.entity_ref.clone())
+                .push(", ");
+            columns.bind_common(&mut sql);
+            sql.push(", ")
+                .bind(row.etag.clone())
+                .push(", ")
+                .bind(1_i64)
+                .push(", ")
+                .bind(row.version)
+                .push(", ");
+            columns.bind_content(&mut sql);
+            sql.push(", FALSE, ")
+                .bind(now)
+                .push(", ")
+                .bind(now)
+                .push(")");
+        }
+        sql.push(" RETURNING id, entity_ref");
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in txn.query_all_raw(sql.build()).await? {
+            ids.push((row.try_get("", "entity_ref")?, row.try_get("", "id")?));
+        }
+        Ok(ids)
     }
 
     async fn update_entity(
@@ -397,12 +579,20 @@ impl CatalogStore {
         txn: &DatabaseTransaction,
         row: &ExistingRow,
         columns: &EntityColumns,
+        version: i64,
+        etag: &str,
         now: i64,
     ) -> Result<()> {
         let mut sql = Sql::new(self.backend());
-        sql.push("UPDATE entities SET (kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle_l, etag, generation, content_hash, body, search_doc, location_key, origin_location, parent_ref) = (");
+        sql.push("UPDATE entities SET (kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref) = (");
         columns.bind_common(&mut sql);
-        sql.push(", ").bind(row.generation + 1).push(", ");
+        sql.push(", ")
+            .bind(etag.to_owned())
+            .push(", ")
+            .bind(row.generation + 1)
+            .push(", ")
+            .bind(version)
+            .push(", ");
         columns.bind_content(&mut sql);
         sql.push("), orphan = FALSE, updated_at = ")
             .bind(now)
@@ -412,123 +602,104 @@ impl CatalogStore {
         Ok(())
     }
 
-    /// Assembles relations, etag and body for each affected entity and records a change for
-    /// those whose etag moved. Returns the highest sequence written.
-    async fn stitch(
+    /// Moves the relations version (and so the etag) of entities whose relations changed
+    /// because of other entities; returns their change rows.
+    async fn bump_relations(
         &self,
         txn: &DatabaseTransaction,
-        affected: &BTreeSet<String>,
-        changes: &HashMap<String, ContentChange>,
+        refs: &[String],
         now: i64,
-    ) -> Result<u64> {
-        let refs: Vec<String> = affected.iter().cloned().collect();
-        let mut last_sequence = 0;
-        for chunk in refs.chunks(LOOKUP_CHUNK) {
-            let mut relations: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    ) -> Result<Vec<ChangeRow>> {
+        let mut changes = Vec::new();
+        for chunk in refs.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT source_ref, type, target_ref FROM relations WHERE source_ref IN ")
+            sql.push("SELECT id, entity_ref, uid, generation, content_hash, relations_version, location_key FROM entities WHERE entity_ref IN ")
                 .bind_list(chunk);
-            for row in txn.query_all_raw(sql.build()).await? {
-                relations
-                    .entry(row.try_get("", "source_ref")?)
-                    .or_default()
-                    .push((row.try_get("", "type")?, row.try_get("", "target_ref")?));
+            let rows = txn.query_all_raw(sql.build()).await?;
+            if rows.is_empty() {
+                continue;
             }
-            let mut sql = Sql::new(self.backend());
-            sql.push("SELECT id, entity_ref, uid, etag, generation, content_hash, body, location_key FROM entities WHERE entity_ref IN ")
-                .bind_list(chunk);
-            for row in txn.query_all_raw(sql.build()).await? {
-                let entity_ref: String = row.try_get("", "entity_ref")?;
-                let uid: String = row.try_get("", "uid")?;
-                let old_etag: String = row.try_get("", "etag")?;
-                let body: String = row.try_get("", "body")?;
-                let mut outgoing = relations.remove(&entity_ref).unwrap_or_default();
-                outgoing.sort();
-                outgoing.dedup();
-                let (stitched, etag) = stitch_body(&entity_ref, &body, &uid, &outgoing)?;
-                let change = changes.get(&entity_ref);
-                if etag == old_etag && change.is_none() {
-                    continue;
-                }
+            let mut update = Sql::new(self.backend());
+            update
+                .push(
+                    "UPDATE entities SET relations_version = relations_version + 1, updated_at = ",
+                )
+                .bind(now)
+                .push(", etag = CASE id");
+            let mut ids = Vec::with_capacity(rows.len());
+            for row in rows {
                 let id: i64 = row.try_get("", "id")?;
-                let mut sql = Sql::new(self.backend());
-                sql.push("UPDATE entities SET body = ")
-                    .bind(stitched.clone())
-                    .push(", etag = ")
-                    .bind(etag.clone())
-                    .push(", updated_at = ")
-                    .bind(now)
-                    .push(" WHERE id = ")
-                    .bind(id);
-                txn.execute_raw(sql.build()).await?;
-                let kind = change.map_or(ChangeKind::Relations, |c| c.kind);
-                let commit = change.and_then(|c| c.commit.as_deref());
-                let body = (kind != ChangeKind::Relations).then_some(stitched.as_str());
-                let sequence = self
-                    .record_change(
-                        txn,
-                        &entity_ref,
-                        &uid,
-                        row.try_get("", "generation")?,
-                        &row.try_get::<String>("", "content_hash")?,
-                        &etag,
-                        kind,
-                        body,
-                        row.try_get::<Option<String>>("", "location_key")?
-                            .as_deref(),
-                        commit,
-                        now,
-                    )
-                    .await?;
-                last_sequence = last_sequence.max(sequence);
+                let content_hash: String = row.try_get("", "content_hash")?;
+                let version: i64 = row.try_get("", "relations_version")?;
+                let etag = etag(&content_hash, version + 1);
+                update
+                    .push(" WHEN ")
+                    .bind(id)
+                    .push(" THEN ")
+                    .bind(etag.clone());
+                ids.push(id);
+                changes.push(ChangeRow {
+                    entity_ref: row.try_get("", "entity_ref")?,
+                    uid: row.try_get("", "uid")?,
+                    generation: row.try_get("", "generation")?,
+                    content_hash,
+                    etag,
+                    kind: ChangeKind::Relations,
+                    body: None,
+                    location_key: row.try_get("", "location_key")?,
+                    commit: None,
+                });
             }
+            update.push(" END WHERE id IN ").bind_list(&ids);
+            txn.execute_raw(update.build()).await?;
         }
-        Ok(last_sequence)
+        Ok(changes)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn record_change(
+    /// Appends changes to the feed in one statement per chunk; returns the highest sequence.
+    async fn record_changes(
         &self,
         txn: &DatabaseTransaction,
-        entity_ref: &str,
-        uid: &str,
-        generation: i64,
-        content_hash: &str,
-        etag: &str,
-        kind: ChangeKind,
-        body: Option<&str>,
-        location_key: Option<&str>,
-        commit: Option<&str>,
+        changes: &[ChangeRow],
         now: i64,
     ) -> Result<u64> {
-        let mut sql = Sql::new(self.backend());
-        sql.push("INSERT INTO changes (entity_ref, uid, generation, content_hash, etag, change, body, location_key, commit_sha, recorded_at) VALUES (")
-            .bind(entity_ref.to_owned())
-            .push(", ")
-            .bind(uid.to_owned())
-            .push(", ")
-            .bind(generation)
-            .push(", ")
-            .bind(content_hash.to_owned())
-            .push(", ")
-            .bind(etag.to_owned())
-            .push(", ")
-            .bind(kind.as_str())
-            .push(", ")
-            .bind(body.map(str::to_owned))
-            .push(", ")
-            .bind(location_key.map(str::to_owned))
-            .push(", ")
-            .bind(commit.map(str::to_owned))
-            .push(", ")
-            .bind(now)
-            .push(") RETURNING sequence");
-        let row = txn
-            .query_one_raw(sql.build())
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("INSERT returned no sequence".into()))?;
-        let sequence: i64 = row.try_get("", "sequence")?;
-        Ok(u64::try_from(sequence).unwrap_or_default())
+        let mut last = 0;
+        for chunk in changes.chunks(INSERT_CHUNK / 2) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("INSERT INTO changes (entity_ref, uid, generation, content_hash, etag, change, body, location_key, commit_sha, recorded_at) VALUES ");
+            for (index, change) in chunk.iter().enumerate() {
+                if index > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(")
+                    .bind(change.entity_ref.clone())
+                    .push(", ")
+                    .bind(change.uid.clone())
+                    .push(", ")
+                    .bind(change.generation)
+                    .push(", ")
+                    .bind(change.content_hash.clone())
+                    .push(", ")
+                    .bind(change.etag.clone())
+                    .push(", ")
+                    .bind(change.kind.as_str())
+                    .push(", ")
+                    .bind(change.body.clone())
+                    .push(", ")
+                    .bind(change.location_key.clone())
+                    .push(", ")
+                    .bind(change.commit.clone())
+                    .push(", ")
+                    .bind(now)
+                    .push(")");
+            }
+            sql.push(" RETURNING sequence");
+            for row in txn.query_all_raw(sql.build()).await? {
+                let sequence: i64 = row.try_get("", "sequence")?;
+                last = last.max(u64::try_from(sequence).unwrap_or_default());
+            }
+        }
+        Ok(last)
     }
 
     async fn replace_errors(
@@ -662,8 +833,9 @@ struct EntityColumns {
     spec_type: Option<String>,
     lifecycle: Option<String>,
     content_hash: String,
-    /// The body without relations, status, uid and etag (stitching adds them).
+    /// The body without relations, status, uid and etag (serving adds them).
     body: String,
+    body_value: Value,
     search_doc: String,
     location_key: Option<String>,
     origin_location: Option<String>,
@@ -712,6 +884,7 @@ impl EntityColumns {
             lifecycle: text(spec.and_then(|s| s.get("lifecycle"))),
             content_hash: hash.to_owned(),
             body: body.to_string(),
+            body_value: body.clone(),
             search_doc: Value::Object(document).to_string(),
             location_key: upsert.location_key.clone(),
             origin_location: upsert.origin_location.clone(),
@@ -719,7 +892,7 @@ impl EntityColumns {
         })
     }
 
-    /// `kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle_l, etag`.
+    /// `kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle_l`.
     fn bind_common(&self, sql: &mut Sql) {
         sql.bind(self.kind.clone())
             .push(", ")
@@ -733,9 +906,7 @@ impl EntityColumns {
             .push(", ")
             .bind(self.spec_type.as_deref().map(str::to_lowercase))
             .push(", ")
-            .bind(self.lifecycle.as_deref().map(str::to_lowercase))
-            .push(", ")
-            .bind(String::new());
+            .bind(self.lifecycle.as_deref().map(str::to_lowercase));
     }
 
     /// `content_hash, body, search_doc, location_key, origin_location, parent_ref`.
@@ -757,59 +928,16 @@ impl EntityColumns {
     }
 }
 
-/// The served body: the stored body with its relations, uid and etag. The etag is the SHA-1
-/// of the body with relations, before uid and etag are filled in (as Backstage computes it).
-fn stitch_body(
-    entity_ref: &str,
-    body: &str,
-    uid: &str,
-    relations: &[(String, String)],
-) -> Result<(String, String)> {
-    let mut value: Value = serde_json::from_str(body)
-        .map_err(|e| StoreError::Corrupt(format!("{entity_ref}: {e}")))?;
-    let object = value
-        .as_object_mut()
-        .ok_or_else(|| StoreError::Corrupt(format!("{entity_ref}: body is not an object")))?;
-    object.remove("relations");
-    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.remove("uid");
-        metadata.remove("etag");
-    }
-    if !relations.is_empty() {
-        let list = relations
-            .iter()
-            .map(|(relation_type, target)| json!({"type": relation_type, "targetRef": target}))
-            .collect();
-        object.insert("relations".into(), Value::Array(list));
-    }
-    let etag = hex::encode(Sha1::digest(value.to_string().as_bytes()));
-    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.insert("uid".into(), Value::String(uid.to_owned()));
-        metadata.insert("etag".into(), Value::String(etag.clone()));
-    }
-    Ok((value.to_string(), etag))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn stitching_sets_relations_uid_and_a_content_etag() {
-        let body = r#"{"kind":"Group","metadata":{"name":"a","namespace":"default"},"spec":{}}"#;
-        let relations = vec![("ownerOf".to_owned(), "component:default/x".to_owned())];
-        let (stitched, etag) = stitch_body("group:default/a", body, "u-1", &relations).unwrap();
-        let value: Value = serde_json::from_str(&stitched).unwrap();
-        assert_eq!(value["relations"][0]["targetRef"], "component:default/x");
-        assert_eq!(value["metadata"]["uid"], "u-1");
-        assert_eq!(value["metadata"]["etag"], etag.as_str());
-        // The etag ignores uid and etag, and follows the relations.
-        let (again, etag_again) =
-            stitch_body("group:default/a", &stitched, "u-2", &relations).unwrap();
-        assert_eq!(etag_again, etag);
-        assert_ne!(again, stitched);
-        let (_, without) = stitch_body("group:default/a", body, "u-1", &[]).unwrap();
-        assert_ne!(without, etag);
+    fn etags_follow_content_and_relations() {
+        assert_eq!(etag("abc", 0), etag("abc", 0));
+        assert_ne!(etag("abc", 0), etag("abc", 1));
+        assert_ne!(etag("abc", 0), etag("abd", 0));
+        assert_eq!(etag("abc", 0).len(), 40);
     }
 
     #[test]
