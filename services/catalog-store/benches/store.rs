@@ -10,6 +10,9 @@
 //! by-ref lookups, the first page of `kind=component,spec.type=service` (100 rows, with its
 //! total), and facets over `spec.type` and `relations.ownedBy`, each as p50/p99.
 
+// A bench binary's job is to print its table (stdout) and progress (stderr).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::time::{Duration, Instant};
 
 use cadastre_catalog_store::grpc::to_proto_predicate;
