@@ -64,11 +64,11 @@ impl CatalogStore {
                 opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(std::time::Duration::from_secs(30))
-                        // A larger page cache and memory-mapped reads: the catalog is read
-                        // far more than written.
-                        .pragma("cache_size", "-262144")
-                        .pragma("mmap_size", "1073741824")
-                        .pragma("temp_store", "memory")
+                    // A larger page cache and memory-mapped reads: the catalog is read
+                    // far more than written.
+                    .pragma("cache_size", "-262144")
+                    .pragma("mmap_size", "1073741824")
+                    .pragma("temp_store", "memory")
                     .foreign_keys(false)
             });
         } else {

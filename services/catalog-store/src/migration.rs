@@ -68,6 +68,7 @@ fn initial_schema(backend: DbBackend) -> Vec<String> {
                 kind_l TEXT NOT NULL,
                 spec_type TEXT NULL,
                 spec_type_l TEXT NULL,
+                lifecycle TEXT NULL,
                 lifecycle_l TEXT NULL,
                 etag TEXT NOT NULL,
                 generation BIGINT NOT NULL,
@@ -142,6 +143,19 @@ fn initial_schema(backend: DbBackend) -> Vec<String> {
                 recorded_at BIGINT NOT NULL
             )"
         ),
+        // Entity counts per (kind, spec.type, spec.lifecycle), original case, "" when absent:
+        // totals and facets over hot keys read this small table instead of counting rows.
+        "CREATE TABLE hot_counts (
+            kind TEXT NOT NULL,
+            spec_type TEXT NOT NULL,
+            lifecycle TEXT NOT NULL,
+            kind_l TEXT NOT NULL,
+            spec_type_l TEXT NOT NULL,
+            lifecycle_l TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (kind, spec_type, lifecycle)
+        )"
+        .into(),
         "CREATE INDEX errors_location ON processing_errors (location_key)".into(),
         "CREATE INDEX errors_entity ON processing_errors (entity_ref)".into(),
     ];

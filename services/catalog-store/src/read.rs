@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cadastre_model::{Finding, Position, Rule, Severity};
-use cadastre_query::{Cursor, FullTextFilter, OrderField, Predicate};
+use cadastre_query::{Condition, Cursor, FullTextFilter, OrderField, Predicate};
 use sea_orm::{ConnectionTrait, QueryResult};
 
 use crate::sql::{
@@ -241,8 +241,21 @@ impl CatalogStore {
         order: Option<&OrderField>,
     ) -> Result<u64> {
         let mut sql = Sql::new(self.backend());
-        sql.push("SELECT COUNT(*) AS total FROM entities e WHERE ");
-        push_conditions(&mut sql, filter, full_text, order);
+        let order_column = order.map(|o| hot_count_column(&o.field));
+        match hot_conditions(filter) {
+            // Only hot keys: read the maintained counts instead of counting rows.
+            Some(conditions) if full_text.is_none() && order_column.is_none_or(|c| c.is_some()) => {
+                sql.push("SELECT CAST(COALESCE(SUM(h.n), 0) AS BIGINT) AS total FROM hot_counts h WHERE ");
+                push_hot_conditions(&mut sql, &conditions);
+                if let Some(Some((original, _))) = order_column {
+                    sql.push(&format!(" AND h.{original} <> ''"));
+                }
+            }
+            _ => {
+                sql.push("SELECT COUNT(*) AS total FROM entities e WHERE ");
+                push_conditions(&mut sql, filter, full_text, order);
+            }
+        }
         let row = self.db().query_one_raw(sql.build()).await?;
         let total: i64 = match row {
             Some(row) => row.try_get("", "total")?,
@@ -265,6 +278,14 @@ impl CatalogStore {
                     .push(" AND ");
                 push_predicate(&mut sql, filter);
                 sql.push(" GROUP BY r.target_ref");
+                self.value_counts(sql).await?
+            } else if let (Some((original, _)), Some(conditions)) =
+                (hot_count_column(&key), hot_conditions(filter))
+            {
+                let mut sql = Sql::new(self.backend());
+                sql.push(&format!("SELECT h.{original} AS value, CAST(SUM(h.n) AS BIGINT) AS n FROM hot_counts h WHERE h.{original} <> '' AND "));
+                push_hot_conditions(&mut sql, &conditions);
+                sql.push(&format!(" GROUP BY h.{original} HAVING SUM(h.n) > 0"));
                 self.value_counts(sql).await?
             } else if let Some(column) = original_column(&key) {
                 let mut sql = Sql::new(self.backend());
@@ -549,11 +570,52 @@ impl CatalogStore {
     }
 }
 
+/// For a hot key: its `(original, lower-cased)` columns in `hot_counts`.
+fn hot_count_column(key: &str) -> Option<(&'static str, &'static str)> {
+    match key {
+        "kind" => Some(("kind", "kind_l")),
+        "spec.type" => Some(("spec_type", "spec_type_l")),
+        "spec.lifecycle" => Some(("lifecycle", "lifecycle_l")),
+        _ => None,
+    }
+}
+
+/// If `predicate` is a conjunction of value conditions on hot keys only (or matches
+/// everything), those conditions as `(lower-cased column, values)`.
+fn hot_conditions(predicate: &Predicate) -> Option<Vec<(&'static str, &[String])>> {
+    fn collect<'p>(predicate: &'p Predicate, out: &mut Vec<(&'static str, &'p [String])>) -> bool {
+        match predicate {
+            Predicate::All(items) => items.iter().all(|item| collect(item, out)),
+            Predicate::Field {
+                key,
+                condition: Condition::In(values),
+            } => match hot_count_column(key) {
+                Some((_, lower)) => {
+                    out.push((lower, values));
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    }
+    let mut conditions = Vec::new();
+    collect(predicate, &mut conditions).then_some(conditions)
+}
+
+fn push_hot_conditions(sql: &mut Sql, conditions: &[(&'static str, &[String])]) {
+    sql.push("1=1");
+    for (column, values) in conditions {
+        sql.push(&format!(" AND h.{column} IN ")).bind_list(values);
+    }
+}
+
 /// The column with original-case values for the facets that have one.
 fn original_column(key: &str) -> Option<&'static str> {
     match key {
         "kind" => Some("e.kind"),
         "spec.type" => Some("e.spec_type"),
+        "spec.lifecycle" => Some("e.lifecycle"),
         "metadata.namespace" => Some("e.namespace"),
         _ => None,
     }

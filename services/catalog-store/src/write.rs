@@ -33,7 +33,12 @@ struct ExistingRow {
     generation: i64,
     orphan: bool,
     relations_version: i64,
+    /// `(kind, spec.type, spec.lifecycle)` as stored, for the hot counts.
+    hot: HotKey,
 }
+
+/// One cell of `hot_counts`: original-case kind, type and lifecycle ("" when absent).
+type HotKey = (String, String, String);
 
 /// An upsert that changes the store: a new entity or new content for an existing one.
 struct Write<'a> {
@@ -422,7 +427,20 @@ impl CatalogStore {
             .collect();
         changes.extend(self.bump_relations(txn, &others, now).await?);
 
-        // 7. Removals and every change go to the change feed.
+        // 7. Keep the per-(kind, type, lifecycle) counts in step.
+        let mut deltas: BTreeMap<HotKey, i64> = BTreeMap::new();
+        for (_, row) in &removed {
+            *deltas.entry(row.hot.clone()).or_default() -= 1;
+        }
+        for write in &writes {
+            if let Some(row) = write.existing {
+                *deltas.entry(row.hot.clone()).or_default() -= 1;
+            }
+            *deltas.entry(write.columns.hot_key()).or_default() += 1;
+        }
+        self.apply_hot_deltas(txn, &deltas).await?;
+
+        // 8. Removals and every change go to the change feed.
         for (entity_ref, row) in &removed {
             changes.push(ChangeRow {
                 entity_ref: (*entity_ref).to_owned(),
@@ -445,6 +463,42 @@ impl CatalogStore {
         Ok(outcome)
     }
 
+    async fn apply_hot_deltas(
+        &self,
+        txn: &DatabaseTransaction,
+        deltas: &BTreeMap<HotKey, i64>,
+    ) -> Result<()> {
+        let changed: Vec<(&HotKey, &i64)> =
+            deltas.iter().filter(|(_, delta)| **delta != 0).collect();
+        for chunk in changed.chunks(INSERT_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("INSERT INTO hot_counts (kind, spec_type, lifecycle, kind_l, spec_type_l, lifecycle_l, n) VALUES ");
+            for (index, ((kind, spec_type, lifecycle), delta)) in chunk.iter().enumerate() {
+                if index > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(")
+                    .bind(kind.clone())
+                    .push(", ")
+                    .bind(spec_type.clone())
+                    .push(", ")
+                    .bind(lifecycle.clone())
+                    .push(", ")
+                    .bind(kind.to_lowercase())
+                    .push(", ")
+                    .bind(spec_type.to_lowercase())
+                    .push(", ")
+                    .bind(lifecycle.to_lowercase())
+                    .push(", ")
+                    .bind(**delta)
+                    .push(")");
+            }
+            sql.push(" ON CONFLICT (kind, spec_type, lifecycle) DO UPDATE SET n = hot_counts.n + excluded.n");
+            txn.execute_raw(sql.build()).await?;
+        }
+        Ok(())
+    }
+
     async fn load_existing(
         &self,
         txn: &DatabaseTransaction,
@@ -453,7 +507,7 @@ impl CatalogStore {
         let mut existing = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version FROM entities WHERE entity_ref IN ")
+            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version, kind, spec_type, lifecycle FROM entities WHERE entity_ref IN ")
                 .bind_list(chunk);
             for row in txn.query_all_raw(sql.build()).await? {
                 existing.insert(
@@ -466,6 +520,13 @@ impl CatalogStore {
                         generation: row.try_get("", "generation")?,
                         orphan: row.try_get("", "orphan")?,
                         relations_version: row.try_get("", "relations_version")?,
+                        hot: (
+                            row.try_get("", "kind")?,
+                            row.try_get::<Option<String>>("", "spec_type")?
+                                .unwrap_or_default(),
+                            row.try_get::<Option<String>>("", "lifecycle")?
+                                .unwrap_or_default(),
+                        ),
                     },
                 );
             }
@@ -539,7 +600,7 @@ impl CatalogStore {
         }
         let mut sql = Sql::new(self.backend());
         sql.push(
-            "INSERT INTO entities (uid, entity_ref, kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref, orphan, created_at, updated_at) VALUES ",
+            "INSERT INTO entities (uid, entity_ref, kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref, orphan, created_at, updated_at) VALUES ",
         );
         for (index, row) in rows.iter().enumerate() {
             if index > 0 {
@@ -584,7 +645,7 @@ impl CatalogStore {
         now: i64,
     ) -> Result<()> {
         let mut sql = Sql::new(self.backend());
-        sql.push("UPDATE entities SET (kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref) = (");
+        sql.push("UPDATE entities SET (kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref) = (");
         columns.bind_common(&mut sql);
         sql.push(", ")
             .bind(etag.to_owned())
@@ -892,7 +953,15 @@ impl EntityColumns {
         })
     }
 
-    /// `kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle_l`.
+    fn hot_key(&self) -> HotKey {
+        (
+            self.kind.clone(),
+            self.spec_type.clone().unwrap_or_default(),
+            self.lifecycle.clone().unwrap_or_default(),
+        )
+    }
+
+    /// `kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l`.
     fn bind_common(&self, sql: &mut Sql) {
         sql.bind(self.kind.clone())
             .push(", ")
@@ -905,6 +974,8 @@ impl EntityColumns {
             .bind(self.spec_type.clone())
             .push(", ")
             .bind(self.spec_type.as_deref().map(str::to_lowercase))
+            .push(", ")
+            .bind(self.lifecycle.clone())
             .push(", ")
             .bind(self.lifecycle.as_deref().map(str::to_lowercase));
     }

@@ -29,6 +29,7 @@ conformance!(
     filters_follow_backstage_semantics,
     orders_and_pages_with_cursors,
     counts_facets,
+    counts_follow_updates_and_removals,
     skips_unchanged_and_records_history,
     removal_updates_the_other_side_of_relations,
     refuses_conflicting_locations,
@@ -437,6 +438,67 @@ async fn counts_facets(store: &CatalogStore) {
         .await
         .unwrap();
     assert_eq!(filtered[0].values, [("Component".to_owned(), 13)]);
+}
+
+async fn counts_follow_updates_and_removals(store: &CatalogStore) {
+    let website = |name: &str| {
+        let mut upsert = component(name, "team-a", "url:x");
+        upsert.body["spec"]["type"] = "website".into();
+        upsert
+    };
+    store
+        .apply_batch(Batch {
+            upserts: vec![
+                component("a", "team-a", "url:x"),
+                component("b", "team-a", "url:x"),
+                website("c"),
+            ],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let types = |store: &CatalogStore| {
+        let store = store.clone();
+        async move {
+            store
+                .facets(&["spec.type".to_owned()], &filter(&["kind=component"]))
+                .await
+                .unwrap()[0]
+                .values
+                .clone()
+        }
+    };
+    assert_eq!(
+        types(store).await,
+        [("service".to_owned(), 2), ("website".to_owned(), 1)]
+    );
+    store
+        .apply_batch(Batch {
+            upserts: vec![website("a")],
+            removals: vec!["component:default/b".into()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(types(store).await, [("website".to_owned(), 2)]);
+    let page = store
+        .query_entities(&EntityQuery {
+            filter: filter(&["kind=component,spec.type=website"]),
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.total_items, page.items.len()), (2, 2));
+    let none = store
+        .query_entities(&EntityQuery {
+            filter: filter(&["kind=component,spec.type=service"]),
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((none.total_items, none.items.len()), (0, 0));
+    let everything = store.query_entities(&EntityQuery::default()).await.unwrap();
+    assert_eq!(everything.total_items, 2);
 }
 
 async fn skips_unchanged_and_records_history(store: &CatalogStore) {
