@@ -156,6 +156,21 @@ fn initial_schema(backend: DbBackend) -> Vec<String> {
             PRIMARY KEY (kind, spec_type, lifecycle)
         )"
         .into(),
+        // Distinct sources per (relation type, target), counted from the edges entities emit
+        // about themselves; `relation_types` counts the edges emitted about others (inverse
+        // edges). Where a type has none, the counts are exact and facets read them.
+        "CREATE TABLE relation_counts (
+            type_l TEXT NOT NULL,
+            target_ref TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (type_l, target_ref)
+        )"
+        .into(),
+        "CREATE TABLE relation_types (
+            type_l TEXT PRIMARY KEY,
+            inverse_edges BIGINT NOT NULL
+        )"
+        .into(),
         "CREATE INDEX errors_location ON processing_errors (location_key)".into(),
         "CREATE INDEX errors_entity ON processing_errors (entity_ref)".into(),
     ];

@@ -272,13 +272,7 @@ impl CatalogStore {
         for facet in facets {
             let key = facet.to_lowercase();
             let values = if let Some(relation_type) = key.strip_prefix("relations.") {
-                let mut sql = Sql::new(self.backend());
-                sql.push("SELECT r.target_ref AS value, COUNT(DISTINCT r.source_ref) AS n FROM relations r JOIN entities e ON e.entity_ref = r.source_ref WHERE r.type_l = ")
-                    .bind(relation_type.to_owned())
-                    .push(" AND ");
-                push_predicate(&mut sql, filter);
-                sql.push(" GROUP BY r.target_ref");
-                self.value_counts(sql).await?
+                self.relation_facet(relation_type, filter).await?
             } else if let (Some((original, _)), Some(conditions)) =
                 (hot_count_column(&key), hot_conditions(filter))
             {
@@ -306,6 +300,43 @@ impl CatalogStore {
             });
         }
         Ok(out)
+    }
+
+    /// Distinct sources per target for one relation type.
+    async fn relation_facet(
+        &self,
+        relation_type: &str,
+        filter: &Predicate,
+    ) -> Result<Vec<(String, u64)>> {
+        if filter.is_everything() {
+            // Exact maintained counts, unless some entity emits this type about another.
+            let mut sql = Sql::new(self.backend());
+            sql.push("SELECT inverse_edges FROM relation_types WHERE type_l = ")
+                .bind(relation_type.to_owned());
+            let inverse: i64 = match self.db().query_one_raw(sql.build()).await? {
+                Some(row) => row.try_get("", "inverse_edges")?,
+                None => 0,
+            };
+            let mut sql = Sql::new(self.backend());
+            if inverse == 0 {
+                sql.push(
+                    "SELECT target_ref AS value, n FROM relation_counts WHERE n > 0 AND type_l = ",
+                )
+                .bind(relation_type.to_owned());
+            } else {
+                sql.push("SELECT target_ref AS value, COUNT(DISTINCT source_ref) AS n FROM relations WHERE type_l = ")
+                    .bind(relation_type.to_owned())
+                    .push(" GROUP BY target_ref");
+            }
+            return self.value_counts(sql).await;
+        }
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT r.target_ref AS value, COUNT(DISTINCT r.source_ref) AS n FROM relations r JOIN entities e ON e.entity_ref = r.source_ref WHERE r.type_l = ")
+            .bind(relation_type.to_owned())
+            .push(" AND ");
+        push_predicate(&mut sql, filter);
+        sql.push(" GROUP BY r.target_ref");
+        self.value_counts(sql).await
     }
 
     async fn value_counts(&self, sql: Sql) -> Result<Vec<(String, u64)>> {

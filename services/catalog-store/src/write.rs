@@ -33,6 +33,7 @@ struct ExistingRow {
     generation: i64,
     orphan: bool,
     relations_version: i64,
+    created_at: i64,
     /// `(kind, spec.type, spec.lifecycle)` as stored, for the hot counts.
     hot: HotKey,
 }
@@ -47,10 +48,12 @@ struct Write<'a> {
     columns: EntityColumns,
 }
 
-/// A new entity row about to be inserted.
+/// An entity row about to be inserted: new, or the new content of an existing entity (whose
+/// old row was deleted; id, uid and creation time are kept).
 struct NewRow<'a> {
     write: &'a Write<'a>,
     uid: String,
+    generation: i64,
     version: i64,
     etag: String,
 }
@@ -321,7 +324,7 @@ impl CatalogStore {
         // 3. Whose outgoing relations change: compare the edges the touched entities emitted
         //    before and after, per source.
         let mut before: BTreeMap<&str, BTreeSet<(String, String)>> = BTreeMap::new();
-        for (source, relation_type, target) in &old_edges {
+        for (_, source, relation_type, target) in &old_edges {
             before
                 .entry(source)
                 .or_default()
@@ -349,48 +352,62 @@ impl CatalogStore {
         // 4. Write the entities: inserts and updates, with their final etag.
         let mut changes: Vec<ChangeRow> = Vec::new();
         let mut inserted_ids: HashMap<String, i64> = HashMap::new();
+        // Updates replace their row (same id, uid and creation time) so that every write is
+        // a multi-row statement.
+        let updated_ids: Vec<i64> = writes
+            .iter()
+            .filter_map(|w| w.existing.map(|row| row.id))
+            .collect();
+        for chunk in updated_ids.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("DELETE FROM entities WHERE id IN ")
+                .bind_list(chunk);
+            txn.execute_raw(sql.build()).await?;
+        }
         let (creates, updates): (Vec<&Write<'_>>, Vec<&Write<'_>>) =
             writes.iter().partition(|w| w.existing.is_none());
-        for chunk in creates.chunks(INSERT_CHUNK / 2) {
-            let rows: Vec<NewRow<'_>> = chunk
-                .iter()
-                .map(|write| {
-                    let version = i64::from(moved.contains(&write.columns.entity_ref));
-                    NewRow {
-                        write,
-                        uid: uuid::Uuid::new_v4().to_string(),
-                        version,
-                        etag: etag(&write.columns.content_hash, version),
-                    }
-                })
-                .collect();
-            inserted_ids.extend(self.insert_entities(txn, &rows, now).await?);
-            for row in &rows {
-                changes.push(ChangeRow::content(
-                    row.write,
-                    &row.uid,
-                    1,
-                    &row.etag,
-                    ChangeKind::Created,
-                ));
+        for (group, kind) in [
+            (&creates, ChangeKind::Created),
+            (&updates, ChangeKind::Updated),
+        ] {
+            for chunk in group.chunks(INSERT_CHUNK / 2) {
+                let rows: Vec<NewRow<'_>> = chunk
+                    .iter()
+                    .map(|write| {
+                        let moved_here = i64::from(moved.contains(&write.columns.entity_ref));
+                        let (uid, generation, version) = match write.existing {
+                            Some(row) => (
+                                row.uid.clone(),
+                                row.generation + 1,
+                                row.relations_version + moved_here,
+                            ),
+                            None => (uuid::Uuid::new_v4().to_string(), 1, moved_here),
+                        };
+                        NewRow {
+                            write,
+                            etag: etag(&write.columns.content_hash, version),
+                            uid,
+                            generation,
+                            version,
+                        }
+                    })
+                    .collect();
+                inserted_ids.extend(self.insert_entities(txn, &rows, now).await?);
+                for row in &rows {
+                    changes.push(ChangeRow::content(
+                        row.write,
+                        &row.uid,
+                        row.generation,
+                        &row.etag,
+                        kind,
+                    ));
+                }
+                let count = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+                match kind {
+                    ChangeKind::Created => outcome.created += count,
+                    _ => outcome.updated += count,
+                }
             }
-            outcome.created += u32::try_from(rows.len()).unwrap_or(u32::MAX);
-        }
-        for write in &updates {
-            let Some(row) = write.existing else { continue };
-            let version =
-                row.relations_version + i64::from(moved.contains(&write.columns.entity_ref));
-            let etag = etag(&write.columns.content_hash, version);
-            self.update_entity(txn, row, &write.columns, version, &etag, now)
-                .await?;
-            changes.push(ChangeRow::content(
-                write,
-                &row.uid,
-                row.generation + 1,
-                &etag,
-                ChangeKind::Updated,
-            ));
-            outcome.updated += 1;
         }
 
         // 5. The new relation rows.
@@ -439,6 +456,45 @@ impl CatalogStore {
             *deltas.entry(write.columns.hot_key()).or_default() += 1;
         }
         self.apply_hot_deltas(txn, &deltas).await?;
+        let originators: HashMap<i64, &str> = removed
+            .iter()
+            .map(|(entity_ref, row)| (row.id, *entity_ref))
+            .chain(writes.iter().filter_map(|w| {
+                w.existing
+                    .map(|row| (row.id, w.columns.entity_ref.as_str()))
+            }))
+            .collect();
+        let mut own: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut inverse: BTreeMap<String, i64> = BTreeMap::new();
+        let mut count =
+            |originator: &str, source: &str, relation_type: &str, target: &str, delta: i64| {
+                let relation_type = relation_type.to_lowercase();
+                if source.eq_ignore_ascii_case(originator) {
+                    *own.entry((relation_type, target.to_lowercase()))
+                        .or_default() += delta;
+                } else {
+                    *inverse.entry(relation_type).or_default() += delta;
+                }
+            };
+        for (id, source, relation_type, target) in &old_edges {
+            let originator = originators.get(id).copied().unwrap_or_default();
+            count(originator, source, relation_type, target, -1);
+        }
+        for write in &writes {
+            let mut edges: Vec<&RelationEdge> = write.upsert.edges.iter().collect();
+            edges.sort();
+            edges.dedup();
+            for edge in edges {
+                count(
+                    &write.columns.entity_ref,
+                    &edge.source,
+                    &edge.relation_type,
+                    &edge.target,
+                    1,
+                );
+            }
+        }
+        self.apply_relation_deltas(txn, &own, &inverse).await?;
 
         // 8. Removals and every change go to the change feed.
         for (entity_ref, row) in &removed {
@@ -507,7 +563,7 @@ impl CatalogStore {
         let mut existing = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version, kind, spec_type, lifecycle FROM entities WHERE entity_ref IN ")
+            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version, created_at, kind, spec_type, lifecycle FROM entities WHERE entity_ref IN ")
                 .bind_list(chunk);
             for row in txn.query_all_raw(sql.build()).await? {
                 existing.insert(
@@ -520,6 +576,7 @@ impl CatalogStore {
                         generation: row.try_get("", "generation")?,
                         orphan: row.try_get("", "orphan")?,
                         relations_version: row.try_get("", "relations_version")?,
+                        created_at: row.try_get("", "created_at")?,
                         hot: (
                             row.try_get("", "kind")?,
                             row.try_get::<Option<String>>("", "spec_type")?
@@ -534,18 +591,21 @@ impl CatalogStore {
         Ok(existing)
     }
 
-    /// Reads and deletes the relation rows the given entities emitted.
+    /// Reads and deletes the relation rows the given entities emitted:
+    /// `(originating id, source, type, target)`.
     async fn take_relations_of(
         &self,
         txn: &DatabaseTransaction,
         ids: &[i64],
-    ) -> Result<Vec<(String, String, String)>> {
+    ) -> Result<Vec<(i64, String, String, String)>> {
         let mut edges = Vec::new();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT source_ref, type, target_ref FROM relations WHERE originating_entity_id IN ").bind_list(chunk);
+            sql.push("SELECT originating_entity_id, source_ref, type, target_ref FROM relations WHERE originating_entity_id IN ")
+                .bind_list(chunk);
             for row in txn.query_all_raw(sql.build()).await? {
                 edges.push((
+                    row.try_get("", "originating_entity_id")?,
                     row.try_get("", "source_ref")?,
                     row.try_get("", "type")?,
                     row.try_get("", "target_ref")?,
@@ -557,6 +617,53 @@ impl CatalogStore {
             txn.execute_raw(sql.build()).await?;
         }
         Ok(edges)
+    }
+
+    /// Applies changes to the relation counts: `(type, target) -> delta` for edges entities
+    /// emit about themselves, `type -> delta` for edges about others.
+    async fn apply_relation_deltas(
+        &self,
+        txn: &DatabaseTransaction,
+        own: &BTreeMap<(String, String), i64>,
+        inverse: &BTreeMap<String, i64>,
+    ) -> Result<()> {
+        let own: Vec<_> = own.iter().filter(|(_, d)| **d != 0).collect();
+        for chunk in own.chunks(INSERT_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("INSERT INTO relation_counts (type_l, target_ref, n) VALUES ");
+            for (index, ((relation_type, target), delta)) in chunk.iter().enumerate() {
+                if index > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(")
+                    .bind(relation_type.clone())
+                    .push(", ")
+                    .bind(target.clone())
+                    .push(", ")
+                    .bind(**delta)
+                    .push(")");
+            }
+            sql.push(" ON CONFLICT (type_l, target_ref) DO UPDATE SET n = relation_counts.n + excluded.n");
+            txn.execute_raw(sql.build()).await?;
+        }
+        let inverse: Vec<_> = inverse.iter().filter(|(_, d)| **d != 0).collect();
+        for chunk in inverse.chunks(INSERT_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("INSERT INTO relation_types (type_l, inverse_edges) VALUES ");
+            for (index, (relation_type, delta)) in chunk.iter().enumerate() {
+                if index > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(")
+                    .bind((*relation_type).clone())
+                    .push(", ")
+                    .bind(**delta)
+                    .push(")");
+            }
+            sql.push(" ON CONFLICT (type_l) DO UPDATE SET inverse_edges = relation_types.inverse_edges + excluded.inverse_edges");
+            txn.execute_raw(sql.build()).await?;
+        }
+        Ok(())
     }
 
     async fn insert_relations(
@@ -588,27 +695,34 @@ impl CatalogStore {
         Ok(())
     }
 
-    /// Inserts new entities in one statement; returns their ids by ref.
+    /// Inserts entity rows in one statement (all new, or all replacing existing rows with
+    /// their ids); returns their ids by ref.
     async fn insert_entities(
         &self,
         txn: &DatabaseTransaction,
         rows: &[NewRow<'_>],
         now: i64,
     ) -> Result<Vec<(String, i64)>> {
-        if rows.is_empty() {
+        let Some(first) = rows.first() else {
             return Ok(Vec::new());
-        }
+        };
+        let with_ids = first.write.existing.is_some();
         let mut sql = Sql::new(self.backend());
-        sql.push(
-            "INSERT INTO entities (uid, entity_ref, kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref, orphan, created_at, updated_at) VALUES ",
-        );
+        sql.push("INSERT INTO entities (");
+        if with_ids {
+            sql.push("id, ");
+        }
+        sql.push("uid, entity_ref, kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref, orphan, created_at, updated_at) VALUES ");
         for (index, row) in rows.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
             }
             let columns = &row.write.columns;
-            sql.push("(")
-                .bind(row.uid.clone())
+            sql.push("(");
+            if let Some(existing) = row.write.existing {
+                sql.bind(existing.id).push(", ");
+            }
+            sql.bind(row.uid.clone())
                 .push(", ")
                 .bind(columns.entity_ref.clone())
                 .push(", ");
@@ -616,13 +730,17 @@ impl CatalogStore {
             sql.push(", ")
                 .bind(row.etag.clone())
                 .push(", ")
-                .bind(1_i64)
+                .bind(row.generation)
                 .push(", ")
                 .bind(row.version)
                 .push(", ");
             columns.bind_content(&mut sql);
+            let created_at = row
+                .write
+                .existing
+                .map_or(now, |existing| existing.created_at);
             sql.push(", FALSE, ")
-                .bind(now)
+                .bind(created_at)
                 .push(", ")
                 .bind(now)
                 .push(")");
@@ -633,34 +751,6 @@ impl CatalogStore {
             ids.push((row.try_get("", "entity_ref")?, row.try_get("", "id")?));
         }
         Ok(ids)
-    }
-
-    async fn update_entity(
-        &self,
-        txn: &DatabaseTransaction,
-        row: &ExistingRow,
-        columns: &EntityColumns,
-        version: i64,
-        etag: &str,
-        now: i64,
-    ) -> Result<()> {
-        let mut sql = Sql::new(self.backend());
-        sql.push("UPDATE entities SET (kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref) = (");
-        columns.bind_common(&mut sql);
-        sql.push(", ")
-            .bind(etag.to_owned())
-            .push(", ")
-            .bind(row.generation + 1)
-            .push(", ")
-            .bind(version)
-            .push(", ");
-        columns.bind_content(&mut sql);
-        sql.push("), orphan = FALSE, updated_at = ")
-            .bind(now)
-            .push(" WHERE id = ")
-            .bind(row.id);
-        txn.execute_raw(sql.build()).await?;
-        Ok(())
     }
 
     /// Moves the relations version (and so the etag) of entities whose relations changed

@@ -421,6 +421,21 @@ async fn counts_facets(store: &CatalogStore) {
         "{:?}",
         result[2].values
     );
+    // memberOf is also emitted by groups about users (inverse edges): counted from the rows.
+    let members = store
+        .facets(&["relations.memberOf".to_owned()], &Predicate::everything())
+        .await
+        .unwrap();
+    let team_a_members = refs(store, &["relations.memberof=group:default/team-a"])
+        .await
+        .len() as u64;
+    assert!(
+        members[0]
+            .values
+            .contains(&("group:default/team-a".to_owned(), team_a_members)),
+        "{:?}",
+        members[0].values
+    );
     let java = refs(store, &["metadata.tags.java"]).await.len() as u64;
     assert!(
         result[3].values.contains(&("java".to_owned(), java)),
@@ -481,6 +496,28 @@ async fn counts_follow_updates_and_removals(store: &CatalogStore) {
         .await
         .unwrap();
     assert_eq!(types(store).await, [("website".to_owned(), 2)]);
+    // Owners move with updates and removals.
+    let mut moved = website("c");
+    moved.body["spec"]["owner"] = "team-b".into();
+    moved.edges = component("c", "team-b", "url:x").edges;
+    store
+        .apply_batch(Batch {
+            upserts: vec![moved],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let owners = store
+        .facets(&["relations.ownedBy".to_owned()], &Predicate::everything())
+        .await
+        .unwrap();
+    assert_eq!(
+        owners[0].values,
+        [
+            ("group:default/team-a".to_owned(), 1),
+            ("group:default/team-b".to_owned(), 1)
+        ]
+    );
     let page = store
         .query_entities(&EntityQuery {
             filter: filter(&["kind=component,spec.type=website"]),
