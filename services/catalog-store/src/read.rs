@@ -411,12 +411,31 @@ impl CatalogStore {
         .bind(entity_ref)
         .push(" ORDER BY sequence DESC LIMIT ")
         .bind(i64::from(limit));
-        self.db()
+        let mut changes: Vec<Change> = self
+            .db()
             .query_all_raw(sql.build())
             .await?
             .iter()
             .map(change_from_row)
-            .collect()
+            .collect::<Result<_>>()?;
+        self.fill_current_bodies(&mut changes).await?;
+        Ok(changes)
+    }
+
+    /// A content change without a body is the entity's newest content: take it from the
+    /// entity as it is now.
+    async fn fill_current_bodies(&self, changes: &mut [Change]) -> Result<()> {
+        for change in changes.iter_mut() {
+            if change.body.is_none()
+                && matches!(change.change, ChangeKind::Created | ChangeKind::Updated)
+            {
+                change.body = self
+                    .entity_by_ref(&change.entity_ref)
+                    .await?
+                    .map(|entity| entity.body);
+            }
+        }
+        Ok(())
     }
 
     /// The entity's content as it stood at `as_of` (RFC 3339): its latest created or updated
@@ -440,7 +459,12 @@ impl CatalogStore {
             .await?
             .map(|row| change_from_row(&row))
             .transpose()?;
-        Ok(change.filter(|c| c.change != ChangeKind::Removed))
+        let mut found: Vec<Change> = change
+            .into_iter()
+            .filter(|c| c.change != ChangeKind::Removed)
+            .collect();
+        self.fill_current_bodies(&mut found).await?;
+        Ok(found.pop())
     }
 
     /// Changes with a sequence above `after`, oldest first, at most `limit`.

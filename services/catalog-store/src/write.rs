@@ -72,7 +72,8 @@ struct ChangeRow {
 }
 
 impl ChangeRow {
-    /// A created or updated entity; its history keeps the body with its own relations.
+    /// A created or updated entity. Its body is not copied: the newest content lives in
+    /// `entities`, and is saved into this row when it is replaced or removed.
     fn content(
         write: &Write<'_>,
         uid: &str,
@@ -80,13 +81,6 @@ impl ChangeRow {
         etag: &str,
         kind: ChangeKind,
     ) -> Self {
-        let own: Vec<(String, String)> = write
-            .upsert
-            .edges
-            .iter()
-            .filter(|edge| edge.source.eq_ignore_ascii_case(&write.columns.entity_ref))
-            .map(|edge| (edge.relation_type.clone(), edge.target.to_lowercase()))
-            .collect();
         ChangeRow {
             entity_ref: write.columns.entity_ref.clone(),
             uid: uid.to_owned(),
@@ -94,12 +88,7 @@ impl ChangeRow {
             content_hash: write.columns.content_hash.clone(),
             etag: etag.to_owned(),
             kind,
-            body: Some(crate::serve::served_body_from(
-                &write.columns.body_value,
-                uid,
-                etag,
-                own,
-            )),
+            body: None,
             location_key: write.upsert.location_key.clone(),
             commit: write.upsert.commit.clone(),
         }
@@ -313,6 +302,17 @@ impl CatalogStore {
             .chain(writes.iter().filter_map(|w| w.existing.map(|row| row.id)))
             .collect();
         let old_edges = self.take_relations_of(txn, &replaced_ids).await?;
+        let replaced: Vec<(&str, &ExistingRow)> = removed
+            .iter()
+            .copied()
+            .chain(
+                writes
+                    .iter()
+                    .filter_map(|w| w.existing.map(|row| (w.columns.entity_ref.as_str(), row))),
+            )
+            .collect();
+        self.keep_replaced_bodies(txn, &replaced, &old_edges)
+            .await?;
         let removed_ids: Vec<i64> = removed.iter().map(|(_, row)| row.id).collect();
         for chunk in removed_ids.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
@@ -617,6 +617,69 @@ impl CatalogStore {
             txn.execute_raw(sql.build()).await?;
         }
         Ok(edges)
+    }
+
+    /// Before rows are replaced or removed: copies each one's body (with its own relations, as
+    /// it was served) into its latest content change, so history keeps every past state.
+    async fn keep_replaced_bodies(
+        &self,
+        txn: &DatabaseTransaction,
+        replaced: &[(&str, &ExistingRow)],
+        old_edges: &[(i64, String, String, String)],
+    ) -> Result<()> {
+        for chunk in replaced.chunks(INSERT_CHUNK) {
+            let refs: Vec<String> = chunk.iter().map(|(r, _)| (*r).to_owned()).collect();
+            let ids: Vec<i64> = chunk.iter().map(|(_, row)| row.id).collect();
+            let mut sql = Sql::new(self.backend());
+            sql.push("SELECT entity_ref, MAX(sequence) AS latest FROM changes WHERE change IN ('created', 'updated') AND entity_ref IN ")
+                .bind_list(&refs)
+                .push(" GROUP BY entity_ref");
+            let mut latest: HashMap<String, i64> = HashMap::new();
+            for row in txn.query_all_raw(sql.build()).await? {
+                latest.insert(row.try_get("", "entity_ref")?, row.try_get("", "latest")?);
+            }
+            let mut sql = Sql::new(self.backend());
+            sql.push("SELECT id, body, etag FROM entities WHERE id IN ")
+                .bind_list(&ids);
+            let mut bodies: HashMap<i64, (String, String)> = HashMap::new();
+            for row in txn.query_all_raw(sql.build()).await? {
+                bodies.insert(
+                    row.try_get("", "id")?,
+                    (row.try_get("", "body")?, row.try_get("", "etag")?),
+                );
+            }
+            let mut update = Sql::new(self.backend());
+            update.push("UPDATE changes SET body = CASE sequence");
+            let mut sequences = Vec::new();
+            for (entity_ref, row) in chunk {
+                let (Some(sequence), Some((body, etag))) =
+                    (latest.get(*entity_ref), bodies.get(&row.id))
+                else {
+                    continue;
+                };
+                let own: Vec<(String, String)> = old_edges
+                    .iter()
+                    .filter(|(id, source, _, _)| *id == row.id && source == entity_ref)
+                    .map(|(_, _, relation_type, target)| (relation_type.clone(), target.clone()))
+                    .collect();
+                let served = crate::serve::served_body(body, &row.uid, etag, own)
+                    .map_err(|e| StoreError::Corrupt(format!("{entity_ref}: {e}")))?;
+                update
+                    .push(" WHEN ")
+                    .bind(*sequence)
+                    .push(" THEN ")
+                    .bind(served);
+                sequences.push(*sequence);
+            }
+            if sequences.is_empty() {
+                continue;
+            }
+            update
+                .push(" END WHERE body IS NULL AND sequence IN ")
+                .bind_list(&sequences);
+            txn.execute_raw(update.build()).await?;
+        }
+        Ok(())
     }
 
     /// Applies changes to the relation counts: `(type, target) -> delta` for edges entities
@@ -928,6 +991,11 @@ fn prepare(batch: &Batch) -> Result<Prepared> {
         .iter()
         .map(|text| canonical_ref(text))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(both) = removal_refs.iter().find(|r| seen.contains(*r)) {
+        return Err(StoreError::InvalidArgument(format!(
+            "{both} is both upserted and removed in one batch"
+        )));
+    }
     Ok(Prepared {
         upsert_refs,
         removal_refs,
@@ -986,7 +1054,6 @@ struct EntityColumns {
     content_hash: String,
     /// The body without relations, status, uid and etag (serving adds them).
     body: String,
-    body_value: Value,
     search_doc: String,
     location_key: Option<String>,
     origin_location: Option<String>,
@@ -1035,7 +1102,6 @@ impl EntityColumns {
             lifecycle: text(spec.and_then(|s| s.get("lifecycle"))),
             content_hash: hash.to_owned(),
             body: body.to_string(),
-            body_value: body.clone(),
             search_doc: Value::Object(document).to_string(),
             location_key: upsert.location_key.clone(),
             origin_location: upsert.origin_location.clone(),
@@ -1129,6 +1195,14 @@ mod tests {
             prepare(&nameless),
             Err(StoreError::InvalidArgument(_))
         ));
+        let overlap = Batch {
+            upserts: vec![upsert("a")],
+            removals: vec!["component:default/A".into()],
+            ..Batch::default()
+        };
+        assert!(
+            matches!(prepare(&overlap), Err(StoreError::InvalidArgument(m)) if m.contains("both upserted and removed"))
+        );
         let bad_removal = Batch {
             removals: vec!["component:".into()],
             ..Batch::default()

@@ -681,6 +681,12 @@ async fn removal_updates_the_other_side_of_relations(store: &CatalogStore) {
         tail.contains(&("group:default/team-a".into(), ChangeKind::Relations)),
         "{tail:?}"
     );
+    // The history of a removed entity keeps its last content.
+    let history = store.history("component:default/svc", 0).await.unwrap();
+    assert_eq!(history[0].change, ChangeKind::Removed);
+    let last: serde_json::Value =
+        serde_json::from_str(history[1].body.as_deref().expect("last body kept")).unwrap();
+    assert_eq!(last["spec"]["owner"], "team-a");
     // Removing what is not there changes nothing.
     let noop = store
         .apply_batch(Batch {
