@@ -72,8 +72,15 @@ impl Source {
 /// Reads placeholder targets from the local disk. Remote content is not fetched here: the
 /// harvester reads it (with its allow-list) when the location is ingested.
 #[derive(Debug)]
-struct LocalFiles {
+pub struct LocalFiles {
     max_bytes: usize,
+}
+
+impl LocalFiles {
+    /// Reads files of at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> Self {
+        LocalFiles { max_bytes }
+    }
 }
 
 impl PlaceholderReader for LocalFiles {
@@ -175,9 +182,7 @@ pub fn check(
     } else {
         None
     };
-    let placeholders = LocalFiles {
-        max_bytes: options.limits.max_file_bytes,
-    };
+    let placeholders = LocalFiles::new(options.limits.max_file_bytes);
     let reader = CatalogReader {
         validator,
         limits: options.limits,

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cadastre::config::{self, Environment};
-use cadastre::validate::{self, FileResult, Options, OutputFormat};
-use cadastre_model::{CatalogReader, Limits, PlaceholderReader, ReadOutcome, Rule, Validator};
+use cadastre::validate::{self, FileResult, LocalFiles, Options, OutputFormat};
+use cadastre_model::{CatalogReader, Limits, Rule, Validator};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -148,28 +148,16 @@ fn create_app_examples_get_the_documented_verdicts() {
     );
 }
 
-struct LocalReader;
-
-impl PlaceholderReader for LocalReader {
-    fn read(&self, target: &str) -> Result<ReadOutcome, String> {
-        if target.contains("://") {
-            return Ok(ReadOutcome::Deferred("offline test".to_owned()));
-        }
-        std::fs::read_to_string(target)
-            .map(ReadOutcome::Content)
-            .map_err(|e| e.to_string())
-    }
-}
-
 #[test]
 fn relative_text_placeholder_resolves_against_the_file_beside_it() {
     let apis = examples_dir().join("catalog-model-examples/apis");
     let file = apis.join("petstore-webhook-api.yaml");
     let validator = Validator::default();
+    let local_files = LocalFiles::new(Limits::default().max_file_bytes);
     let reader = CatalogReader {
         validator: &validator,
         limits: Limits::default(),
-        placeholders: &LocalReader,
+        placeholders: &local_files,
     };
     let report = reader.read(&file.to_string_lossy(), &std::fs::read(&file).unwrap());
     let entity = &report
@@ -187,10 +175,11 @@ fn remote_placeholders_from_another_repository_are_refused() {
     // a stock Backstage.
     let apis = examples_dir().join("catalog-model-examples/apis");
     let validator = Validator::default();
+    let local_files = LocalFiles::new(Limits::default().max_file_bytes);
     let reader = CatalogReader {
         validator: &validator,
         limits: Limits::default(),
-        placeholders: &LocalReader,
+        placeholders: &local_files,
     };
     for name in [
         "spotify-api.yaml",

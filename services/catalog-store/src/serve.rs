@@ -11,20 +11,9 @@ pub fn served_body(
     stored: &str,
     uid: &str,
     etag: &str,
-    relations: Vec<(String, String)>,
-) -> Result<String, serde_json::Error> {
-    let value: Value = serde_json::from_str(stored)?;
-    Ok(served_body_from(&value, uid, etag, relations))
-}
-
-/// The body as served, from the stored body value.
-pub fn served_body_from(
-    stored: &Value,
-    uid: &str,
-    etag: &str,
     mut relations: Vec<(String, String)>,
-) -> String {
-    let mut value = stored.clone();
+) -> Result<String, serde_json::Error> {
+    let mut value: Value = serde_json::from_str(stored)?;
     if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.insert("uid".into(), Value::String(uid.to_owned()));
         metadata.insert("etag".into(), Value::String(etag.to_owned()));
@@ -40,7 +29,7 @@ pub fn served_body_from(
             .collect();
         object.insert("relations".into(), Value::Array(list));
     }
-    value.to_string()
+    Ok(value.to_string())
 }
 
 #[cfg(test)]

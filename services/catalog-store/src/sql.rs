@@ -62,10 +62,6 @@ impl Sql {
     pub fn build(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
     }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
 }
 
 /// The columns behind the hot keys: `(key, lower-cased column)`.
