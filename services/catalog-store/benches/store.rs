@@ -82,6 +82,13 @@ struct Row {
 }
 
 fn main() {
+    // `RUST_LOG=cadastre_catalog_store=debug` shows where each batch spends its time.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let options = options();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut rows = Vec::new();

@@ -12,7 +12,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(InitialSchema)]
+        vec![Box::new(InitialSchema), Box::new(HistoryCarriesBodies)]
     }
 }
 
@@ -189,4 +189,49 @@ fn initial_schema(backend: DbBackend) -> Vec<String> {
         );
     }
     statements
+}
+
+/// Content changes carry their body and the relations the entity emitted about itself, written
+/// with the change: replacing an entity no longer reads and rewrites its previous change.
+/// Earlier rows kept the newest body only in `entities`; they are filled from there.
+/// Entities keep a hash of the edges they emit, so an edit that leaves them alone does not
+/// touch the relations table.
+#[derive(Debug)]
+struct HistoryCarriesBodies;
+
+// The first migration's derived name is the file's ("migration"); later ones are named here.
+impl MigrationName for HistoryCarriesBodies {
+    fn name(&self) -> &str {
+        "m0002_history_carries_bodies"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for HistoryCarriesBodies {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("ALTER TABLE changes ADD COLUMN own_relations TEXT NULL")
+            .await?;
+        // Rows written before have none: their relations are rewritten on their next change.
+        db.execute_unprepared("ALTER TABLE entities ADD COLUMN edges_hash TEXT NULL")
+            .await?;
+        db.execute_unprepared(
+            "UPDATE changes SET body = (SELECT e.body FROM entities e WHERE e.entity_ref = changes.entity_ref)
+             WHERE body IS NULL AND change IN ('created', 'updated')",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE changes DROP COLUMN own_relations")
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE entities DROP COLUMN edges_hash")
+            .await?;
+        Ok(())
+    }
 }

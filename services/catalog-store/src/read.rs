@@ -18,7 +18,7 @@ use crate::{
 };
 
 const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, e.etag, e.kind, e.namespace, e.name, e.body, e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, e.created_at, e.updated_at";
-const CHANGE_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, body, location_key, commit_sha, recorded_at";
+const CHANGE_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, recorded_at";
 /// Refs per `IN (...)` lookup.
 const LOOKUP_CHUNK: usize = 500;
 /// Entities per page when facets are counted outside SQL.
@@ -411,31 +411,12 @@ impl CatalogStore {
         .bind(entity_ref)
         .push(" ORDER BY sequence DESC LIMIT ")
         .bind(i64::from(limit));
-        let mut changes: Vec<Change> = self
-            .db()
+        self.db()
             .query_all_raw(sql.build())
             .await?
             .iter()
             .map(change_from_row)
-            .collect::<Result<_>>()?;
-        self.fill_current_bodies(&mut changes).await?;
-        Ok(changes)
-    }
-
-    /// A content change without a body is the entity's newest content: take it from the
-    /// entity as it is now.
-    async fn fill_current_bodies(&self, changes: &mut [Change]) -> Result<()> {
-        for change in changes.iter_mut() {
-            if change.body.is_none()
-                && matches!(change.change, ChangeKind::Created | ChangeKind::Updated)
-            {
-                change.body = self
-                    .entity_by_ref(&change.entity_ref)
-                    .await?
-                    .map(|entity| entity.body);
-            }
-        }
-        Ok(())
+            .collect()
     }
 
     /// The entity's content as it stood at `as_of` (RFC 3339): its latest created or updated
@@ -459,12 +440,7 @@ impl CatalogStore {
             .await?
             .map(|row| change_from_row(&row))
             .transpose()?;
-        let mut found: Vec<Change> = change
-            .into_iter()
-            .filter(|c| c.change != ChangeKind::Removed)
-            .collect();
-        self.fill_current_bodies(&mut found).await?;
-        Ok(found.pop())
+        Ok(change.filter(|c| c.change != ChangeKind::Removed))
     }
 
     /// Changes with a sequence above `after`, oldest first, at most `limit`.
@@ -769,19 +745,37 @@ fn entity_from_row(row: &QueryResult) -> Result<StoredEntity> {
     })
 }
 
+/// A change as recorded; a content change's body is served as the entity was then (its uid,
+/// that etag and the relations it emitted about itself).
 fn change_from_row(row: &QueryResult) -> Result<Change> {
     let change: String = row.try_get("", "change")?;
     let sequence: i64 = row.try_get("", "sequence")?;
+    let entity_ref: String = row.try_get("", "entity_ref")?;
+    let uid: String = row.try_get("", "uid")?;
+    let etag: String = row.try_get("", "etag")?;
+    let stored: Option<String> = row.try_get("", "body")?;
+    let own_relations: Option<String> = row.try_get("", "own_relations")?;
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("{entity_ref}: {e}"));
+    let body = match stored {
+        Some(stored) => {
+            let own: Vec<(String, String)> = match own_relations {
+                Some(text) => serde_json::from_str(&text).map_err(corrupt)?,
+                None => Vec::new(),
+            };
+            Some(crate::serve::served_body(&stored, &uid, &etag, own).map_err(corrupt)?)
+        }
+        None => None,
+    };
     Ok(Change {
         sequence: u64::try_from(sequence).unwrap_or_default(),
-        entity_ref: row.try_get("", "entity_ref")?,
-        uid: row.try_get("", "uid")?,
-        generation: row.try_get("", "generation")?,
-        content_hash: row.try_get("", "content_hash")?,
-        etag: row.try_get("", "etag")?,
         change: ChangeKind::parse(&change)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown change kind {change:?}")))?,
-        body: row.try_get("", "body")?,
+        entity_ref,
+        uid,
+        etag,
+        body,
+        generation: row.try_get("", "generation")?,
+        content_hash: row.try_get("", "content_hash")?,
         location_key: row.try_get("", "location_key")?,
         commit: row.try_get("", "commit_sha")?,
         recorded_at: row.try_get("", "recorded_at")?,

@@ -33,7 +33,8 @@ struct ExistingRow {
     generation: i64,
     orphan: bool,
     relations_version: i64,
-    created_at: i64,
+    /// Hash of the edges it emitted (absent on rows written before it was kept).
+    edges_hash: Option<String>,
     /// `(kind, spec.type, spec.lifecycle)` as stored, for the hot counts.
     hot: HotKey,
 }
@@ -48,6 +49,14 @@ struct Write<'a> {
     columns: EntityColumns,
 }
 
+impl Write<'_> {
+    /// Whether the entity's relation rows are (re)written: it is new, or its edges changed.
+    fn rewires(&self) -> bool {
+        self.existing
+            .is_none_or(|row| row.edges_hash.as_deref() != Some(self.columns.edges_hash.as_str()))
+    }
+}
+
 /// An entity row about to be inserted: new, or the new content of an existing entity (whose
 /// old row was deleted; id, uid and creation time are kept).
 struct NewRow<'a> {
@@ -56,6 +65,26 @@ struct NewRow<'a> {
     generation: i64,
     version: i64,
     etag: String,
+}
+
+/// The entity columns a write sets, in the order [`NewRow::bind_content`] binds them.
+const CONTENT_COLUMNS: &str = "kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, edges_hash, location_key, origin_location, parent_ref, orphan, updated_at";
+
+impl NewRow<'_> {
+    /// Binds the values of [`CONTENT_COLUMNS`].
+    fn bind_content(&self, sql: &mut Sql, now: i64) {
+        let columns = &self.write.columns;
+        columns.bind_common(sql);
+        sql.push(", ")
+            .bind(self.etag.clone())
+            .push(", ")
+            .bind(self.generation)
+            .push(", ")
+            .bind(self.version)
+            .push(", ");
+        columns.bind_content(sql);
+        sql.push(", FALSE, ").bind(now);
+    }
 }
 
 /// A row of the change feed about to be written.
@@ -67,13 +96,14 @@ struct ChangeRow {
     etag: String,
     kind: ChangeKind,
     body: Option<String>,
+    /// JSON `[[type, target], ...]`: what the entity emitted about itself, for history.
+    own_relations: Option<String>,
     location_key: Option<String>,
     commit: Option<String>,
 }
 
 impl ChangeRow {
-    /// A created or updated entity. Its body is not copied: the newest content lives in
-    /// `entities`, and is saved into this row when it is replaced or removed.
+    /// A created or updated entity, with its body and the relations it emits about itself.
     fn content(
         write: &Write<'_>,
         uid: &str,
@@ -88,11 +118,47 @@ impl ChangeRow {
             content_hash: write.columns.content_hash.clone(),
             etag: etag.to_owned(),
             kind,
-            body: None,
+            body: Some(write.columns.body.clone()),
+            own_relations: Some(own_relations_json(write)),
             location_key: write.upsert.location_key.clone(),
             commit: write.upsert.commit.clone(),
         }
     }
+}
+
+/// Where a batch spent its time, reported as one debug event per batch.
+#[derive(Debug)]
+struct Phases {
+    last: std::time::Instant,
+    spent: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            spent: Vec::new(),
+        }
+    }
+
+    /// Ends the phase called `name`.
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.spent.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+/// The relations an upsert emits about its own entity, as stored with its history.
+fn own_relations_json(write: &Write<'_>) -> String {
+    let own: BTreeSet<(&str, String)> = write
+        .upsert
+        .edges
+        .iter()
+        .filter(|edge| edge.source.eq_ignore_ascii_case(&write.columns.entity_ref))
+        .map(|edge| (edge.relation_type.as_str(), edge.target.to_lowercase()))
+        .collect();
+    serde_json::to_string(&own).unwrap_or_else(|_| "[]".into())
 }
 
 /// The etag: changes whenever the content or the relations change.
@@ -258,6 +324,7 @@ impl CatalogStore {
         prepared: Prepared,
     ) -> Result<BatchOutcome> {
         let now = now_micros();
+        let mut phases = Phases::start();
         let mut outcome = BatchOutcome::default();
         let lookup: Vec<String> = prepared
             .upsert_refs
@@ -266,6 +333,7 @@ impl CatalogStore {
             .cloned()
             .collect();
         let existing = self.load_existing(txn, &lookup).await?;
+        phases.mark("load");
 
         // 1. Decide what each upsert and removal does, in memory.
         let mut removed: Vec<(&str, &ExistingRow)> = Vec::new();
@@ -274,45 +342,60 @@ impl CatalogStore {
                 removed.push((entity_ref, row));
             }
         }
-        let mut writes: Vec<Write<'_>> = Vec::new();
-        for (upsert, entity_ref) in batch.upserts.iter().zip(&prepared.upsert_refs) {
-            let hash = content_hash(upsert);
+        let mut changed = Vec::new();
+        for ((upsert, entity_ref), hash) in batch
+            .upserts
+            .iter()
+            .zip(&prepared.upsert_refs)
+            .zip(&prepared.upsert_hashes)
+        {
             let row = existing.get(entity_ref);
             if let Some(row) = row {
                 if row.location_key.is_some() && row.location_key != upsert.location_key {
                     outcome.conflicts.push(entity_ref.clone());
                     continue;
                 }
-                if row.content_hash == hash && !row.orphan {
+                if row.content_hash == *hash && !row.orphan {
                     outcome.unchanged += 1;
                     continue;
                 }
             }
+            changed.push((upsert, entity_ref, hash, row));
+        }
+        let columns = par_map(&changed, |(upsert, entity_ref, hash, _)| {
+            EntityColumns::from_upsert(upsert, entity_ref, hash)
+        });
+        let mut writes: Vec<Write<'_>> = Vec::with_capacity(changed.len());
+        for ((upsert, _, _, existing), columns) in changed.into_iter().zip(columns) {
             writes.push(Write {
                 upsert,
-                existing: row,
-                columns: EntityColumns::from_upsert(upsert, entity_ref, &hash)?,
+                existing,
+                columns: columns?,
             });
         }
+        phases.mark("prepare");
 
-        // 2. The relation rows the touched entities emitted before: read, then delete.
-        let replaced_ids: Vec<i64> = removed
+        // 2. The relation rows of entities whose edges change (or that go away) are replaced;
+        //    an edit to a description leaves the relations table alone (same `edges_hash`).
+        let rewired: BTreeSet<i64> = removed
             .iter()
             .map(|(_, row)| row.id)
-            .chain(writes.iter().filter_map(|w| w.existing.map(|row| row.id)))
-            .collect();
-        let old_edges = self.take_relations_of(txn, &replaced_ids).await?;
-        let replaced: Vec<(&str, &ExistingRow)> = removed
-            .iter()
-            .copied()
             .chain(
                 writes
                     .iter()
-                    .filter_map(|w| w.existing.map(|row| (w.columns.entity_ref.as_str(), row))),
+                    .filter(|write| write.rewires())
+                    .filter_map(|write| write.existing.map(|row| row.id)),
             )
             .collect();
-        self.keep_replaced_bodies(txn, &replaced, &old_edges)
-            .await?;
+        let rewired_ids: Vec<i64> = rewired.iter().copied().collect();
+        let old_edges = self.relations_of(txn, &rewired_ids).await?;
+        for chunk in rewired_ids.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("DELETE FROM relations WHERE originating_entity_id IN ")
+                .bind_list(chunk);
+            txn.execute_raw(sql.build()).await?;
+        }
+        phases.mark("take_relations");
         let removed_ids: Vec<i64> = removed.iter().map(|(_, row)| row.id).collect();
         for chunk in removed_ids.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
@@ -323,18 +406,18 @@ impl CatalogStore {
 
         // 3. Whose outgoing relations change: compare the edges the touched entities emitted
         //    before and after, per source.
-        let mut before: BTreeMap<&str, BTreeSet<(String, String)>> = BTreeMap::new();
+        let mut before: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
         for (_, source, relation_type, target) in &old_edges {
             before
-                .entry(source)
+                .entry(source.clone())
                 .or_default()
                 .insert((relation_type.clone(), target.clone()));
         }
-        let mut after: BTreeMap<&str, BTreeSet<(String, String)>> = BTreeMap::new();
-        for write in &writes {
+        let mut after: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+        for write in writes.iter().filter(|write| write.rewires()) {
             for edge in &write.upsert.edges {
                 after
-                    .entry(edge.source.as_str())
+                    .entry(edge.source.to_lowercase())
                     .or_default()
                     .insert((edge.relation_type.clone(), edge.target.to_lowercase()));
             }
@@ -345,25 +428,13 @@ impl CatalogStore {
             .keys()
             .chain(after.keys())
             .filter(|source| before.get(*source) != after.get(*source))
-            .map(|source| source.to_lowercase())
             .filter(|source| !removed_refs.contains(source.as_str()))
+            .cloned()
             .collect();
 
         // 4. Write the entities: inserts and updates, with their final etag.
         let mut changes: Vec<ChangeRow> = Vec::new();
         let mut inserted_ids: HashMap<String, i64> = HashMap::new();
-        // Updates replace their row (same id, uid and creation time) so that every write is
-        // a multi-row statement.
-        let updated_ids: Vec<i64> = writes
-            .iter()
-            .filter_map(|w| w.existing.map(|row| row.id))
-            .collect();
-        for chunk in updated_ids.chunks(LOOKUP_CHUNK) {
-            let mut sql = Sql::new(self.backend());
-            sql.push("DELETE FROM entities WHERE id IN ")
-                .bind_list(chunk);
-            txn.execute_raw(sql.build()).await?;
-        }
         let (creates, updates): (Vec<&Write<'_>>, Vec<&Write<'_>>) =
             writes.iter().partition(|w| w.existing.is_none());
         for (group, kind) in [
@@ -392,7 +463,12 @@ impl CatalogStore {
                         }
                     })
                     .collect();
-                inserted_ids.extend(self.insert_entities(txn, &rows, now).await?);
+                match kind {
+                    ChangeKind::Created => {
+                        inserted_ids.extend(self.insert_entities(txn, &rows, now).await?);
+                    }
+                    _ => self.update_entities(txn, &rows, now).await?,
+                }
                 for row in &rows {
                     changes.push(ChangeRow::content(
                         row.write,
@@ -410,9 +486,13 @@ impl CatalogStore {
             }
         }
 
+        phases.mark("entities");
         // 5. The new relation rows.
         let mut edge_rows: Vec<(i64, &RelationEdge)> = Vec::new();
         for write in &writes {
+            if !write.rewires() {
+                continue;
+            }
             let id = match write.existing {
                 Some(row) => row.id,
                 None => inserted_ids
@@ -431,6 +511,7 @@ impl CatalogStore {
             edge_rows.extend(edges.into_iter().map(|edge| (id, edge)));
         }
         self.insert_relations(txn, &edge_rows).await?;
+        phases.mark("relations");
 
         // 6. Entities outside the batch whose relations moved: new version and etag only.
         let written: BTreeSet<&str> = writes
@@ -443,6 +524,7 @@ impl CatalogStore {
             .cloned()
             .collect();
         changes.extend(self.bump_relations(txn, &others, now).await?);
+        phases.mark("bump");
 
         // 7. Keep the per-(kind, type, lifecycle) counts in step.
         let mut deltas: BTreeMap<HotKey, i64> = BTreeMap::new();
@@ -480,7 +562,7 @@ impl CatalogStore {
             let originator = originators.get(id).copied().unwrap_or_default();
             count(originator, source, relation_type, target, -1);
         }
-        for write in &writes {
+        for write in writes.iter().filter(|write| write.rewires()) {
             let mut edges: Vec<&RelationEdge> = write.upsert.edges.iter().collect();
             edges.sort();
             edges.dedup();
@@ -495,6 +577,7 @@ impl CatalogStore {
             }
         }
         self.apply_relation_deltas(txn, &own, &inverse).await?;
+        phases.mark("counts");
 
         // 8. Removals and every change go to the change feed.
         for (entity_ref, row) in &removed {
@@ -506,16 +589,28 @@ impl CatalogStore {
                 etag: String::new(),
                 kind: ChangeKind::Removed,
                 body: None,
+                own_relations: None,
                 location_key: row.location_key.clone(),
                 commit: None,
             });
             outcome.removed += 1;
         }
         outcome.last_sequence = self.record_changes(txn, &changes, now).await?;
+        phases.mark("changes");
 
         for location_errors in &batch.errors {
             self.replace_errors(txn, location_errors, now).await?;
         }
+        phases.mark("errors");
+        tracing::debug!(
+            created = outcome.created,
+            updated = outcome.updated,
+            unchanged = outcome.unchanged,
+            removed = outcome.removed,
+            bumped = others.len(),
+            phases = ?phases.spent,
+            "batch applied"
+        );
         Ok(outcome)
     }
 
@@ -563,7 +658,7 @@ impl CatalogStore {
         let mut existing = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version, created_at, kind, spec_type, lifecycle FROM entities WHERE entity_ref IN ")
+            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version, edges_hash, kind, spec_type, lifecycle FROM entities WHERE entity_ref IN ")
                 .bind_list(chunk);
             for row in txn.query_all_raw(sql.build()).await? {
                 existing.insert(
@@ -576,7 +671,7 @@ impl CatalogStore {
                         generation: row.try_get("", "generation")?,
                         orphan: row.try_get("", "orphan")?,
                         relations_version: row.try_get("", "relations_version")?,
-                        created_at: row.try_get("", "created_at")?,
+                        edges_hash: row.try_get("", "edges_hash")?,
                         hot: (
                             row.try_get("", "kind")?,
                             row.try_get::<Option<String>>("", "spec_type")?
@@ -591,9 +686,8 @@ impl CatalogStore {
         Ok(existing)
     }
 
-    /// Reads and deletes the relation rows the given entities emitted:
-    /// `(originating id, source, type, target)`.
-    async fn take_relations_of(
+    /// The relation rows the given entities emitted: `(originating id, source, type, target)`.
+    async fn relations_of(
         &self,
         txn: &DatabaseTransaction,
         ids: &[i64],
@@ -611,75 +705,8 @@ impl CatalogStore {
                     row.try_get("", "target_ref")?,
                 ));
             }
-            let mut sql = Sql::new(self.backend());
-            sql.push("DELETE FROM relations WHERE originating_entity_id IN ")
-                .bind_list(chunk);
-            txn.execute_raw(sql.build()).await?;
         }
         Ok(edges)
-    }
-
-    /// Before rows are replaced or removed: copies each one's body (with its own relations, as
-    /// it was served) into its latest content change, so history keeps every past state.
-    async fn keep_replaced_bodies(
-        &self,
-        txn: &DatabaseTransaction,
-        replaced: &[(&str, &ExistingRow)],
-        old_edges: &[(i64, String, String, String)],
-    ) -> Result<()> {
-        for chunk in replaced.chunks(INSERT_CHUNK) {
-            let refs: Vec<String> = chunk.iter().map(|(r, _)| (*r).to_owned()).collect();
-            let ids: Vec<i64> = chunk.iter().map(|(_, row)| row.id).collect();
-            let mut sql = Sql::new(self.backend());
-            sql.push("SELECT entity_ref, MAX(sequence) AS latest FROM changes WHERE change IN ('created', 'updated') AND entity_ref IN ")
-                .bind_list(&refs)
-                .push(" GROUP BY entity_ref");
-            let mut latest: HashMap<String, i64> = HashMap::new();
-            for row in txn.query_all_raw(sql.build()).await? {
-                latest.insert(row.try_get("", "entity_ref")?, row.try_get("", "latest")?);
-            }
-            let mut sql = Sql::new(self.backend());
-            sql.push("SELECT id, body, etag FROM entities WHERE id IN ")
-                .bind_list(&ids);
-            let mut bodies: HashMap<i64, (String, String)> = HashMap::new();
-            for row in txn.query_all_raw(sql.build()).await? {
-                bodies.insert(
-                    row.try_get("", "id")?,
-                    (row.try_get("", "body")?, row.try_get("", "etag")?),
-                );
-            }
-            let mut update = Sql::new(self.backend());
-            update.push("UPDATE changes SET body = CASE sequence");
-            let mut sequences = Vec::new();
-            for (entity_ref, row) in chunk {
-                let (Some(sequence), Some((body, etag))) =
-                    (latest.get(*entity_ref), bodies.get(&row.id))
-                else {
-                    continue;
-                };
-                let own: Vec<(String, String)> = old_edges
-                    .iter()
-                    .filter(|(id, source, _, _)| *id == row.id && source == entity_ref)
-                    .map(|(_, _, relation_type, target)| (relation_type.clone(), target.clone()))
-                    .collect();
-                let served = crate::serve::served_body(body, &row.uid, etag, own)
-                    .map_err(|e| StoreError::Corrupt(format!("{entity_ref}: {e}")))?;
-                update
-                    .push(" WHEN ")
-                    .bind(*sequence)
-                    .push(" THEN ")
-                    .bind(served);
-                sequences.push(*sequence);
-            }
-            if sequences.is_empty() {
-                continue;
-            }
-            update
-                .push(" END WHERE body IS NULL AND sequence IN ")
-                .bind_list(&sequences);
-            txn.execute_raw(update.build()).await?;
-        }
-        Ok(())
     }
 
     /// Applies changes to the relation counts: `(type, target) -> delta` for edges entities
@@ -758,55 +785,31 @@ impl CatalogStore {
         Ok(())
     }
 
-    /// Inserts entity rows in one statement (all new, or all replacing existing rows with
-    /// their ids); returns their ids by ref.
+    /// Inserts new entity rows in one statement; returns their ids by ref.
     async fn insert_entities(
         &self,
         txn: &DatabaseTransaction,
         rows: &[NewRow<'_>],
         now: i64,
     ) -> Result<Vec<(String, i64)>> {
-        let Some(first) = rows.first() else {
+        if rows.is_empty() {
             return Ok(Vec::new());
-        };
-        let with_ids = first.write.existing.is_some();
-        let mut sql = Sql::new(self.backend());
-        sql.push("INSERT INTO entities (");
-        if with_ids {
-            sql.push("id, ");
         }
-        sql.push("uid, entity_ref, kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, location_key, origin_location, parent_ref, orphan, created_at, updated_at) VALUES ");
+        let mut sql = Sql::new(self.backend());
+        sql.push("INSERT INTO entities (uid, entity_ref, ");
+        sql.push(CONTENT_COLUMNS);
+        sql.push(", created_at) VALUES ");
         for (index, row) in rows.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
             }
-            let columns = &row.write.columns;
-            sql.push("(");
-            if let Some(existing) = row.write.existing {
-                sql.bind(existing.id).push(", ");
-            }
-            sql.bind(row.uid.clone())
+            sql.push("(")
+                .bind(row.uid.clone())
                 .push(", ")
-                .bind(columns.entity_ref.clone())
+                .bind(row.write.columns.entity_ref.clone())
                 .push(", ");
-            columns.bind_common(&mut sql);
-            sql.push(", ")
-                .bind(row.etag.clone())
-                .push(", ")
-                .bind(row.generation)
-                .push(", ")
-                .bind(row.version)
-                .push(", ");
-            columns.bind_content(&mut sql);
-            let created_at = row
-                .write
-                .existing
-                .map_or(now, |existing| existing.created_at);
-            sql.push(", FALSE, ")
-                .bind(created_at)
-                .push(", ")
-                .bind(now)
-                .push(")");
+            row.bind_content(&mut sql, now);
+            sql.push(", ").bind(now).push(")");
         }
         sql.push(" RETURNING id, entity_ref");
         let mut ids = Vec::with_capacity(rows.len());
@@ -814,6 +817,51 @@ impl CatalogStore {
             ids.push((row.try_get("", "entity_ref")?, row.try_get("", "id")?));
         }
         Ok(ids)
+    }
+
+    /// Writes new content into existing rows in place, in one statement: id, uid, ref and
+    /// creation time stay, and indexes over columns that are not assigned are not touched.
+    async fn update_entities(
+        &self,
+        txn: &DatabaseTransaction,
+        rows: &[NewRow<'_>],
+        now: i64,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut sql = Sql::new(self.backend());
+        sql.push("WITH v (id, ");
+        sql.push(CONTENT_COLUMNS);
+        sql.push(") AS (VALUES ");
+        for (index, row) in rows.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            let id = row
+                .write
+                .existing
+                .map(|existing| existing.id)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "{} has no row to update",
+                        row.write.columns.entity_ref
+                    ))
+                })?;
+            sql.push("(").bind(id).push(", ");
+            row.bind_content(&mut sql, now);
+            sql.push(")");
+        }
+        sql.push(") UPDATE entities SET ");
+        for (index, column) in CONTENT_COLUMNS.split(", ").enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push(column).push(" = v.").push(column);
+        }
+        sql.push(" FROM v WHERE entities.id = v.id");
+        txn.execute_raw(sql.build()).await?;
+        Ok(())
     }
 
     /// Moves the relations version (and so the etag) of entities whose relations changed
@@ -860,6 +908,7 @@ impl CatalogStore {
                     etag,
                     kind: ChangeKind::Relations,
                     body: None,
+                    own_relations: None,
                     location_key: row.try_get("", "location_key")?,
                     commit: None,
                 });
@@ -880,7 +929,7 @@ impl CatalogStore {
         let mut last = 0;
         for chunk in changes.chunks(INSERT_CHUNK / 2) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO changes (entity_ref, uid, generation, content_hash, etag, change, body, location_key, commit_sha, recorded_at) VALUES ");
+            sql.push("INSERT INTO changes (entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, recorded_at) VALUES ");
             for (index, change) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
@@ -899,6 +948,8 @@ impl CatalogStore {
                     .bind(change.kind.as_str())
                     .push(", ")
                     .bind(change.body.clone())
+                    .push(", ")
+                    .bind(change.own_relations.clone())
                     .push(", ")
                     .bind(change.location_key.clone())
                     .push(", ")
@@ -966,11 +1017,37 @@ impl CatalogStore {
     }
 }
 
-/// Refs of a batch, checked before any write.
+/// Refs and content hashes of a batch, checked and computed before any write.
 #[derive(Debug)]
 struct Prepared {
     upsert_refs: Vec<String>,
+    upsert_hashes: Vec<String>,
     removal_refs: Vec<String>,
+}
+
+/// Maps `items` on every core. Preparing a batch (serialising, hashing, extracting columns)
+/// is CPU work that would otherwise run on one core while the writer lock is held.
+fn par_map<T: Sync, R: Send>(items: &[T], map: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const SERIAL_BELOW: usize = 64;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if threads < 2 || items.len() < SERIAL_BELOW {
+        return items.iter().map(map).collect();
+    }
+    let map = &map;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|chunk| scope.spawn(move || chunk.iter().map(map).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn prepare(batch: &Batch) -> Result<Prepared> {
@@ -997,6 +1074,7 @@ fn prepare(batch: &Batch) -> Result<Prepared> {
         )));
     }
     Ok(Prepared {
+        upsert_hashes: par_map(&batch.upserts, content_hash),
         upsert_refs,
         removal_refs,
     })
@@ -1031,7 +1109,8 @@ fn body_ref(body: &Value) -> std::result::Result<String, String> {
 /// Hash of what the processor produced: the body and where it came from.
 fn content_hash(upsert: &Upsert) -> String {
     let mut hasher = Sha1::new();
-    hasher.update(upsert.body.to_string().as_bytes());
+    // Serialised straight into the hasher: no copy of the body text.
+    serde_json::to_writer(&mut hasher, &upsert.body).expect("JSON values serialise");
     for part in [
         &upsert.location_key,
         &upsert.origin_location,
@@ -1039,6 +1118,28 @@ fn content_hash(upsert: &Upsert) -> String {
     ] {
         hasher.update([0]);
         hasher.update(part.as_deref().unwrap_or_default().as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Hash of a set of edges, independent of order, duplicates and ref case.
+fn edges_hash(edges: &[RelationEdge]) -> String {
+    let set: BTreeSet<(String, &str, String)> = edges
+        .iter()
+        .map(|edge| {
+            (
+                edge.source.to_lowercase(),
+                edge.relation_type.as_str(),
+                edge.target.to_lowercase(),
+            )
+        })
+        .collect();
+    let mut hasher = Sha1::new();
+    for (source, relation_type, target) in set {
+        for part in [source.as_str(), relation_type, target.as_str()] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
     }
     hex::encode(hasher.finalize())
 }
@@ -1055,6 +1156,8 @@ struct EntityColumns {
     /// The body without relations, status, uid and etag (serving adds them).
     body: String,
     search_doc: String,
+    /// Hash of the set of edges it emits: equal means its relation rows stay as they are.
+    edges_hash: String,
     location_key: Option<String>,
     origin_location: Option<String>,
     parent_ref: Option<String>,
@@ -1103,6 +1206,7 @@ impl EntityColumns {
             content_hash: hash.to_owned(),
             body: body.to_string(),
             search_doc: Value::Object(document).to_string(),
+            edges_hash: edges_hash(&upsert.edges),
             location_key: upsert.location_key.clone(),
             origin_location: upsert.origin_location.clone(),
             parent_ref: upsert.parent_ref.as_deref().map(str::to_lowercase),
@@ -1136,7 +1240,7 @@ impl EntityColumns {
             .bind(self.lifecycle.as_deref().map(str::to_lowercase));
     }
 
-    /// `content_hash, body, search_doc, location_key, origin_location, parent_ref`.
+    /// `content_hash, body, search_doc, edges_hash, location_key, origin_location, parent_ref`.
     fn bind_content(&self, sql: &mut Sql) {
         sql.bind(self.content_hash.clone())
             .push(", ")
@@ -1147,6 +1251,8 @@ impl EntityColumns {
             sql.push("::jsonb");
         }
         sql.push(", ")
+            .bind(self.edges_hash.clone())
+            .push(", ")
             .bind(self.location_key.clone())
             .push(", ")
             .bind(self.origin_location.clone())

@@ -603,6 +603,17 @@ async fn skips_unchanged_and_records_history(store: &CatalogStore) {
         .unwrap();
     let old_body: serde_json::Value = serde_json::from_str(old.body.as_deref().unwrap()).unwrap();
     assert_eq!(old_body["spec"]["owner"], "team-a");
+    // The past body is served as it was: its etag then, and the relations it had then.
+    assert_eq!(old_body["metadata"]["etag"], before.etag.as_str());
+    assert_eq!(old_body["metadata"]["uid"], before.uid.as_str());
+    let served_before: serde_json::Value = serde_json::from_str(&before.body).unwrap();
+    assert_eq!(old_body["relations"], served_before["relations"]);
+    assert!(
+        old_body["relations"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["targetRef"] == "group:default/team-a")),
+        "{old_body}"
+    );
     assert!(
         store
             .entity_as_of("component:default/svc", "2000-01-01T00:00:00Z")
