@@ -1,6 +1,6 @@
 # Test servers for scripts/test: installed from Debian packages when missing, started on free
 # loopback ports with their own data folders, and stopped by the PID started here.
-# Source this file; call start_postgres; call stop_services on exit.
+# Source this file; call start_postgres / start_nats; call stop_services on exit.
 
 started_pids=()
 scratch_dirs=()
@@ -51,6 +51,33 @@ start_postgres() {
   started_pids+=("$pid")
   export CADASTRE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (pid $pid)"
+}
+
+# Waits until something listens on 127.0.0.1:$1 (at most $2 seconds).
+wait_for_port() {
+  local port="$1" seconds="$2"
+  for _ in $(seq 1 $((seconds * 10))); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:$port after ${seconds}s" >&2
+  return 1
+}
+
+start_nats() {
+  local dir port pid
+  if ! command -v nats-server >/dev/null; then
+    apt_install nats-server
+  fi
+  dir="$(mktemp -d /tmp/cadastre-nats.XXXXXX)"
+  scratch_dirs+=("$dir")
+  port="$(free_port)"
+  nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/jetstream" >"$dir/server.log" 2>&1 &
+  pid=$!
+  started_pids+=("$pid")
+  wait_for_port "$port" 30 || { cat "$dir/server.log" >&2; return 1; }
+  export CADASTRE_TEST_NATS_URL="nats://127.0.0.1:$port"
+  echo "NATS $(nats-server --version | awk '{print $2}') with JetStream on 127.0.0.1:$port (pid $pid)"
 }
 
 stop_services() {

@@ -1,0 +1,278 @@
+//! The bus on NATS JetStream: one file-backed stream for every subject, durable pull
+//! consumers with explicit acks, `Nats-Msg-Id` de-duplication.
+//!
+//! Built on what nats-server 2.9 supports (streams, durable pull consumers, acks, message-id
+//! de-duplication; one filter subject per consumer), so Debian's server runs it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::subjects::{DEAD_LETTERS, STREAM, STREAM_SUBJECTS};
+use crate::{
+    Acker, Bus, BusError, Consumer, ConsumerSpec, DUPLICATE_WINDOW, Delivery, Outgoing, Published,
+    Result,
+};
+
+/// How the stream is kept.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Prefix for the stream and every subject (`<namespace>.catalog.…`), so installations
+    /// (or tests) can share one NATS; empty for none.
+    pub namespace: String,
+    /// Messages older than this are dropped even if unconsumed.
+    pub max_age: Duration,
+    /// The stream's size cap; the oldest messages go first.
+    pub max_bytes: i64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            namespace: String::new(),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 8 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JetStreamBus {
+    context: jetstream::Context,
+    stream: stream::Stream,
+    namespace: String,
+}
+
+impl JetStreamBus {
+    /// Connects to `url` and creates the stream when it does not exist.
+    pub async fn connect(url: &str, settings: StreamSettings) -> Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .connect(url)
+            .await
+            .map_err(|e| BusError::Connect(format!("{url}: {e}")))?;
+        let context = jetstream::new(client);
+        let prefix = |name: &str| {
+            if settings.namespace.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{}.{name}", settings.namespace)
+            }
+        };
+        let stream_name = if settings.namespace.is_empty() {
+            STREAM.to_owned()
+        } else {
+            format!("{}_{STREAM}", settings.namespace.replace('.', "_"))
+        };
+        let stream = context
+            .get_or_create_stream(stream::Config {
+                name: stream_name.clone(),
+                subjects: vec![prefix(STREAM_SUBJECTS)],
+                retention: stream::RetentionPolicy::Limits,
+                storage: stream::StorageType::File,
+                discard: stream::DiscardPolicy::Old,
+                max_age: settings.max_age,
+                max_bytes: settings.max_bytes,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..stream::Config::default()
+            })
+            .await
+            .map_err(|e| BusError::Connect(format!("stream {stream_name}: {e}")))?;
+        Ok(JetStreamBus {
+            context,
+            stream,
+            namespace: settings.namespace,
+        })
+    }
+
+    fn wire_subject(&self, subject: &str) -> String {
+        if self.namespace.is_empty() {
+            subject.to_owned()
+        } else {
+            format!("{}.{subject}", self.namespace)
+        }
+    }
+
+    fn logical_subject<'a>(&self, wire: &'a str) -> &'a str {
+        if self.namespace.is_empty() {
+            return wire;
+        }
+        wire.strip_prefix(&self.namespace)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(wire)
+    }
+
+    async fn publish_wire(&self, subject: &str, message: Outgoing) -> Result<Published> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &message.headers {
+            headers.insert(name.as_str(), value.as_str());
+        }
+        if let Some(id) = &message.id {
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        }
+        let ack = self
+            .context
+            .publish_with_headers(self.wire_subject(subject), headers, message.payload)
+            .await
+            .map_err(|e| BusError::Request(format!("publish to {subject}: {e}")))?
+            .await
+            .map_err(|e| BusError::Request(format!("publish to {subject}: {e}")))?;
+        Ok(Published {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+}
+
+#[async_trait]
+impl Bus for JetStreamBus {
+    async fn publish(&self, subject: &str, message: Outgoing) -> Result<Published> {
+        self.publish_wire(subject, message).await
+    }
+
+    async fn consume(&self, spec: &ConsumerSpec) -> Result<Box<dyn Consumer>> {
+        let in_flight = i64::try_from(spec.max_in_flight.max(1)).unwrap_or(i64::MAX);
+        let consumer: consumer::PullConsumer = self
+            .stream
+            .get_or_create_consumer(
+                spec.name,
+                consumer::pull::Config {
+                    durable_name: Some(spec.name.to_owned()),
+                    filter_subject: self.wire_subject(spec.subject),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: spec.ack_wait,
+                    // One delivery more than allowed, so the consumer sees a message that
+                    // crashed its handlers every time, and dead-letters it.
+                    max_deliver: i64::from(spec.max_deliveries) + 1,
+                    max_ack_pending: in_flight,
+                    ..consumer::pull::Config::default()
+                },
+            )
+            .await
+            .map_err(|e| BusError::Request(format!("consumer {}: {e}", spec.name)))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(spec.max_in_flight.max(1))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| BusError::Request(format!("consumer {}: {e}", spec.name)))?;
+        Ok(Box::new(JetStreamConsumer {
+            bus: self.clone(),
+            spec: spec.clone(),
+            messages,
+        }))
+    }
+}
+
+struct JetStreamConsumer {
+    bus: JetStreamBus,
+    spec: ConsumerSpec,
+    messages: consumer::pull::Stream,
+}
+
+impl std::fmt::Debug for JetStreamConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamConsumer")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Consumer for JetStreamConsumer {
+    async fn next(&mut self) -> Result<Delivery> {
+        loop {
+            let message = match self.messages.next().await {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    // Missed heartbeats and the like: the stream recovers by itself.
+                    tracing::warn!(consumer = self.spec.name, %error, "JetStream consumer hiccup");
+                    continue;
+                }
+                None => return Err(BusError::Closed),
+            };
+            let attempt = message
+                .info()
+                .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
+                .unwrap_or(1);
+            let headers: BTreeMap<String, String> = message
+                .headers
+                .iter()
+                .flat_map(|headers| headers.iter())
+                .filter(|(name, _)| *name != &async_nats::header::NATS_MESSAGE_ID)
+                .filter_map(|(name, values)| {
+                    values
+                        .first()
+                        .map(|value| (name.to_string(), value.as_str().to_owned()))
+                })
+                .collect();
+            let delivery = Delivery {
+                subject: self
+                    .bus
+                    .logical_subject(message.subject.as_str())
+                    .to_owned(),
+                payload: message.payload.clone(),
+                headers,
+                attempt,
+                max_deliveries: self.spec.max_deliveries,
+                consumer: self.spec.name.to_owned(),
+                acker: Box::new(JetStreamAcker {
+                    bus: self.bus.clone(),
+                    message,
+                }),
+            };
+            if let Some(delivery) = crate::screen(delivery).await? {
+                return Ok(delivery);
+            }
+        }
+    }
+}
+
+struct JetStreamAcker {
+    bus: JetStreamBus,
+    message: jetstream::Message,
+}
+
+impl JetStreamAcker {
+    async fn send(&self, kind: AckKind) -> Result<()> {
+        // Double ack: the server confirms, so "acked" means the message will not come again.
+        self.message
+            .double_ack_with(kind)
+            .await
+            .map_err(|e| BusError::Request(format!("ack: {e}")))
+    }
+}
+
+#[async_trait]
+impl Acker for JetStreamAcker {
+    async fn ack(self: Box<Self>) -> Result<()> {
+        self.send(AckKind::Ack).await
+    }
+
+    async fn retry(self: Box<Self>, delay: Duration) -> Result<()> {
+        self.send(AckKind::Nak(Some(delay))).await
+    }
+
+    async fn dead_letter(self: Box<Self>, letter: cadastre_proto::v1::DeadLetter) -> Result<()> {
+        use prost::Message as _;
+        self.bus
+            .publish_wire(
+                DEAD_LETTERS.name,
+                Outgoing {
+                    payload: Bytes::from(letter.encode_to_vec()),
+                    ..Outgoing::default()
+                },
+            )
+            .await?;
+        self.send(AckKind::Term).await
+    }
+}

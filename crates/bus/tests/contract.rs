@@ -1,0 +1,375 @@
+//! One contract, two buses: every test runs against the in-process bus and against a real
+//! NATS JetStream server (`CADASTRE_TEST_NATS_URL`, started by `scripts/test`), each test in
+//! its own namespace (stream and subjects) so they run in parallel.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cadastre_bus::memory::InProcessBus;
+use cadastre_bus::nats::{JetStreamBus, StreamSettings};
+use cadastre_bus::subjects::{DEAD_LETTERS, HARVEST_REQUESTS};
+use cadastre_bus::{Bus, ConsumerSpec, Outgoing, TraceContext};
+use cadastre_proto::v1 as pb;
+
+const NATS_URL_ENV: &str = "CADASTRE_TEST_NATS_URL";
+/// Long enough that a delivery that should not come does not come by accident.
+const QUIET: Duration = Duration::from_millis(600);
+/// Long enough for anything that should come.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod in_process {
+            $( #[tokio::test] async fn $name() { super::$name(super::in_process()).await } )*
+        }
+        mod jetstream {
+            $( #[tokio::test] async fn $name() { super::$name(super::jetstream().await).await } )*
+        }
+    };
+}
+
+contract!(
+    delivers_typed_messages_with_trace_context,
+    redelivers_what_is_not_acknowledged_in_time,
+    retries_then_dead_letters_with_the_reason,
+    dead_letters_what_crashes_every_consumer,
+    rejects_straight_to_dead_letters,
+    drops_duplicate_ids,
+    replicas_share_a_durable_consumer,
+    bounds_messages_in_flight,
+    a_durable_consumer_resumes_where_it_stopped,
+);
+
+fn in_process() -> Arc<dyn Bus> {
+    Arc::new(InProcessBus::new())
+}
+
+async fn jetstream() -> Arc<dyn Bus> {
+    let url = std::env::var(NATS_URL_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{NATS_URL_ENV} is not set: run the suite with scripts/test, which starts nats-server"
+        )
+    });
+    let settings = StreamSettings {
+        namespace: format!("t{}", uuid::Uuid::new_v4().simple()),
+        max_bytes: 64 << 20,
+        ..StreamSettings::default()
+    };
+    Arc::new(JetStreamBus::connect(&url, settings).await.unwrap())
+}
+
+fn request(n: u32) -> pb::HarvestRequest {
+    pb::HarvestRequest {
+        location_key: format!("file:/srv/{n}.yaml"),
+        reason: format!("request {n}"),
+        ..Default::default()
+    }
+}
+
+fn spec(name: &'static str) -> ConsumerSpec {
+    ConsumerSpec::new(name, HARVEST_REQUESTS.name)
+}
+
+async fn publish(bus: &dyn Bus, n: u32) {
+    HARVEST_REQUESTS
+        .publish(bus, &request(n), None, None)
+        .await
+        .unwrap();
+}
+
+/// The next delivery, or a failure naming what was awaited.
+async fn next(consumer: &mut Box<dyn cadastre_bus::Consumer>) -> cadastre_bus::Delivery {
+    tokio::time::timeout(PATIENCE, consumer.next())
+        .await
+        .expect("a delivery within the patience window")
+        .unwrap()
+}
+
+/// Whether a delivery arrives within [`QUIET`].
+async fn arrives(consumer: &mut Box<dyn cadastre_bus::Consumer>) -> Option<cadastre_bus::Delivery> {
+    tokio::time::timeout(QUIET, consumer.next())
+        .await
+        .ok()
+        .map(Result::unwrap)
+}
+
+async fn dead_letters(bus: &dyn Bus) -> Box<dyn cadastre_bus::Consumer> {
+    bus.consume(&ConsumerSpec::new("dead-letter-reader", DEAD_LETTERS.name))
+        .await
+        .unwrap()
+}
+
+async fn delivers_typed_messages_with_trace_context(bus: Arc<dyn Bus>) {
+    let mut consumer = bus.consume(&spec("harvester")).await.unwrap();
+    let trace = TraceContext::new_root();
+    HARVEST_REQUESTS
+        .publish(&*bus, &request(1), None, Some(&trace))
+        .await
+        .unwrap();
+    let delivery = next(&mut consumer).await;
+    assert_eq!(delivery.subject, HARVEST_REQUESTS.name);
+    assert_eq!(delivery.attempt, 1);
+    assert_eq!(delivery.trace(), Some(trace));
+    let message: pb::HarvestRequest = delivery.decode().unwrap();
+    assert_eq!(message, request(1));
+    delivery.ack().await.unwrap();
+    assert!(arrives(&mut consumer).await.is_none(), "acked means gone");
+
+    // A payload that is not the subject's type is reported, not mis-read.
+    bus.publish(
+        HARVEST_REQUESTS.name,
+        Outgoing {
+            payload: bytes::Bytes::from_static(&[0xff, 0xff, 0xff]),
+            ..Outgoing::default()
+        },
+    )
+    .await
+    .unwrap();
+    let garbage = next(&mut consumer).await;
+    let error = garbage.decode::<pb::HarvestRequest>().unwrap_err();
+    assert!(error.to_string().contains(HARVEST_REQUESTS.name), "{error}");
+}
+
+async fn redelivers_what_is_not_acknowledged_in_time(bus: Arc<dyn Bus>) {
+    let spec = spec("harvester").with_ack_wait(Duration::from_secs(1));
+    let mut consumer = bus.consume(&spec).await.unwrap();
+    publish(&*bus, 1).await;
+    let first = next(&mut consumer).await;
+    assert_eq!(first.attempt, 1);
+    // The handler "hangs": no ack. After ack_wait the message comes again.
+    drop(first);
+    let again = next(&mut consumer).await;
+    assert_eq!(again.attempt, 2);
+    assert_eq!(again.decode::<pb::HarvestRequest>().unwrap(), request(1));
+    again.ack().await.unwrap();
+    assert!(arrives(&mut consumer).await.is_none());
+}
+
+async fn retries_then_dead_letters_with_the_reason(bus: Arc<dyn Bus>) {
+    let spec = spec("harvester").with_max_deliveries(3);
+    let mut consumer = bus.consume(&spec).await.unwrap();
+    let mut dead = dead_letters(&*bus).await;
+    publish(&*bus, 7).await;
+    for attempt in 1..=3 {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.attempt, attempt);
+        delivery
+            .retry("the git host answered 503", Duration::from_millis(50))
+            .await
+            .unwrap();
+    }
+    assert!(
+        arrives(&mut consumer).await.is_none(),
+        "no delivery after the last allowed one"
+    );
+    let letter: pb::DeadLetter = next(&mut dead).await.decode().unwrap();
+    assert_eq!(letter.subject, HARVEST_REQUESTS.name);
+    assert_eq!(letter.consumer, "harvester");
+    assert_eq!(letter.deliveries, 3);
+    assert!(
+        letter.reason.contains("the git host answered 503"),
+        "{}",
+        letter.reason
+    );
+    let original: pb::HarvestRequest = prost::Message::decode(letter.payload.as_slice()).unwrap();
+    assert_eq!(original, request(7));
+}
+
+async fn dead_letters_what_crashes_every_consumer(bus: Arc<dyn Bus>) {
+    let spec = spec("harvester")
+        .with_max_deliveries(2)
+        .with_ack_wait(Duration::from_secs(1));
+    let mut dead = dead_letters(&*bus).await;
+    publish(&*bus, 9).await;
+    // Each "replica" takes the message and dies without a word.
+    for attempt in 1..=2 {
+        let mut consumer = bus.consume(&spec).await.unwrap();
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.attempt, attempt);
+        drop(delivery);
+        drop(consumer);
+    }
+    // The next replica never sees it: it is dead-lettered first.
+    let mut consumer = bus.consume(&spec).await.unwrap();
+    let letter: pb::DeadLetter = {
+        let waiting = tokio::spawn(async move { arrives_long(&mut consumer).await });
+        let letter = next(&mut dead).await.decode().unwrap();
+        assert!(
+            waiting.await.unwrap().is_none(),
+            "the poison message reached a handler"
+        );
+        letter
+    };
+    assert!(
+        letter.reason.contains("not acknowledged"),
+        "{}",
+        letter.reason
+    );
+    assert_eq!(letter.deliveries, 3);
+}
+
+async fn arrives_long(
+    consumer: &mut Box<dyn cadastre_bus::Consumer>,
+) -> Option<cadastre_bus::Delivery> {
+    tokio::time::timeout(Duration::from_secs(4), consumer.next())
+        .await
+        .ok()
+        .map(Result::unwrap)
+}
+
+async fn rejects_straight_to_dead_letters(bus: Arc<dyn Bus>) {
+    let mut consumer = bus.consume(&spec("harvester")).await.unwrap();
+    let mut dead = dead_letters(&*bus).await;
+    publish(&*bus, 3).await;
+    next(&mut consumer)
+        .await
+        .reject("location type `ftp` is not supported")
+        .await
+        .unwrap();
+    let letter: pb::DeadLetter = next(&mut dead).await.decode().unwrap();
+    assert_eq!(letter.deliveries, 1);
+    assert_eq!(letter.reason, "location type `ftp` is not supported");
+    assert!(arrives(&mut consumer).await.is_none());
+}
+
+async fn drops_duplicate_ids(bus: Arc<dyn Bus>) {
+    let mut consumer = bus.consume(&spec("harvester")).await.unwrap();
+    let first = HARVEST_REQUESTS
+        .publish(&*bus, &request(1), Some("push-abc123".into()), None)
+        .await
+        .unwrap();
+    let second = HARVEST_REQUESTS
+        .publish(&*bus, &request(1), Some("push-abc123".into()), None)
+        .await
+        .unwrap();
+    let other = HARVEST_REQUESTS
+        .publish(&*bus, &request(2), Some("push-def456".into()), None)
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    assert!(second.duplicate);
+    assert_eq!(second.sequence, first.sequence);
+    assert!(!other.duplicate);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let delivery = next(&mut consumer).await;
+        got.push(delivery.decode::<pb::HarvestRequest>().unwrap());
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(got, [request(1), request(2)]);
+    assert!(arrives(&mut consumer).await.is_none());
+}
+
+async fn replicas_share_a_durable_consumer(bus: Arc<dyn Bus>) {
+    const MESSAGES: u32 = 40;
+    let spec = spec("harvester").with_max_in_flight(2);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        replicas.push(bus.consume(&spec).await.unwrap());
+    }
+    for n in 0..MESSAGES {
+        publish(&*bus, n).await;
+    }
+    let (done, mut results) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for (replica, mut consumer) in replicas.into_iter().enumerate() {
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let delivery = consumer.next().await.unwrap();
+                let message: pb::HarvestRequest = delivery.decode().unwrap();
+                // Work takes a moment, so both replicas get some.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                delivery.ack().await.unwrap();
+                let _ = done.send((replica, message.reason));
+            }
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    let mut per_replica = [0; 2];
+    for _ in 0..MESSAGES {
+        let (replica, reason) = tokio::time::timeout(PATIENCE, results.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(seen.insert(reason.clone()), "{reason} delivered twice");
+        per_replica[replica] += 1;
+    }
+    assert!(
+        tokio::time::timeout(QUIET, results.recv()).await.is_err(),
+        "more deliveries than messages"
+    );
+    assert!(
+        per_replica.iter().all(|n| *n > 0),
+        "both replicas work: {per_replica:?}"
+    );
+    for task in tasks {
+        task.abort();
+    }
+}
+
+async fn bounds_messages_in_flight(bus: Arc<dyn Bus>) {
+    let spec = spec("harvester").with_max_in_flight(3);
+    let mut consumer = bus.consume(&spec).await.unwrap();
+    for n in 0..5 {
+        publish(&*bus, n).await;
+    }
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(next(&mut consumer).await);
+    }
+    assert!(
+        arrives(&mut consumer).await.is_none(),
+        "a fourth delivery while three are unacknowledged"
+    );
+    held.remove(0).ack().await.unwrap();
+    let fourth = next(&mut consumer).await;
+    assert_eq!(fourth.attempt, 1);
+    let reasons: BTreeSet<String> = held
+        .iter()
+        .chain(std::iter::once(&fourth))
+        .map(|d| d.decode::<pb::HarvestRequest>().unwrap().reason)
+        .collect();
+    assert_eq!(reasons.len(), 3);
+}
+
+async fn a_durable_consumer_resumes_where_it_stopped(bus: Arc<dyn Bus>) {
+    // Another durable name gets its own copy of everything.
+    let mut auditor = bus
+        .consume(&ConsumerSpec::new("auditor", HARVEST_REQUESTS.name))
+        .await
+        .unwrap();
+    // A replica that dies holds what was sent its way until `ack_wait`; keep that short.
+    let spec = spec("harvester").with_ack_wait(Duration::from_secs(2));
+    // Messages published before the consumer first exists are delivered too.
+    for n in 0..3 {
+        publish(&*bus, n).await;
+    }
+    let mut consumer = bus.consume(&spec).await.unwrap();
+    for n in 0..2 {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.decode::<pb::HarvestRequest>().unwrap(), request(n));
+        delivery.ack().await.unwrap();
+    }
+    drop(consumer);
+    publish(&*bus, 3).await;
+    let mut restarted = bus.consume(&spec).await.unwrap();
+    let mut rest = BTreeSet::new();
+    while rest.len() < 2 {
+        let delivery = next(&mut restarted).await;
+        rest.insert(delivery.decode::<pb::HarvestRequest>().unwrap().reason);
+        delivery.ack().await.unwrap();
+    }
+    assert_eq!(
+        rest,
+        BTreeSet::from([request(2).reason, request(3).reason]),
+        "acknowledged messages do not come again"
+    );
+    assert!(arrives(&mut restarted).await.is_none());
+    for n in 0..4 {
+        let delivery = next(&mut auditor).await;
+        assert_eq!(delivery.decode::<pb::HarvestRequest>().unwrap(), request(n));
+        delivery.ack().await.unwrap();
+    }
+}
