@@ -166,6 +166,15 @@ rules! {
     PlaceholderRepository = "placeholder-repository",
     /// A placeholder was left unresolved on purpose (remote content not fetched).
     PlaceholderDeferred = "placeholder-deferred",
+
+    // --- ingestion ---
+    /// A location could not be read (unreachable, refused host, too large, timed out).
+    LocationRead = "location-read",
+    /// A Location entity points where it may not: too deep a chain of Location entities,
+    /// back at itself, or at an unsupported location type.
+    LocationTarget = "location-target",
+    /// The entity is already held by another location; the first holder keeps it.
+    EntityRefConflict = "entity-ref-conflict",
 }
 
 impl fmt::Display for Rule {

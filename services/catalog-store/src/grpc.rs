@@ -542,7 +542,8 @@ fn from_proto_error(
     })
 }
 
-fn from_proto_batch(request: pb::ApplyBatchRequest) -> Result<Batch, Status> {
+/// A batch as it arrives over gRPC or the bus, checked.
+pub fn from_proto_batch(request: pb::ApplyBatchRequest) -> Result<Batch, Status> {
     let non_empty = |text: String| Some(text).filter(|t| !t.is_empty());
     let upserts = request
         .upserts
@@ -589,6 +590,7 @@ fn from_proto_batch(request: pb::ApplyBatchRequest) -> Result<Batch, Status> {
         upserts,
         removals: request.removals,
         errors,
+        replaced_locations: request.replaced_locations,
     })
 }
 

@@ -75,6 +75,9 @@ pub struct Batch {
     /// Refs of entities to remove.
     pub removals: Vec<String>,
     pub errors: Vec<LocationErrors>,
+    /// Location keys this batch covers completely: entities they hold that the batch does
+    /// not upsert are no longer produced, and are removed with it.
+    pub replaced_locations: Vec<String>,
 }
 
 /// What a batch did.

@@ -173,9 +173,13 @@ fn etag(content_hash: &str, relations_version: i64) -> String {
 impl CatalogStore {
     /// Applies a batch in one transaction: all or nothing.
     pub async fn apply_batch(&self, batch: Batch) -> Result<BatchOutcome> {
-        let prepared = prepare(&batch)?;
+        let mut prepared = prepare(&batch)?;
         let _writer = self.inner.writer.lock().await;
         let txn = self.begin_write().await?;
+        let gone = self
+            .no_longer_produced(&txn, &batch.replaced_locations, &prepared)
+            .await?;
+        prepared.removal_refs.extend(gone);
         let outcome = self.apply_in(&txn, &batch, prepared).await?;
         txn.commit().await?;
         self.publish_head(outcome.last_sequence);
@@ -294,6 +298,35 @@ impl CatalogStore {
         txn.commit().await?;
         self.publish_head(outcome.last_sequence);
         Ok(u64::from(outcome.removed))
+    }
+
+    /// Entities held by `locations` that the batch neither upserts nor already removes.
+    async fn no_longer_produced(
+        &self,
+        txn: &DatabaseTransaction,
+        locations: &[String],
+        prepared: &Prepared,
+    ) -> Result<Vec<String>> {
+        let kept: BTreeSet<&str> = prepared
+            .upsert_refs
+            .iter()
+            .chain(&prepared.removal_refs)
+            .map(String::as_str)
+            .collect();
+        let mut gone = Vec::new();
+        for chunk in locations.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("SELECT entity_ref FROM entities WHERE location_key IN ")
+                .bind_list(chunk)
+                .push(" ORDER BY entity_ref");
+            for row in txn.query_all_raw(sql.build()).await? {
+                let entity_ref: String = row.try_get("", "entity_ref")?;
+                if !kept.contains(entity_ref.as_str()) {
+                    gone.push(entity_ref);
+                }
+            }
+        }
+        Ok(gone)
     }
 
     async fn begin_write(&self) -> Result<DatabaseTransaction> {

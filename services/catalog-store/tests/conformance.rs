@@ -40,6 +40,7 @@ conformance!(
     streams_every_entity_in_order,
     walks_ancestry,
     rejects_bad_queries,
+    replacing_a_location_removes_what_it_no_longer_produces,
 );
 
 async fn load_examples(store: &CatalogStore) -> usize {
@@ -1054,4 +1055,49 @@ async fn rejects_bad_queries(store: &CatalogStore) {
         .await
         .unwrap();
     assert_eq!(page.total_items, 0);
+}
+
+async fn replacing_a_location_removes_what_it_no_longer_produces(store: &CatalogStore) {
+    store
+        .apply_batch(Batch {
+            upserts: vec![
+                component("a1", "team-a", "file:/srv/a.yaml"),
+                component("a2", "team-a", "file:/srv/a.yaml"),
+                component("b1", "team-a", "file:/srv/b.yaml"),
+            ],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    // a.yaml now only declares a1; b.yaml is not part of this harvest.
+    let outcome = store
+        .apply_batch(Batch {
+            upserts: vec![component("a1", "team-a", "file:/srv/a.yaml")],
+            replaced_locations: vec!["file:/srv/a.yaml".into()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((outcome.unchanged, outcome.removed), (1, 1));
+    let present = |name: &'static str| async move {
+        store
+            .entity_by_ref(&format!("component:default/{name}"))
+            .await
+            .unwrap()
+            .is_some()
+    };
+    assert!(present("a1").await);
+    assert!(!present("a2").await);
+    assert!(present("b1").await);
+    // b.yaml was deleted: nothing of it is upserted, everything it held goes.
+    let outcome = store
+        .apply_batch(Batch {
+            replaced_locations: vec!["file:/srv/b.yaml".into()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.removed, 1);
+    assert!(!present("b1").await);
+    assert!(present("a1").await);
 }

@@ -77,6 +77,7 @@ fn batch_request(batch: cadastre_catalog_store::Batch) -> pb::ApplyBatchRequest 
             .collect(),
         removals: batch.removals,
         errors: Vec::new(),
+        replaced_locations: batch.replaced_locations,
     }
 }
 
