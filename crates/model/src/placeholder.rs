@@ -269,10 +269,11 @@ fn git_tree_root(url: &url::Url) -> Option<String> {
         .filter(|position| *position >= 2)?;
     let reference = segments.get(marker + 1)?;
     let prefix = segments[..=marker].join("/");
+    // `file://` repositories (local mirrors, tests) have no host.
     Some(format!(
         "{}://{}/{prefix}/{reference}/",
         url.scheme(),
-        url.host_str()?
+        url.host_str().unwrap_or_default()
     ))
 }
 
@@ -423,6 +424,15 @@ mod tests {
             "a/b/d.yaml"
         );
         assert_eq!(resolve_target("c.yaml", "../d.yaml").unwrap(), "../d.yaml");
+        // A local repository read through the harvester's git reader.
+        assert_eq!(
+            resolve_target(
+                "file:///srv/repo/blob/main/a/catalog-info.yaml",
+                "/docs/x.yaml"
+            )
+            .unwrap(),
+            "file:///srv/repo/blob/main/docs/x.yaml"
+        );
         assert_eq!(
             git_repository("https://gitlab.com/group/sub/repo/-/blob/main/x.yaml"),
             Some(vec![

@@ -453,9 +453,16 @@ fn every_rule_has_a_corpus_case() {
         .iter()
         .flat_map(|case| case.expected.iter().map(|e| e.rule))
         .collect();
+    // Raised by the ingestion pipeline, not by reading a file: the harvester's and the
+    // processor's tests cover them.
+    let pipeline = [
+        Rule::LocationRead,
+        Rule::LocationTarget,
+        Rule::EntityRefConflict,
+    ];
     let missing: Vec<&str> = Rule::ALL
         .iter()
-        .filter(|rule| !covered.contains(rule))
+        .filter(|rule| !covered.contains(rule) && !pipeline.contains(rule))
         .map(|rule| rule.id())
         .collect();
     assert!(

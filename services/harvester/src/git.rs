@@ -1,0 +1,326 @@
+//! Git locations, through the `git` program: a bare mirror per repository in the cache
+//! folder, fetched on each harvest; files read at the resolved commit with one
+//! `cat-file --batch`; after the first harvest only the files changed between the last
+//! harvested commit and the new one are read.
+//!
+//! Credentials reach git through `GIT_CONFIG_*` environment variables (never the command
+//! line, never logged); prompts are disabled, so a missing credential fails instead of waiting.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use crate::Settings;
+
+/// What one read of a repository found.
+#[derive(Debug, Default)]
+pub struct GitRead {
+    pub commit: String,
+    /// Matching files read (all of them, or those changed since the last commit).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Matching files deleted since the last commit.
+    pub deleted: Vec<String>,
+    /// Whether `files` is every matching file (no previous commit, or it is gone).
+    pub complete: bool,
+    /// Files over the size limit: (path, size).
+    pub too_large: Vec<(String, u64)>,
+}
+
+pub struct GitReader<'a> {
+    pub settings: &'a Settings,
+    /// `Authorization` header value for this repository's host, if configured.
+    pub authorization: Option<&'a str>,
+}
+
+impl std::fmt::Debug for GitReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential is never printed.
+        f.debug_struct("GitReader")
+            .field("authorization", &self.authorization.map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitReader<'_> {
+    /// Fetches `repository` and reads the files matching `glob` at `reference`.
+    pub async fn read(
+        &self,
+        repository: &url::Url,
+        reference: &str,
+        glob: &globset::GlobMatcher,
+        previous_commit: Option<&str>,
+    ) -> Result<GitRead, String> {
+        let mirror = self.mirror_path(repository);
+        self.fetch(repository, &mirror).await?;
+        let commit = self
+            .git(
+                &mirror,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--end-of-options",
+                    &format!("{reference}^{{commit}}"),
+                ],
+            )
+            .await
+            .map_err(|e| format!("{reference} is not a commit in {repository}: {e}"))?;
+        let commit = String::from_utf8_lossy(&commit).trim().to_owned();
+        let mut read = GitRead {
+            commit: commit.clone(),
+            ..GitRead::default()
+        };
+        let mut paths = Vec::new();
+        let known_previous = match previous_commit {
+            Some(previous) => self
+                .git(
+                    &mirror,
+                    &["cat-file", "-e", &format!("{previous}^{{commit}}")],
+                )
+                .await
+                .is_ok()
+                .then_some(previous),
+            None => None,
+        };
+        match known_previous {
+            Some(previous) if previous == commit => {}
+            Some(previous) => {
+                let diff = self
+                    .git(
+                        &mirror,
+                        &[
+                            "diff",
+                            "--name-status",
+                            "-z",
+                            "--no-renames",
+                            previous,
+                            &commit,
+                        ],
+                    )
+                    .await?;
+                let fields: Vec<&[u8]> =
+                    diff.split(|b| *b == 0).filter(|f| !f.is_empty()).collect();
+                for pair in fields.chunks(2) {
+                    let [status, path] = pair else { continue };
+                    let path = String::from_utf8_lossy(path).into_owned();
+                    if !glob.is_match(&path) {
+                        continue;
+                    }
+                    if status.first() == Some(&b'D') {
+                        read.deleted.push(path);
+                    } else {
+                        paths.push(path);
+                    }
+                }
+            }
+            None => {
+                read.complete = true;
+                let listing = self
+                    .git(&mirror, &["ls-tree", "-r", "-z", "--name-only", &commit])
+                    .await?;
+                paths = listing
+                    .split(|b| *b == 0)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .filter(|p| glob.is_match(p))
+                    .collect();
+            }
+        }
+        paths.sort();
+        let (files, too_large) = self.read_blobs(&mirror, &commit, &paths).await?;
+        read.files = files;
+        read.too_large = too_large;
+        Ok(read)
+    }
+
+    /// Reads files at `commit` (any path, e.g. placeholder targets): missing ones are left out.
+    pub async fn read_paths(
+        &self,
+        repository: &url::Url,
+        commit: &str,
+        paths: &[String],
+    ) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let mirror = self.mirror_path(repository);
+        Ok(self.read_blobs(&mirror, commit, paths).await?.0)
+    }
+
+    fn mirror_path(&self, repository: &url::Url) -> PathBuf {
+        let digest = hex::encode(Sha1::digest(repository.as_str().as_bytes()));
+        self.settings
+            .cache_dir
+            .join("git")
+            .join(format!("{digest}.git"))
+    }
+
+    async fn fetch(&self, repository: &url::Url, mirror: &Path) -> Result<(), String> {
+        if !mirror.join("HEAD").exists() {
+            tokio::fs::create_dir_all(mirror)
+                .await
+                .map_err(|e| format!("cannot create {}: {e}", mirror.display()))?;
+            self.git(mirror, &["init", "--quiet", "--bare"]).await?;
+        }
+        // Every branch and tag, forced: the mirror follows the repository, rewrites included.
+        self.git(
+            mirror,
+            &[
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--no-tags",
+                "--end-of-options",
+                repository.as_str(),
+                "+HEAD:refs/remotes/origin/HEAD",
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ],
+        )
+        .await
+        .map_err(|e| format!("cannot fetch {repository}: {e}"))?;
+        // `HEAD` of the mirror follows the repository's.
+        let _ = self
+            .git(mirror, &["update-ref", "HEAD", "refs/remotes/origin/HEAD"])
+            .await;
+        Ok(())
+    }
+
+    /// Reads blobs with one `git cat-file --batch`.
+    async fn read_blobs(
+        &self,
+        mirror: &Path,
+        commit: &str,
+        paths: &[String],
+    ) -> Result<(Vec<(String, Vec<u8>)>, Vec<(String, u64)>), String> {
+        if paths.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut child = self
+            .command(mirror)
+            .args(["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        let mut stdin = child.stdin.take().ok_or("git cat-file has no stdin")?;
+        let requests: String = paths
+            .iter()
+            .map(|path| format!("{commit}:{path}\n"))
+            .collect();
+        // Written from a task so a large request list cannot deadlock against the output.
+        let writer = tokio::spawn(async move {
+            let _ = stdin.write_all(requests.as_bytes()).await;
+            drop(stdin);
+        });
+        let stdout = child.stdout.take().ok_or("git cat-file has no stdout")?;
+        let mut reader = BufReader::new(stdout);
+        let mut files = Vec::with_capacity(paths.len());
+        let mut too_large = Vec::new();
+        let limit = self.settings.max_file_bytes;
+        let work = async {
+            for path in paths {
+                let mut header = String::new();
+                reader
+                    .read_line(&mut header)
+                    .await
+                    .map_err(|e| format!("git cat-file: {e}"))?;
+                let parts: Vec<&str> = header.split_whitespace().collect();
+                if parts.get(1) == Some(&"missing") || parts.len() < 3 {
+                    continue;
+                }
+                let size: u64 = parts[2]
+                    .parse()
+                    .map_err(|_| format!("git cat-file: {header:?}"))?;
+                let mut content = vec![0; usize::try_from(size).map_err(|_| "blob too large")?];
+                reader
+                    .read_exact(&mut content)
+                    .await
+                    .map_err(|e| format!("git cat-file: {e}"))?;
+                let mut newline = [0u8; 1];
+                reader
+                    .read_exact(&mut newline)
+                    .await
+                    .map_err(|e| format!("git cat-file: {e}"))?;
+                if parts[1] != "blob" {
+                    continue;
+                }
+                if size > limit {
+                    too_large.push((path.clone(), size));
+                } else {
+                    files.push((path.clone(), content));
+                }
+            }
+            Ok::<_, String>(())
+        };
+        tokio::time::timeout(self.settings.timeout, work)
+            .await
+            .map_err(|_| format!("reading files timed out after {:?}", self.settings.timeout))??;
+        let _ = writer.await;
+        let _ = child.wait().await;
+        Ok((files, too_large))
+    }
+
+    fn command(&self, mirror: &Path) -> Command {
+        let mut command = Command::new("git");
+        command
+            .arg("-C")
+            .arg(mirror)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "true")
+            .env("GIT_SSH_COMMAND", "false")
+            .env_remove("GIT_DIR")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let mut config = vec![("protocol.file.allow", "always".to_owned())];
+        if let Some(authorization) = self.authorization {
+            config.push((
+                "http.extraHeader",
+                format!("Authorization: {authorization}"),
+            ));
+        }
+        command.env("GIT_CONFIG_COUNT", config.len().to_string());
+        for (index, (key, value)) in config.into_iter().enumerate() {
+            command
+                .env(format!("GIT_CONFIG_KEY_{index}"), key)
+                .env(format!("GIT_CONFIG_VALUE_{index}"), value);
+        }
+        command
+    }
+
+    /// Runs git in `mirror` with the harvest timeout; its output, or why it failed.
+    async fn git(&self, mirror: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
+        let run = self
+            .command(mirror)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output();
+        let output = tokio::time::timeout(self.settings.timeout, run)
+            .await
+            .map_err(|_| {
+                format!(
+                    "git {} timed out after {:?}",
+                    args[0], self.settings.timeout
+                )
+            })?
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(first_line(&stderr).to_owned())
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("git failed")
+}
+
+/// Git reads that take longer than this are reported as timed out.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
