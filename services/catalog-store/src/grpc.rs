@@ -244,6 +244,20 @@ impl CatalogService for CatalogGrpc {
         }))
     }
 
+    async fn list_harvest_receipts(
+        &self,
+        request: Request<pb::ListHarvestReceiptsRequest>,
+    ) -> Result<Response<pb::ListHarvestReceiptsResponse>, Status> {
+        let request = request.into_inner();
+        let receipts = self
+            .store
+            .harvest_receipts(&request.location_key, request.limit)
+            .await?;
+        Ok(Response::new(pb::ListHarvestReceiptsResponse {
+            receipts: receipts.into_iter().map(to_proto_receipt).collect(),
+        }))
+    }
+
     async fn get_location(
         &self,
         request: Request<pb::GetLocationRequest>,
@@ -671,4 +685,65 @@ pub fn to_proto_predicate(predicate: &Predicate) -> pb::Predicate {
         }),
     };
     pb::Predicate { kind: Some(kind) }
+}
+
+fn time_or_empty(micros: i64) -> String {
+    if micros == 0 {
+        String::new()
+    } else {
+        to_rfc3339(micros)
+    }
+}
+
+pub fn to_proto_receipt(receipt: crate::Receipt) -> pb::HarvestReceipt {
+    pb::HarvestReceipt {
+        harvest_id: receipt.harvest_id,
+        location_key: receipt.location_key,
+        trigger: receipt.trigger,
+        reason: receipt.reason,
+        commit: receipt.commit,
+        files_read: receipt.files_read,
+        files_unchanged: receipt.files_unchanged,
+        created: receipt.created,
+        updated: receipt.updated,
+        unchanged: receipt.unchanged,
+        removed: receipt.removed,
+        failed: receipt.failed,
+        conflicts: receipt.conflicts,
+        changed_refs: receipt.changed_refs,
+        removed_refs: receipt.removed_refs,
+        failed_files: receipt.failed_files,
+        harvest_started_at: time_or_empty(receipt.harvest_started_at),
+        harvest_finished_at: time_or_empty(receipt.harvest_finished_at),
+        processed_at: time_or_empty(receipt.processed_at),
+        applied_at: time_or_empty(receipt.applied_at),
+        parts: receipt.parts,
+        parts_applied: receipt.parts_applied,
+    }
+}
+
+/// A processed batch as it arrives on the bus, checked.
+pub fn from_proto_processed(message: pb::ProcessedBatch) -> Result<crate::ProcessedBatch, Status> {
+    let time = |text: &str| crate::time_util::from_rfc3339(text).unwrap_or_default();
+    let receipt = message.receipt.unwrap_or_default();
+    Ok(crate::ProcessedBatch {
+        batch_id: message.batch_id,
+        batch: from_proto_batch(message.batch.unwrap_or_default())?,
+        receipt: crate::Receipt {
+            harvest_id: message.harvest_id,
+            location_key: message.location_key,
+            trigger: receipt.trigger,
+            reason: receipt.reason,
+            commit: receipt.commit,
+            files_read: receipt.files_read,
+            files_unchanged: receipt.files_unchanged,
+            failed: receipt.failed,
+            failed_files: receipt.failed_files,
+            harvest_started_at: time(&receipt.harvest_started_at),
+            harvest_finished_at: time(&receipt.harvest_finished_at),
+            processed_at: time(&receipt.processed_at),
+            parts: receipt.parts,
+            ..crate::Receipt::default()
+        },
+    })
 }

@@ -17,6 +17,7 @@ mod error;
 pub mod grpc;
 mod migration;
 mod read;
+mod receipts;
 mod serve;
 pub mod server;
 pub mod sql;
@@ -97,6 +98,11 @@ impl CatalogStore {
 
     pub fn backend(&self) -> DbBackend {
         self.inner.backend
+    }
+
+    /// The lock every writer in this process holds for its transaction.
+    pub(crate) fn writer(&self) -> &Mutex<()> {
+        &self.inner.writer
     }
 
     pub(crate) fn db(&self) -> &DatabaseConnection {

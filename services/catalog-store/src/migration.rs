@@ -12,7 +12,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(InitialSchema), Box::new(HistoryCarriesBodies)]
+        vec![
+            Box::new(InitialSchema),
+            Box::new(HistoryCarriesBodies),
+            Box::new(HarvestReceipts),
+        ]
     }
 }
 
@@ -231,6 +235,68 @@ impl MigrationTrait for HistoryCarriesBodies {
         manager
             .get_connection()
             .execute_unprepared("ALTER TABLE entities DROP COLUMN edges_hash")
+            .await?;
+        Ok(())
+    }
+}
+
+/// Receipts of harvests, and the processed batches already applied (the idempotency keys
+/// that make a redelivered batch a no-op).
+#[derive(Debug)]
+struct HarvestReceipts;
+
+impl MigrationName for HarvestReceipts {
+    fn name(&self) -> &str {
+        "m0003_harvest_receipts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for HarvestReceipts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in [
+            "CREATE TABLE harvest_receipts (
+                harvest_id TEXT PRIMARY KEY,
+                location_key TEXT NOT NULL,
+                trigger TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                commit_sha TEXT NOT NULL,
+                files_read BIGINT NOT NULL,
+                files_unchanged BIGINT NOT NULL,
+                created BIGINT NOT NULL,
+                updated BIGINT NOT NULL,
+                unchanged BIGINT NOT NULL,
+                removed BIGINT NOT NULL,
+                failed BIGINT NOT NULL,
+                conflicts BIGINT NOT NULL,
+                changed_refs TEXT NOT NULL,
+                removed_refs TEXT NOT NULL,
+                failed_files TEXT NOT NULL,
+                harvest_started_at BIGINT NOT NULL,
+                harvest_finished_at BIGINT NOT NULL,
+                processed_at BIGINT NOT NULL,
+                applied_at BIGINT NOT NULL,
+                parts BIGINT NOT NULL,
+                parts_applied BIGINT NOT NULL
+            )",
+            "CREATE INDEX receipts_location ON harvest_receipts (location_key, applied_at)",
+            "CREATE INDEX receipts_applied ON harvest_receipts (applied_at)",
+            "CREATE TABLE applied_batches (
+                batch_id TEXT PRIMARY KEY,
+                applied_at BIGINT NOT NULL
+            )",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP TABLE IF EXISTS applied_batches")
+            .await?;
+        db.execute_unprepared("DROP TABLE IF EXISTS harvest_receipts")
             .await?;
         Ok(())
     }

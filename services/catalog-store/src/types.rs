@@ -89,8 +89,58 @@ pub struct BatchOutcome {
     pub removed: u32,
     /// Refs refused because another location holds them.
     pub conflicts: Vec<String>,
+    /// Refs created or updated, and refs removed, in batch order.
+    pub changed_refs: Vec<String>,
+    pub removed_refs: Vec<String>,
     /// The highest change sequence this batch wrote (0 if none).
     pub last_sequence: u64,
+}
+
+/// One harvest of one location: what triggered it and what it did. Built up as the parts
+/// of the harvest are applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    pub harvest_id: String,
+    pub location_key: String,
+    pub trigger: String,
+    pub reason: String,
+    pub commit: String,
+    pub files_read: u32,
+    pub files_unchanged: u32,
+    pub created: u32,
+    pub updated: u32,
+    pub unchanged: u32,
+    pub removed: u32,
+    pub failed: u32,
+    pub conflicts: u32,
+    pub changed_refs: Vec<String>,
+    pub removed_refs: Vec<String>,
+    pub failed_files: Vec<String>,
+    /// Microseconds since the Unix epoch (0 when unknown).
+    pub harvest_started_at: i64,
+    pub harvest_finished_at: i64,
+    pub processed_at: i64,
+    pub applied_at: i64,
+    pub parts: u32,
+    pub parts_applied: u32,
+}
+
+/// A batch from the processor: applied at most once (by `batch_id`), recorded in its
+/// harvest's receipt.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessedBatch {
+    pub batch_id: String,
+    pub batch: Batch,
+    /// What the processor knows of the harvest; the store adds what applying did.
+    pub receipt: Receipt,
+}
+
+/// What applying a processed batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessedOutcome {
+    pub outcome: BatchOutcome,
+    /// The batch had been applied before: nothing was done.
+    pub duplicate: bool,
 }
 
 /// A query over entities (Backstage's `by-query`).

@@ -12,8 +12,8 @@ use sha1::{Digest, Sha1};
 use crate::sql::Sql;
 use crate::time_util::now_micros;
 use crate::{
-    Batch, BatchOutcome, CatalogStore, ChangeKind, Location, LocationErrors, Result, StoreError,
-    Upsert,
+    Batch, BatchOutcome, CatalogStore, ChangeKind, Location, LocationErrors, ProcessingError,
+    Result, StoreError, Upsert,
 };
 
 /// Rows per multi-row INSERT (keeps bound parameters well under both backends' limits).
@@ -301,7 +301,7 @@ impl CatalogStore {
     }
 
     /// Entities held by `locations` that the batch neither upserts nor already removes.
-    async fn no_longer_produced(
+    pub(crate) async fn no_longer_produced(
         &self,
         txn: &DatabaseTransaction,
         locations: &[String],
@@ -329,7 +329,7 @@ impl CatalogStore {
         Ok(gone)
     }
 
-    async fn begin_write(&self) -> Result<DatabaseTransaction> {
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
         let txn = self.db().begin().await?;
         if self.backend() == DbBackend::Postgres {
             txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"))
@@ -338,7 +338,7 @@ impl CatalogStore {
         Ok(txn)
     }
 
-    fn publish_head(&self, last_sequence: u64) {
+    pub(crate) fn publish_head(&self, last_sequence: u64) {
         if last_sequence > 0 {
             self.inner.head.send_if_modified(|head| {
                 let newer = last_sequence > *head;
@@ -350,7 +350,7 @@ impl CatalogStore {
         }
     }
 
-    async fn apply_in(
+    pub(crate) async fn apply_in(
         &self,
         txn: &DatabaseTransaction,
         batch: &Batch,
@@ -376,6 +376,8 @@ impl CatalogStore {
             }
         }
         let mut changed = Vec::new();
+        // (ref, newcomer's location, holder's location)
+        let mut conflicts: Vec<(&str, &str, &str)> = Vec::new();
         for ((upsert, entity_ref), hash) in batch
             .upserts
             .iter()
@@ -384,8 +386,13 @@ impl CatalogStore {
         {
             let row = existing.get(entity_ref);
             if let Some(row) = row {
-                if row.location_key.is_some() && row.location_key != upsert.location_key {
+                if let Some(holder) = &row.location_key
+                    && row.location_key != upsert.location_key
+                {
                     outcome.conflicts.push(entity_ref.clone());
+                    if let Some(newcomer) = &upsert.location_key {
+                        conflicts.push((entity_ref, newcomer, holder));
+                    }
                     continue;
                 }
                 if row.content_hash == *hash && !row.orphan {
@@ -627,12 +634,22 @@ impl CatalogStore {
                 commit: None,
             });
             outcome.removed += 1;
+            outcome.removed_refs.push((*entity_ref).to_owned());
         }
+        outcome.changed_refs = writes
+            .iter()
+            .map(|write| write.columns.entity_ref.clone())
+            .collect();
         outcome.last_sequence = self.record_changes(txn, &changes, now).await?;
         phases.mark("changes");
 
         for location_errors in &batch.errors {
             self.replace_errors(txn, location_errors, now).await?;
+        }
+        // A refused ref is a visible error on the newcomer's location (Backstage only logs
+        // it), written after the newcomer's errors were replaced.
+        for location_errors in group_conflicts(&conflicts) {
+            self.insert_errors(txn, &location_errors, now).await?;
         }
         phases.mark("errors");
         tracing::debug!(
@@ -1010,6 +1027,15 @@ impl CatalogStore {
         sql.push("DELETE FROM processing_errors WHERE location_key = ")
             .bind(location_errors.location_key.clone());
         txn.execute_raw(sql.build()).await?;
+        self.insert_errors(txn, location_errors, now).await
+    }
+
+    async fn insert_errors(
+        &self,
+        txn: &DatabaseTransaction,
+        location_errors: &LocationErrors,
+        now: i64,
+    ) -> Result<()> {
         for chunk in location_errors.errors.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
             sql.push("INSERT INTO processing_errors (location_key, entity_ref, rule, severity, path, line, col, message, file, recorded_at) VALUES ");
@@ -1050,12 +1076,45 @@ impl CatalogStore {
     }
 }
 
+/// Conflicts as processing errors, grouped by the newcomer's location.
+fn group_conflicts(conflicts: &[(&str, &str, &str)]) -> Vec<LocationErrors> {
+    let mut groups: BTreeMap<String, Vec<ProcessingError>> = BTreeMap::new();
+    for (entity_ref, newcomer, holder) in conflicts {
+        groups
+            .entry((*newcomer).to_owned())
+            .or_default()
+            .push(ProcessingError {
+                location_key: (*newcomer).to_owned(),
+                entity_ref: Some((*entity_ref).to_owned()),
+                finding: cadastre_model::Finding::error(
+                    cadastre_model::Rule::EntityRefConflict,
+                    "metadata.name",
+                    format!(
+                        "{entity_ref} is already defined by {holder}; the first location keeps it"
+                    ),
+                ),
+                file: newcomer
+                    .split_once(':')
+                    .map_or(*newcomer, |(_, target)| target)
+                    .to_owned(),
+                recorded_at: 0,
+            });
+    }
+    groups
+        .into_iter()
+        .map(|(location_key, errors)| LocationErrors {
+            location_key,
+            errors,
+        })
+        .collect()
+}
+
 /// Refs and content hashes of a batch, checked and computed before any write.
 #[derive(Debug)]
-struct Prepared {
+pub(crate) struct Prepared {
     upsert_refs: Vec<String>,
     upsert_hashes: Vec<String>,
-    removal_refs: Vec<String>,
+    pub(crate) removal_refs: Vec<String>,
 }
 
 /// Maps `items` on every core. Preparing a batch (serialising, hashing, extracting columns)
@@ -1083,7 +1142,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], map: impl Fn(&T) -> R + Sync) -> Vec<R
     })
 }
 
-fn prepare(batch: &Batch) -> Result<Prepared> {
+pub(crate) fn prepare(batch: &Batch) -> Result<Prepared> {
     let mut seen = BTreeSet::new();
     let mut upsert_refs = Vec::with_capacity(batch.upserts.len());
     for (index, upsert) in batch.upserts.iter().enumerate() {

@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use cadastre_catalog_store::{
-    Batch, CatalogStore, ChangeKind, EntityQuery, ErrorScope, LocationErrors, ProcessingError,
-    StoreError,
+    Batch, CatalogStore, ChangeKind, EntityQuery, ErrorScope, LocationErrors, ProcessedBatch,
+    ProcessingError, Receipt, StoreError,
 };
 use cadastre_model::{Finding, Position, Rule};
 use cadastre_query::{OrderField, Predicate, legacy_filter};
@@ -41,6 +41,8 @@ conformance!(
     walks_ancestry,
     rejects_bad_queries,
     replacing_a_location_removes_what_it_no_longer_produces,
+    processed_batches_apply_once_and_build_receipts,
+    conflicts_are_kept_as_errors_on_the_newcomer,
 );
 
 async fn load_examples(store: &CatalogStore) -> usize {
@@ -1100,4 +1102,177 @@ async fn replacing_a_location_removes_what_it_no_longer_produces(store: &Catalog
     assert_eq!(outcome.removed, 1);
     assert!(!present("b1").await);
     assert!(present("a1").await);
+}
+
+fn part(harvest_id: &str, started_at: i64, parts: u32, batch: Batch) -> ProcessedBatch {
+    ProcessedBatch {
+        batch_id: format!("{harvest_id}/{}", batch.upserts.len()),
+        batch,
+        receipt: Receipt {
+            harvest_id: harvest_id.into(),
+            location_key: "git:https://git.example.com/acme/repo.git".into(),
+            trigger: "webhook".into(),
+            reason: "push abc123 by alice".into(),
+            commit: "abc123".into(),
+            files_read: 1,
+            harvest_started_at: started_at,
+            parts,
+            ..Receipt::default()
+        },
+    }
+}
+
+async fn processed_batches_apply_once_and_build_receipts(store: &CatalogStore) {
+    let first = part(
+        "h1",
+        1_000,
+        2,
+        Batch {
+            upserts: vec![component("a", "team-a", "url:x/a.yaml")],
+            ..Batch::default()
+        },
+    );
+    let applied = store.apply_processed(first.clone()).await.unwrap();
+    assert!(!applied.duplicate);
+    assert_eq!(applied.outcome.created, 1);
+    // The bus delivers it again (the store crashed before acking): nothing happens.
+    let again = store.apply_processed(first).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.outcome.created + again.outcome.unchanged, 0);
+
+    let second = part(
+        "h1",
+        1_000,
+        2,
+        Batch {
+            upserts: vec![
+                component("b", "team-a", "url:x/b.yaml"),
+                component("c", "team-a", "url:x/b.yaml"),
+            ],
+            ..Batch::default()
+        },
+    );
+    store.apply_processed(second).await.unwrap();
+    let receipts = store
+        .harvest_receipts("git:https://git.example.com/acme/repo.git", 0)
+        .await
+        .unwrap();
+    assert_eq!(receipts.len(), 1);
+    let receipt = &receipts[0];
+    assert_eq!(
+        (
+            receipt.created,
+            receipt.files_read,
+            receipt.parts,
+            receipt.parts_applied
+        ),
+        (3, 2, 2, 2)
+    );
+    assert_eq!(receipt.commit, "abc123");
+    assert_eq!(receipt.reason, "push abc123 by alice");
+    assert_eq!(
+        receipt.changed_refs,
+        [
+            "component:default/a",
+            "component:default/b",
+            "component:default/c"
+        ]
+    );
+    assert!(receipt.applied_at > 0);
+
+    // A newer harvest edits b and drops c; a late redelivery of an older harvest is skipped.
+    let newer = part(
+        "h2",
+        2_000,
+        1,
+        Batch {
+            upserts: vec![component("b", "team-b", "url:x/b.yaml")],
+            replaced_locations: vec!["url:x/b.yaml".into()],
+            ..Batch::default()
+        },
+    );
+    let outcome = store.apply_processed(newer).await.unwrap().outcome;
+    assert_eq!((outcome.updated, outcome.removed), (1, 1));
+    let stale = part(
+        "h0",
+        500,
+        1,
+        Batch {
+            upserts: vec![component("b", "team-z", "url:x/b.yaml")],
+            ..Batch::default()
+        },
+    );
+    assert!(store.apply_processed(stale).await.unwrap().duplicate);
+    let b = store
+        .entity_by_ref("component:default/b")
+        .await
+        .unwrap()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&b.body).unwrap();
+    assert_eq!(body["spec"]["owner"], "team-b");
+    let receipts = store.harvest_receipts("", 10).await.unwrap();
+    assert_eq!(receipts[0].harvest_id, "h2");
+    assert_eq!(receipts[0].removed_refs, ["component:default/c"]);
+}
+
+async fn conflicts_are_kept_as_errors_on_the_newcomer(store: &CatalogStore) {
+    store
+        .apply_batch(Batch {
+            upserts: vec![component("svc", "team-a", "url:first.yaml")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let newcomer = store
+        .apply_batch(Batch {
+            upserts: vec![component("svc", "team-b", "url:second.yaml")],
+            errors: vec![LocationErrors {
+                location_key: "url:second.yaml".into(),
+                errors: Vec::new(),
+            }],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(newcomer.conflicts, ["component:default/svc"]);
+    let errors = store
+        .processing_errors(&ErrorScope::Location("url:second.yaml".into()), 0)
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].finding.rule, Rule::EntityRefConflict);
+    assert!(
+        errors[0].finding.message.contains("url:first.yaml"),
+        "{}",
+        errors[0].finding.message
+    );
+    assert_eq!(
+        errors[0].entity_ref.as_deref(),
+        Some("component:default/svc")
+    );
+    // The first holder keeps it, unchanged.
+    let svc = store
+        .entity_by_ref("component:default/svc")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(svc.location_key.as_deref(), Some("url:first.yaml"));
+    // Once the newcomer stops declaring it, the error goes.
+    store
+        .apply_batch(Batch {
+            errors: vec![LocationErrors {
+                location_key: "url:second.yaml".into(),
+                errors: Vec::new(),
+            }],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .processing_errors(&ErrorScope::Location("url:second.yaml".into()), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

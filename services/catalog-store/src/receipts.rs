@@ -1,0 +1,279 @@
+//! Processed batches from the bus, applied at most once, and the harvest receipts they build.
+//!
+//! A processed batch carries an idempotency key (`batch_id`): the key is recorded in the
+//! batch's own transaction, so a batch the bus delivers twice (the store crashed before its
+//! ack) is applied once. The receipt of its harvest is updated in the same transaction, so
+//! the receipt always says exactly what was applied.
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
+
+use crate::sql::Sql;
+use crate::time_util::now_micros;
+use crate::write::prepare;
+use crate::{BatchOutcome, CatalogStore, ProcessedBatch, ProcessedOutcome, Receipt, Result};
+
+/// Refs and files listed per receipt, at most.
+const MAX_LISTED: usize = 1_000;
+/// Receipts returned per request, at most.
+const MAX_RECEIPTS: u32 = 500;
+
+impl CatalogStore {
+    /// Applies a batch from the processor once, and records it in its harvest's receipt.
+    /// A batch seen before, or one from a harvest older than one already applied for its
+    /// location (a late redelivery), changes nothing.
+    pub async fn apply_processed(&self, processed: ProcessedBatch) -> Result<ProcessedOutcome> {
+        let ProcessedBatch {
+            batch_id,
+            batch,
+            receipt,
+        } = processed;
+        let mut prepared = prepare(&batch)?;
+        let _writer = self.writer().lock().await;
+        let txn = self.begin_write().await?;
+        if self.already_applied(&txn, &batch_id, &receipt).await? {
+            return Ok(ProcessedOutcome {
+                outcome: BatchOutcome::default(),
+                duplicate: true,
+            });
+        }
+        let gone = self
+            .no_longer_produced(&txn, &batch.replaced_locations, &prepared)
+            .await?;
+        prepared.removal_refs.extend(gone);
+        let outcome = self.apply_in(&txn, &batch, prepared).await?;
+        let now = now_micros();
+        let mut sql = Sql::new(self.backend());
+        sql.push("INSERT INTO applied_batches (batch_id, applied_at) VALUES (")
+            .bind(batch_id)
+            .push(", ")
+            .bind(now)
+            .push(")");
+        txn.execute_raw(sql.build()).await?;
+        if !receipt.harvest_id.is_empty() {
+            self.record_receipt(&txn, receipt, &outcome, now).await?;
+        }
+        txn.commit().await?;
+        self.publish_head(outcome.last_sequence);
+        Ok(ProcessedOutcome {
+            outcome,
+            duplicate: false,
+        })
+    }
+
+    async fn already_applied(
+        &self,
+        txn: &DatabaseTransaction,
+        batch_id: &str,
+        receipt: &Receipt,
+    ) -> Result<bool> {
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT batch_id FROM applied_batches WHERE batch_id = ")
+            .bind(batch_id.to_owned());
+        if txn.query_one_raw(sql.build()).await?.is_some() {
+            return Ok(true);
+        }
+        if receipt.harvest_id.is_empty() || receipt.harvest_started_at == 0 {
+            return Ok(false);
+        }
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT harvest_id FROM harvest_receipts WHERE location_key = ")
+            .bind(receipt.location_key.clone())
+            .push(" AND harvest_id <> ")
+            .bind(receipt.harvest_id.clone())
+            .push(" AND harvest_started_at > ")
+            .bind(receipt.harvest_started_at)
+            .push(" LIMIT 1");
+        let newer = txn.query_one_raw(sql.build()).await?.is_some();
+        if newer {
+            tracing::warn!(batch = batch_id, harvest = %receipt.harvest_id, "skipping a batch from a harvest older than one already applied");
+        }
+        Ok(newer)
+    }
+
+    /// Adds one applied part to its harvest's receipt.
+    async fn record_receipt(
+        &self,
+        txn: &DatabaseTransaction,
+        part: Receipt,
+        outcome: &BatchOutcome,
+        now: i64,
+    ) -> Result<()> {
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT * FROM harvest_receipts WHERE harvest_id = ")
+            .bind(part.harvest_id.clone());
+        let mut receipt = match txn.query_one_raw(sql.build()).await? {
+            Some(row) => receipt_from_row(&row)?,
+            None => Receipt {
+                harvest_id: part.harvest_id.clone(),
+                location_key: part.location_key.clone(),
+                trigger: part.trigger.clone(),
+                reason: part.reason.clone(),
+                commit: part.commit.clone(),
+                harvest_started_at: part.harvest_started_at,
+                parts: part.parts,
+                ..Receipt::default()
+            },
+        };
+        receipt.files_read += part.files_read;
+        receipt.files_unchanged += part.files_unchanged;
+        receipt.failed += part.failed;
+        receipt.created += outcome.created;
+        receipt.updated += outcome.updated;
+        receipt.unchanged += outcome.unchanged;
+        receipt.removed += outcome.removed;
+        receipt.conflicts += u32::try_from(outcome.conflicts.len()).unwrap_or(u32::MAX);
+        extend_bounded(&mut receipt.changed_refs, &outcome.changed_refs);
+        extend_bounded(&mut receipt.removed_refs, &outcome.removed_refs);
+        extend_bounded(&mut receipt.failed_files, &part.failed_files);
+        receipt.harvest_started_at = min_known(receipt.harvest_started_at, part.harvest_started_at);
+        receipt.harvest_finished_at = receipt.harvest_finished_at.max(part.harvest_finished_at);
+        receipt.processed_at = receipt.processed_at.max(part.processed_at);
+        receipt.applied_at = now;
+        receipt.parts = receipt.parts.max(part.parts).max(1);
+        receipt.parts_applied += 1;
+
+        let json = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
+        let mut sql = Sql::new(self.backend());
+        sql.push("INSERT INTO harvest_receipts (harvest_id, location_key, trigger, reason, commit_sha, files_read, files_unchanged, created, updated, unchanged, removed, failed, conflicts, changed_refs, removed_refs, failed_files, harvest_started_at, harvest_finished_at, processed_at, applied_at, parts, parts_applied) VALUES (")
+            .bind(receipt.harvest_id.clone())
+            .push(", ")
+            .bind(receipt.location_key.clone())
+            .push(", ")
+            .bind(receipt.trigger.clone())
+            .push(", ")
+            .bind(receipt.reason.clone())
+            .push(", ")
+            .bind(receipt.commit.clone());
+        for count in [
+            receipt.files_read,
+            receipt.files_unchanged,
+            receipt.created,
+            receipt.updated,
+            receipt.unchanged,
+            receipt.removed,
+            receipt.failed,
+            receipt.conflicts,
+        ] {
+            sql.push(", ").bind(i64::from(count));
+        }
+        for list in [
+            &receipt.changed_refs,
+            &receipt.removed_refs,
+            &receipt.failed_files,
+        ] {
+            sql.push(", ").bind(json(list));
+        }
+        for time in [
+            receipt.harvest_started_at,
+            receipt.harvest_finished_at,
+            receipt.processed_at,
+            receipt.applied_at,
+        ] {
+            sql.push(", ").bind(time);
+        }
+        sql.push(", ")
+            .bind(i64::from(receipt.parts))
+            .push(", ")
+            .bind(i64::from(receipt.parts_applied))
+            .push(") ON CONFLICT (harvest_id) DO UPDATE SET ");
+        let updated = [
+            "files_read",
+            "files_unchanged",
+            "created",
+            "updated",
+            "unchanged",
+            "removed",
+            "failed",
+            "conflicts",
+            "changed_refs",
+            "removed_refs",
+            "failed_files",
+            "harvest_started_at",
+            "harvest_finished_at",
+            "processed_at",
+            "applied_at",
+            "parts",
+            "parts_applied",
+        ];
+        for (index, column) in updated.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push(column).push(" = excluded.").push(column);
+        }
+        txn.execute_raw(sql.build()).await?;
+        Ok(())
+    }
+
+    /// Receipts, newest first: of one location, or of all when `location_key` is empty.
+    pub async fn harvest_receipts(&self, location_key: &str, limit: u32) -> Result<Vec<Receipt>> {
+        let limit = if limit == 0 {
+            50
+        } else {
+            limit.min(MAX_RECEIPTS)
+        };
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT * FROM harvest_receipts");
+        if !location_key.is_empty() {
+            sql.push(" WHERE location_key = ")
+                .bind(location_key.to_owned());
+        }
+        sql.push(" ORDER BY applied_at DESC, harvest_id LIMIT ")
+            .bind(i64::from(limit));
+        self.db()
+            .query_all_raw(sql.build())
+            .await?
+            .iter()
+            .map(receipt_from_row)
+            .collect()
+    }
+}
+
+fn extend_bounded(list: &mut Vec<String>, more: &[String]) {
+    let room = MAX_LISTED.saturating_sub(list.len());
+    list.extend(more.iter().take(room).cloned());
+}
+
+fn min_known(a: i64, b: i64) -> i64 {
+    match (a, b) {
+        (0, b) => b,
+        (a, 0) => a,
+        (a, b) => a.min(b),
+    }
+}
+
+fn receipt_from_row(row: &QueryResult) -> Result<Receipt> {
+    let count = |column: &str| -> Result<u32> {
+        let value: i64 = row.try_get("", column)?;
+        Ok(u32::try_from(value).unwrap_or(u32::MAX))
+    };
+    let list = |column: &str| -> Result<Vec<String>> {
+        let text: String = row.try_get("", column)?;
+        serde_json::from_str(&text)
+            .map_err(|e| crate::StoreError::Corrupt(format!("receipt {column}: {e}")))
+    };
+    Ok(Receipt {
+        harvest_id: row.try_get("", "harvest_id")?,
+        location_key: row.try_get("", "location_key")?,
+        trigger: row.try_get("", "trigger")?,
+        reason: row.try_get("", "reason")?,
+        commit: row.try_get("", "commit_sha")?,
+        files_read: count("files_read")?,
+        files_unchanged: count("files_unchanged")?,
+        created: count("created")?,
+        updated: count("updated")?,
+        unchanged: count("unchanged")?,
+        removed: count("removed")?,
+        failed: count("failed")?,
+        conflicts: count("conflicts")?,
+        changed_refs: list("changed_refs")?,
+        removed_refs: list("removed_refs")?,
+        failed_files: list("failed_files")?,
+        harvest_started_at: row.try_get("", "harvest_started_at")?,
+        harvest_finished_at: row.try_get("", "harvest_finished_at")?,
+        processed_at: row.try_get("", "processed_at")?,
+        applied_at: row.try_get("", "applied_at")?,
+        parts: count("parts")?,
+        parts_applied: count("parts_applied")?,
+    })
+}
