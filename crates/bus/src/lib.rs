@@ -22,6 +22,7 @@ pub mod memory;
 pub mod nats;
 pub mod subjects;
 pub mod trace;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -62,8 +62,8 @@ impl<M: prost::Message + Default> Subject<M> {
         }
     }
 
-    /// Publishes `message`, de-duplicated by `id` when given, carrying `trace` (a new trace
-    /// when `None`).
+    /// Publishes `message`, de-duplicated by `id` (unique per subject) when given, carrying
+    /// `trace` (a new trace when `None`).
     pub async fn publish(
         &self,
         bus: &dyn Bus,
@@ -74,7 +74,9 @@ impl<M: prost::Message + Default> Subject<M> {
         let trace = trace.cloned().unwrap_or_else(TraceContext::new_root);
         let mut outgoing = Outgoing {
             payload: Bytes::from(message.encode_to_vec()),
-            id,
+            // De-duplication ids are per subject: the stream holds every subject, and a
+            // harvest and its batch may well share an id.
+            id: id.map(|id| format!("{}:{id}", self.name)),
             ..Outgoing::default()
         };
         outgoing

@@ -251,6 +251,17 @@ async fn drops_duplicate_ids(bus: Arc<dyn Bus>) {
     assert!(second.duplicate);
     assert_eq!(second.sequence, first.sequence);
     assert!(!other.duplicate);
+    // Ids are per subject: the same id elsewhere is a different message.
+    let elsewhere = cadastre_bus::subjects::HARVESTED
+        .publish(
+            &*bus,
+            &pb::HarvestedLocation::default(),
+            Some("push-abc123".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!elsewhere.duplicate);
     let mut got = Vec::new();
     for _ in 0..2 {
         let delivery = next(&mut consumer).await;

@@ -476,7 +476,7 @@ fn to_proto_history(change: Change) -> pb::HistoryEntry {
     }
 }
 
-fn to_proto_change(change: Change) -> pb::ChangeEvent {
+pub fn to_proto_change(change: Change) -> pb::ChangeEvent {
     pb::ChangeEvent {
         sequence: change.sequence,
         entity_ref: change.entity_ref,

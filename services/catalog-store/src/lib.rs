@@ -13,6 +13,7 @@
 //!   (`search_doc`): nothing is rewritten for entities that did not change, which is what
 //!   made Backstage's key/value search table slow.
 
+pub mod bus;
 mod error;
 pub mod grpc;
 mod migration;

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(InitialSchema),
             Box::new(HistoryCarriesBodies),
             Box::new(HarvestReceipts),
+            Box::new(RelayPositions),
         ]
     }
 }
@@ -297,6 +298,37 @@ impl MigrationTrait for HarvestReceipts {
         db.execute_unprepared("DROP TABLE IF EXISTS applied_batches")
             .await?;
         db.execute_unprepared("DROP TABLE IF EXISTS harvest_receipts")
+            .await?;
+        Ok(())
+    }
+}
+
+/// Where each relay of the change feed to the bus got to.
+#[derive(Debug)]
+struct RelayPositions;
+
+impl MigrationName for RelayPositions {
+    fn name(&self) -> &str {
+        "m0004_relay_positions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RelayPositions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE relay_positions (name TEXT PRIMARY KEY, sequence BIGINT NOT NULL)",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE IF EXISTS relay_positions")
             .await?;
         Ok(())
     }

@@ -16,6 +16,7 @@
 pub mod git;
 pub mod guard;
 pub mod location;
+pub mod service;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -93,6 +94,121 @@ pub struct LocationState {
 pub struct Harvest {
     pub message: pb::HarvestedLocation,
     pub next_state: LocationState,
+    /// The placeholder targets each document needs (to send them along with it).
+    pub needs: BTreeMap<String, Vec<String>>,
+}
+
+/// Bounds on one message of a harvest (NATS refuses messages over its `max_payload`,
+/// 1 MiB by default).
+#[derive(Debug, Clone, Copy)]
+pub struct PartLimits {
+    pub max_bytes: usize,
+    pub max_documents: usize,
+}
+
+impl Default for PartLimits {
+    fn default() -> Self {
+        PartLimits {
+            max_bytes: 256 << 10,
+            max_documents: 256,
+        }
+    }
+}
+
+impl Harvest {
+    /// The harvest as messages of bounded size, each covering whole documents with the
+    /// placeholder targets they need. Read errors and removed targets travel in the first.
+    pub fn parts(&self, limits: PartLimits) -> Vec<pb::HarvestedLocation> {
+        let whole = &self.message;
+        let by_target: HashMap<&str, &pb::RawDocument> = whole
+            .attachments
+            .iter()
+            .chain(&whole.documents)
+            .map(|doc| (doc.target.as_str(), doc))
+            .collect();
+        let mut groups: Vec<Vec<&pb::RawDocument>> = vec![Vec::new()];
+        let mut size = 0;
+        for document in &whole.documents {
+            let current = groups.last().map_or(0, Vec::len);
+            if current > 0
+                && (current >= limits.max_documents
+                    || size + document.content.len() > limits.max_bytes)
+            {
+                groups.push(Vec::new());
+                size = 0;
+            }
+            size += document.content.len();
+            if let Some(group) = groups.last_mut() {
+                group.push(document);
+            }
+        }
+        let parts = u32::try_from(groups.len()).unwrap_or(u32::MAX);
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(index, documents)| {
+                let in_part: BTreeSet<&str> = documents.iter().map(|d| d.target.as_str()).collect();
+                let mut attached = BTreeSet::new();
+                for document in &documents {
+                    for target in self.needs.get(&document.target).into_iter().flatten() {
+                        if !in_part.contains(target.as_str()) {
+                            attached.insert(target.as_str());
+                        }
+                    }
+                }
+                let first = index == 0;
+                pb::HarvestedLocation {
+                    documents: documents.into_iter().cloned().collect(),
+                    attachments: attached
+                        .into_iter()
+                        .filter_map(|target| by_target.get(target).map(|doc| (*doc).clone()))
+                        .collect(),
+                    removed_targets: if first {
+                        whole.removed_targets.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    unchanged_targets: if first {
+                        whole.unchanged_targets.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    errors: if first {
+                        whole.errors.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    part: u32::try_from(index).unwrap_or(u32::MAX),
+                    parts,
+                    ..whole.clone_header()
+                }
+            })
+            .collect()
+    }
+}
+
+/// The fields of a harvest message other than its contents.
+trait CloneHeader {
+    fn clone_header(&self) -> Self;
+}
+
+impl CloneHeader for pb::HarvestedLocation {
+    fn clone_header(&self) -> Self {
+        pb::HarvestedLocation {
+            location_key: self.location_key.clone(),
+            harvest_id: self.harvest_id.clone(),
+            trigger: self.trigger,
+            reason: self.reason.clone(),
+            commit: self.commit.clone(),
+            depth: self.depth,
+            parent_location_key: self.parent_location_key.clone(),
+            started_at_micros: self.started_at_micros,
+            finished_at_micros: self.finished_at_micros,
+            origin_location_key: self.origin_location_key.clone(),
+            parent_entity_ref: self.parent_entity_ref.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -223,9 +339,10 @@ impl Harvester {
         }
         message.removed_targets = removed.into_iter().collect();
         message.commit = next_state.commit.clone().unwrap_or_default();
-        message.attachments = self
+        let (attachments, needs) = self
             .attachments(&request.location_key, &message.documents, &message.commit)
             .await;
+        message.attachments = attachments;
         message.errors = read
             .errors
             .into_iter()
@@ -244,6 +361,7 @@ impl Harvester {
         Harvest {
             message,
             next_state,
+            needs,
         }
     }
 
@@ -404,19 +522,24 @@ impl Harvester {
         location_key: &str,
         documents: &[pb::RawDocument],
         commit: &str,
-    ) -> Vec<pb::RawDocument> {
+    ) -> (Vec<pb::RawDocument>, BTreeMap<String, Vec<String>>) {
         let mut wanted = BTreeSet::new();
+        let mut needs: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for document in documents {
             for target in placeholder_targets(&document.content, &self.limits) {
                 if let Ok(resolved) = resolve_target(&document.target, &target) {
-                    wanted.insert(resolved);
+                    wanted.insert(resolved.clone());
+                    needs
+                        .entry(document.target.clone())
+                        .or_default()
+                        .push(resolved);
                 }
             }
         }
         let present: BTreeSet<&str> = documents.iter().map(|d| d.target.as_str()).collect();
         wanted.retain(|target| !present.contains(target.as_str()));
         if wanted.is_empty() {
-            return Vec::new();
+            return (Vec::new(), needs);
         }
         let mut attachments = Vec::new();
         let spec = LocationSpec::parse(location_key).ok();
@@ -454,7 +577,7 @@ impl Harvester {
                 });
             }
         }
-        attachments
+        (attachments, needs)
     }
 
     async fn fetch_attachment(&self, target: &str) -> Option<Vec<u8>> {

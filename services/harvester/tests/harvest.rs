@@ -39,6 +39,7 @@ async fn harvest(
     let Harvest {
         message,
         next_state,
+        ..
     } = harvester.harvest(&request(key, trigger)).await;
     harvester.commit(key, next_state);
     message
@@ -217,6 +218,28 @@ async fn a_git_location_reads_only_what_a_commit_changed() {
         [format!("{url}/blob/main/b/api.txt")]
     );
     assert_eq!(first.attachments[0].content, b"openapi: 3.0.0\n");
+
+    // In parts of one document each, each part carries what its documents need.
+    let whole = harvester
+        .harvest(&request(&key, pb::HarvestTrigger::Registered))
+        .await;
+    let parts = whole.parts(cadastre_harvester::PartLimits {
+        max_bytes: 1 << 20,
+        max_documents: 1,
+    });
+    assert_eq!(parts.len(), 2);
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.parts == 2 && p.harvest_id == whole.message.harvest_id)
+    );
+    assert_eq!((parts[0].part, parts[1].part), (0, 1));
+    assert!(parts[0].attachments.is_empty());
+    assert_eq!(
+        targets(&parts[1].attachments),
+        [format!("{url}/blob/main/b/api.txt")]
+    );
+    assert_eq!(parts[1].commit, first_commit);
 
     // A push: a changed, b deleted, c added, an unrelated file touched.
     std::fs::write(

@@ -10,6 +10,8 @@
 //! is decided by the store in the batch's transaction (it knows every holder); the processor
 //! says which file locations the batch covers completely (`replaced_locations`).
 
+pub mod service;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cadastre_model::entity::annotations;
@@ -93,20 +95,24 @@ impl Processor {
         let mut errors: BTreeMap<String, Vec<pb::ProcessingError>> = BTreeMap::new();
         let mut replaced = BTreeSet::new();
 
-        // Problems reading the location itself belong to it.
-        errors.insert(
-            harvested.location_key.clone(),
-            harvested
-                .errors
-                .iter()
-                .map(|finding| pb::ProcessingError {
-                    location_key: harvested.location_key.clone(),
-                    finding: Some(finding.clone()),
-                    ..Default::default()
-                })
-                .collect(),
-        );
+        // Problems reading the location itself belong to it; they travel in the first part
+        // of a harvest, so only that part replaces them.
+        if harvested.part == 0 {
+            errors.insert(
+                harvested.location_key.clone(),
+                harvested
+                    .errors
+                    .iter()
+                    .map(|finding| pb::ProcessingError {
+                        location_key: harvested.location_key.clone(),
+                        finding: Some(finding.clone()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            );
+        }
 
+        let mut failed_files = BTreeSet::new();
         for document in &harvested.documents {
             processed.summary.files += 1;
             let file_key = format!("{location_type}:{}", document.target);
@@ -115,7 +121,10 @@ impl Processor {
             let report = reader.read(&document.target, &document.content);
             let mut keep = |finding: &Finding, entity_ref: Option<&str>| {
                 match finding.severity {
-                    Severity::Error => processed.summary.errors += 1,
+                    Severity::Error => {
+                        processed.summary.errors += 1;
+                        failed_files.insert(document.target.clone());
+                    }
                     Severity::Warning => processed.summary.warnings += 1,
                 }
                 file_errors.push(to_proto_error(
@@ -183,10 +192,34 @@ impl Processor {
             errors.entry(file_key).or_default();
         }
 
+        let micros = |value: i64| {
+            if value == 0 {
+                String::new()
+            } else {
+                rfc3339(value)
+            }
+        };
         processed.batch = pb::ProcessedBatch {
-            batch_id: format!("{}/batch", harvested.harvest_id),
+            batch_id: format!("{}/{}", harvested.harvest_id, harvested.part),
             location_key: harvested.location_key.clone(),
             harvest_id: harvested.harvest_id.clone(),
+            receipt: Some(pb::HarvestReceipt {
+                harvest_id: harvested.harvest_id.clone(),
+                location_key: harvested.location_key.clone(),
+                trigger: trigger_name(harvested.trigger()).to_owned(),
+                reason: harvested.reason.clone(),
+                commit: harvested.commit.clone(),
+                files_read: processed.summary.files,
+                files_unchanged: u32::try_from(harvested.unchanged_targets.len())
+                    .unwrap_or(u32::MAX),
+                failed: processed.summary.failed_documents,
+                failed_files: failed_files.into_iter().collect(),
+                harvest_started_at: micros(harvested.started_at_micros),
+                harvest_finished_at: micros(harvested.finished_at_micros),
+                processed_at: rfc3339(now_micros()),
+                parts: harvested.parts.max(1),
+                ..Default::default()
+            }),
             batch: Some(pb::ApplyBatchRequest {
                 upserts,
                 removals: Vec::new(),
@@ -283,6 +316,34 @@ impl Processor {
         }
         Ok(requests)
     }
+}
+
+/// How a trigger is named in receipts.
+pub fn trigger_name(trigger: pb::HarvestTrigger) -> &'static str {
+    match trigger {
+        pb::HarvestTrigger::Unspecified => "unspecified",
+        pb::HarvestTrigger::Registered => "registered",
+        pb::HarvestTrigger::Refresh => "refresh",
+        pb::HarvestTrigger::Webhook => "webhook",
+        pb::HarvestTrigger::Schedule => "schedule",
+        pb::HarvestTrigger::FanOut => "fan_out",
+    }
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn rfc3339(micros: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// `file` from `file:/srv/catalog-info.yaml`.

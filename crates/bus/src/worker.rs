@@ -1,0 +1,72 @@
+//! The loop every consuming service runs: take a delivery, decode it as the subject's message
+//! type, handle it, then acknowledge, retry (with backoff) or dead-letter it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::{Bus, ConsumerSpec, Result, TraceContext};
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Its effect is committed: acknowledge it.
+    Done,
+    /// Failed for now (a dependency is down): deliver again later.
+    Retry(String),
+    /// Will never work: dead-letter it with the reason.
+    Reject(String),
+}
+
+/// Delay before the `attempt`-th redelivery: 0.5 s doubling, at most 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(6);
+    Duration::from_millis(500 * (1 << exponent)).min(Duration::from_secs(30))
+}
+
+/// Consumes `spec` until `shutdown` completes, handling each message with `handle`. A
+/// message being handled when shutdown comes is finished first (or, if the process dies,
+/// delivered again after `ack_wait`).
+pub async fn run<M, F, Fut>(
+    bus: &dyn Bus,
+    spec: &ConsumerSpec,
+    shutdown: impl Future<Output = ()>,
+    mut handle: F,
+) -> Result<()>
+where
+    M: prost::Message + Default,
+    F: FnMut(M, Option<TraceContext>) -> Fut,
+    Fut: Future<Output = Handled>,
+{
+    let mut consumer = bus.consume(spec).await?;
+    tokio::pin!(shutdown);
+    loop {
+        let delivery = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            delivery = consumer.next() => delivery?,
+        };
+        let message: M = match delivery.decode() {
+            Ok(message) => message,
+            Err(error) => {
+                delivery.reject(&error.to_string()).await?;
+                continue;
+            }
+        };
+        let trace = delivery.trace();
+        let span = tracing::info_span!(
+            "handle",
+            consumer = spec.name,
+            subject = %delivery.subject,
+            attempt = delivery.attempt,
+            trace_id = trace.as_ref().map(TraceContext::trace_id_hex).unwrap_or_default(),
+        );
+        let outcome = tracing::Instrument::instrument(handle(message, trace), span).await;
+        match outcome {
+            Handled::Done => delivery.ack().await?,
+            Handled::Retry(reason) => {
+                let delay = backoff(delivery.attempt);
+                delivery.retry(&reason, delay).await?;
+            }
+            Handled::Reject(reason) => delivery.reject(&reason).await?,
+        }
+    }
+}
