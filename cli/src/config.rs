@@ -29,6 +29,10 @@ pub const MAX_FILE_BYTES_ENV: &str = "CADASTRE_LIMITS_MAX_FILE_BYTES";
 pub const STORE_DATABASE_URL_ENV: &str = "CADASTRE_STORE_DATABASE_URL";
 /// Environment variable overriding `store.listen`.
 pub const STORE_LISTEN_ENV: &str = "CADASTRE_STORE_LISTEN";
+/// Environment variable overriding `bus.nats_url`.
+pub const BUS_NATS_URL_ENV: &str = "CADASTRE_BUS_NATS_URL";
+/// Environment variable overriding `harvester.store_url`.
+pub const HARVESTER_STORE_URL_ENV: &str = "CADASTRE_HARVESTER_STORE_URL";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -59,6 +63,66 @@ pub struct Config {
     pub limits: Limits,
     pub kinds: Vec<CustomKind>,
     pub store: StoreConfig,
+    pub bus: BusConfig,
+    pub harvester: HarvesterConfig,
+    pub processor: ProcessorConfig,
+}
+
+/// How services reach each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BusConfig {
+    /// `nats://host:4222`; unset, `cadastre store` serves gRPC only.
+    pub nats_url: Option<String>,
+    /// Prefix for the stream and subjects, to share a NATS with other installations.
+    pub namespace: String,
+}
+
+/// The harvester's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HarvesterConfig {
+    /// Hosts URL and git locations may name: `*`, `host`, `*.domain`.
+    pub allowed_hosts: Vec<String>,
+    pub allow_private_addresses: bool,
+    pub allow_local_repositories: bool,
+    pub cache_dir: PathBuf,
+    pub timeout: std::time::Duration,
+    /// How often every registered location is read again (0: never).
+    pub refresh_interval: std::time::Duration,
+    /// catalog-store's gRPC address, to list locations for the refresh.
+    pub store_url: String,
+    /// `host -> name of the environment variable` holding its `Authorization` value: secrets
+    /// stay out of files.
+    pub credentials_env: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for HarvesterConfig {
+    fn default() -> Self {
+        let defaults = cadastre_harvester::Settings::default();
+        HarvesterConfig {
+            allowed_hosts: defaults.allowed_hosts,
+            allow_private_addresses: false,
+            allow_local_repositories: false,
+            cache_dir: defaults.cache_dir,
+            timeout: defaults.timeout,
+            refresh_interval: std::time::Duration::from_secs(1800),
+            store_url: "http://127.0.0.1:7010".to_owned(),
+            credentials_env: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// The processor's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorConfig {
+    pub max_fan_out_depth: u32,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            max_fan_out_depth: cadastre_processor::Settings::default().max_fan_out_depth,
+        }
+    }
 }
 
 /// catalog-store's settings.
@@ -98,6 +162,39 @@ struct FileConfig {
     kinds: Vec<KindFile>,
     #[serde(default)]
     store: StoreFile,
+    #[serde(default)]
+    bus: BusFile,
+    #[serde(default)]
+    harvester: HarvesterFile,
+    #[serde(default)]
+    processor: ProcessorFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BusFile {
+    nats_url: Option<String>,
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HarvesterFile {
+    allowed_hosts: Option<Vec<String>>,
+    allow_private_addresses: Option<bool>,
+    allow_local_repositories: Option<bool>,
+    cache_dir: Option<PathBuf>,
+    timeout_secs: Option<u64>,
+    refresh_interval_secs: Option<u64>,
+    store_url: Option<String>,
+    #[serde(default)]
+    credentials_env: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessorFile {
+    max_fan_out_depth: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +254,12 @@ pub fn load(file: Option<&Path>, env: &dyn Environment) -> Result<Config, Config
     if let Some(url) = env.get(STORE_DATABASE_URL_ENV) {
         config.store.database_url = url;
     }
+    if let Some(url) = env.get(BUS_NATS_URL_ENV) {
+        config.bus.nats_url = Some(url);
+    }
+    if let Some(url) = env.get(HARVESTER_STORE_URL_ENV) {
+        config.harvester.store_url = url;
+    }
     if let Some(value) = env.get(STORE_LISTEN_ENV) {
         config.store.listen = value.trim().parse().map_err(|e| ConfigError::Environment {
             name: STORE_LISTEN_ENV.to_owned(),
@@ -200,6 +303,39 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
     }
     if let Some(seconds) = file.store.grace_period_secs {
         config.store.grace_period = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(url) = file.bus.nats_url {
+        config.bus.nats_url = Some(url);
+    }
+    if let Some(namespace) = file.bus.namespace {
+        config.bus.namespace = namespace;
+    }
+    let harvester = &mut config.harvester;
+    let h = file.harvester;
+    if let Some(hosts) = h.allowed_hosts {
+        harvester.allowed_hosts = hosts;
+    }
+    harvester.allow_private_addresses = h
+        .allow_private_addresses
+        .unwrap_or(harvester.allow_private_addresses);
+    harvester.allow_local_repositories = h
+        .allow_local_repositories
+        .unwrap_or(harvester.allow_local_repositories);
+    if let Some(dir) = h.cache_dir {
+        harvester.cache_dir = dir;
+    }
+    if let Some(seconds) = h.timeout_secs {
+        harvester.timeout = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = h.refresh_interval_secs {
+        harvester.refresh_interval = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(url) = h.store_url {
+        harvester.store_url = url;
+    }
+    harvester.credentials_env.extend(h.credentials_env);
+    if let Some(depth) = file.processor.max_fan_out_depth {
+        config.processor.max_fan_out_depth = depth;
     }
     let base = path.parent().unwrap_or(Path::new("."));
     for kind in file.kinds {

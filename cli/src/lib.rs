@@ -4,5 +4,6 @@
 //! Subcommands: `validate`, `store`. Later issues add `up` and the other services.
 
 pub mod config;
+pub mod services;
 pub mod store;
 pub mod validate;

@@ -49,6 +49,21 @@ enum Command {
         /// Address to serve gRPC on (overrides store.listen).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// NATS to apply batches from and relay changes to (overrides bus.nats_url).
+        #[arg(long)]
+        nats_url: Option<String>,
+    },
+    /// Run the harvester: reads locations on request and on a schedule, until SIGINT or SIGTERM.
+    Harvester {
+        /// NATS URL (overrides bus.nats_url).
+        #[arg(long)]
+        nats_url: Option<String>,
+    },
+    /// Run the processor: turns harvested files into entities, until SIGINT or SIGTERM.
+    Processor {
+        /// NATS URL (overrides bus.nats_url).
+        #[arg(long)]
+        nats_url: Option<String>,
     },
 }
 
@@ -63,7 +78,7 @@ fn main() -> ExitCode {
     };
     let default_level = match cli.command {
         Command::Validate { .. } => "warn",
-        Command::Store { .. } => "info",
+        Command::Store { .. } | Command::Harvester { .. } | Command::Processor { .. } => "info",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -73,7 +88,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let config = match config::load(cli.config.as_deref(), &ProcessEnvironment) {
+    let mut config = match config::load(cli.config.as_deref(), &ProcessEnvironment) {
         Ok(config) => config,
         Err(error) => return fail(&format!("configuration: {error}")),
     };
@@ -107,19 +122,40 @@ fn main() -> ExitCode {
         Command::Store {
             database_url,
             listen,
+            nats_url,
         } => {
-            let mut store = config.store;
+            let mut store = config.store.clone();
             store.database_url = database_url.unwrap_or(store.database_url);
             store.listen = listen.unwrap_or(store.listen);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(error) => return fail(&format!("starting the runtime: {error}")),
-            };
-            match runtime.block_on(cadastre::store::run(&store)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => fail(&format!("{error:#}")),
+            if nats_url.is_some() {
+                config.bus.nats_url = nats_url;
             }
+            serve(cadastre::store::run(&store, &config.bus))
         }
+        Command::Harvester { nats_url } => {
+            if nats_url.is_some() {
+                config.bus.nats_url = nats_url;
+            }
+            serve(cadastre::services::run_harvester(&config))
+        }
+        Command::Processor { nats_url } => {
+            if nats_url.is_some() {
+                config.bus.nats_url = nats_url;
+            }
+            serve(cadastre::services::run_processor(&config))
+        }
+    }
+}
+
+/// Runs a service to completion on a multi-threaded runtime.
+fn serve(service: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("starting the runtime: {error}")),
+    };
+    match runtime.block_on(service) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&format!("{error:#}")),
     }
 }
 

@@ -6,10 +6,11 @@ use std::path::Path;
 use anyhow::Context as _;
 use cadastre_catalog_store::CatalogStore;
 
-use crate::config::StoreConfig;
+use crate::config::{BusConfig, StoreConfig};
 
-/// Connects (creating a SQLite file's folder if needed), migrates, and serves gRPC.
-pub async fn run(config: &StoreConfig) -> anyhow::Result<()> {
+/// Connects (creating a SQLite file's folder if needed), migrates, and serves gRPC; with a
+/// bus configured, also applies the processor's batches and relays the change feed.
+pub async fn run(config: &StoreConfig, bus: &BusConfig) -> anyhow::Result<()> {
     if let Some(path) = sqlite_path(&config.database_url)
         && let Some(parent) = Path::new(path)
             .parent()
@@ -24,8 +25,32 @@ pub async fn run(config: &StoreConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    cadastre_catalog_store::server::run(store, listener, shutdown_signal(), config.grace_period)
+    let shutdown = crate::services::Shutdown::on_signal();
+    let mut bus_tasks = Vec::new();
+    if bus.nats_url.is_some() {
+        let bus = crate::services::connect_bus(bus).await?;
+        bus_tasks.push(tokio::spawn({
+            let (bus, store, stop) = (std::sync::Arc::clone(&bus), store.clone(), shutdown.wait());
+            async move {
+                cadastre_catalog_store::bus::apply_batches(bus, store, stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        }));
+        bus_tasks.push(tokio::spawn({
+            let (store, stop) = (store.clone(), shutdown.wait());
+            async move {
+                cadastre_catalog_store::bus::relay_changes(bus, store, stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        }));
+    }
+    cadastre_catalog_store::server::run(store, listener, shutdown.wait(), config.grace_period)
         .await?;
+    for task in bus_tasks {
+        task.await.context("catalog-store bus task")??;
+    }
     tracing::info!("catalog-store stopped");
     Ok(())
 }

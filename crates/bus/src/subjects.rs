@@ -32,8 +32,10 @@ pub const DEAD_LETTERS: Subject<pb::DeadLetter> = Subject::new("catalog.dead");
 
 /// The harvester's replicas share harvest requests.
 pub const HARVESTER: ConsumerSpec = ConsumerSpec::new("harvester", HARVEST_REQUESTS.name);
-/// The processor's replicas share harvested locations.
-pub const PROCESSOR: ConsumerSpec = ConsumerSpec::new("processor", HARVESTED.name);
+/// The processor's replicas share harvested locations. A part takes well under a second to
+/// process, so one held by a replica that died comes back soon.
+pub const PROCESSOR: ConsumerSpec =
+    ConsumerSpec::new("processor", HARVESTED.name).with_ack_wait(Duration::from_secs(10));
 /// catalog-store's replicas share processed batches.
 pub const STORE_WRITER: ConsumerSpec = ConsumerSpec::new("catalog-store", ENTITY_BATCHES.name);
 /// The search service's replicas share the change feed.

@@ -1,0 +1,132 @@
+//! `cadastre harvester` and `cadastre processor`: each service as its own process, on NATS,
+//! until SIGINT or SIGTERM. (`cadastre store` joins the bus too when one is configured.)
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use cadastre_bus::Bus;
+use cadastre_bus::nats::{JetStreamBus, StreamSettings};
+use cadastre_model::Validator;
+use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
+
+use crate::config::{BusConfig, Config};
+use crate::store::{redact, shutdown_signal};
+
+/// Connects to the configured NATS.
+pub async fn connect_bus(config: &BusConfig) -> anyhow::Result<Arc<dyn Bus>> {
+    let url = config
+        .nats_url
+        .as_deref()
+        .context("no NATS to connect to: set bus.nats_url or CADASTRE_BUS_NATS_URL")?;
+    let bus = JetStreamBus::connect(
+        url,
+        StreamSettings {
+            namespace: config.namespace.clone(),
+            ..StreamSettings::default()
+        },
+    )
+    .await
+    .with_context(|| format!("connecting to NATS at {}", redact(url)))?;
+    tracing::info!(url = %redact(url), "connected to NATS JetStream");
+    Ok(Arc::new(bus))
+}
+
+/// A shutdown signal several tasks can wait for.
+#[derive(Debug, Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Fires on SIGINT or SIGTERM.
+    pub fn on_signal() -> Self {
+        let (tell, listen) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = tell.send(true);
+        });
+        Shutdown(listen)
+    }
+
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut listen = self.0.clone();
+        async move {
+            let _ = listen.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+pub async fn run_harvester(config: &Config) -> anyhow::Result<()> {
+    let h = &config.harvester;
+    let mut credentials = cadastre_harvester::Credentials::default();
+    for (host, variable) in &h.credentials_env {
+        let value = std::env::var(variable).with_context(|| {
+            format!("harvester.credentials_env: {variable} (for {host}) is not set")
+        })?;
+        credentials.0.insert(host.to_ascii_lowercase(), value);
+    }
+    let settings = cadastre_harvester::Settings {
+        max_file_bytes: config.limits.max_file_bytes as u64,
+        timeout: h.timeout,
+        allowed_hosts: h.allowed_hosts.clone(),
+        allow_private_addresses: h.allow_private_addresses,
+        allow_local_repositories: h.allow_local_repositories,
+        credentials,
+        cache_dir: h.cache_dir.clone(),
+        ..cadastre_harvester::Settings::default()
+    };
+    let harvester =
+        Arc::new(cadastre_harvester::Harvester::new(settings).map_err(anyhow::Error::msg)?);
+    let bus = connect_bus(&config.bus).await?;
+    let shutdown = Shutdown::on_signal();
+    let worker = tokio::spawn(cadastre_harvester::service::run(
+        Arc::clone(&bus),
+        harvester,
+        shutdown.wait(),
+    ));
+    if !h.refresh_interval.is_zero() {
+        let endpoint = tonic::transport::Endpoint::from_shared(h.store_url.clone())
+            .with_context(|| format!("harvester.store_url {:?}", h.store_url))?;
+        let client = CatalogServiceClient::new(endpoint.connect_lazy());
+        tokio::spawn(cadastre_harvester::service::schedule(
+            Arc::clone(&bus),
+            h.refresh_interval,
+            move || {
+                let mut client = client.clone();
+                async move {
+                    let locations = client
+                        .list_locations(cadastre_proto::v1::ListLocationsRequest {})
+                        .await
+                        .map_err(|status| status.message().to_owned())?
+                        .into_inner()
+                        .locations;
+                    Ok(locations
+                        .into_iter()
+                        .map(|l| format!("{}:{}", l.r#type, l.target))
+                        .collect())
+                }
+            },
+            shutdown.wait(),
+        ));
+    }
+    tracing::info!("harvester running");
+    worker.await.context("harvester task")??;
+    tracing::info!("harvester stopped");
+    Ok(())
+}
+
+pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
+    let validator = Validator::new(config.registry()?);
+    let processor = Arc::new(cadastre_processor::Processor::new(
+        validator,
+        cadastre_processor::Settings {
+            max_fan_out_depth: config.processor.max_fan_out_depth,
+            limits: config.limits,
+        },
+    ));
+    let bus = connect_bus(&config.bus).await?;
+    let shutdown = Shutdown::on_signal();
+    tracing::info!("processor running");
+    cadastre_processor::service::run(bus, processor, shutdown.wait()).await?;
+    tracing::info!("processor stopped");
+    Ok(())
+}
