@@ -134,6 +134,8 @@ pub struct StoreConfig {
     pub listen: std::net::SocketAddr,
     /// How long in-flight calls get after SIGTERM.
     pub grace_period: std::time::Duration,
+    /// What happens to entities a location no longer produces.
+    pub orphans: cadastre_catalog_store::OrphanPolicy,
 }
 
 impl Default for StoreConfig {
@@ -142,6 +144,7 @@ impl Default for StoreConfig {
             database_url: "sqlite://.cadastre/catalog.db?mode=rwc".to_owned(),
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7010)),
             grace_period: cadastre_catalog_store::server::DEFAULT_GRACE_PERIOD,
+            orphans: cadastre_catalog_store::OrphanPolicy::Keep,
         }
     }
 }
@@ -203,6 +206,15 @@ struct StoreFile {
     database_url: Option<String>,
     listen: Option<std::net::SocketAddr>,
     grace_period_secs: Option<u64>,
+    /// `keep` (marked as orphans, the default) or `remove`.
+    orphans: Option<OrphansFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OrphansFile {
+    Keep,
+    Remove,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +315,12 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
     }
     if let Some(seconds) = file.store.grace_period_secs {
         config.store.grace_period = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(orphans) = file.store.orphans {
+        config.store.orphans = match orphans {
+            OrphansFile::Keep => cadastre_catalog_store::OrphanPolicy::Keep,
+            OrphansFile::Remove => cadastre_catalog_store::OrphanPolicy::Remove,
+        };
     }
     if let Some(url) = file.bus.nats_url {
         config.bus.nats_url = Some(url);

@@ -22,6 +22,7 @@ pub async fn run(config: &StoreConfig, bus: &BusConfig) -> anyhow::Result<()> {
     let store = CatalogStore::connect(&config.database_url)
         .await
         .with_context(|| format!("connecting to {}", redact(&config.database_url)))?;
+    store.set_orphan_policy(config.orphans);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

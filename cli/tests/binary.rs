@@ -84,3 +84,20 @@ fn usage_and_io_errors_exit_two() {
             .starts_with("cadastre: configuration: cannot read configuration")
     );
 }
+
+#[test]
+fn every_service_is_a_subcommand() {
+    for service in ["store", "harvester", "processor"] {
+        let output = cadastre(&[service, "--help"], "");
+        assert_eq!(output.status.code(), Some(0), "cadastre {service} --help");
+        assert!(stdout(&output).contains("Usage: cadastre"), "{service}");
+    }
+}
+
+#[test]
+fn a_service_without_a_bus_says_so() {
+    let output = cadastre(&["processor"], "");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CADASTRE_BUS_NATS_URL"), "{stderr}");
+}

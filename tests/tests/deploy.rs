@@ -60,6 +60,31 @@ fn docker_compose_uses_official_images_and_our_dockerfile() {
     // The tool container runs a subcommand the binary has.
     let command = services["validate"]["command"].as_array().unwrap();
     assert_eq!(command[0], "validate");
+    // Each service runs its own subcommand with the shipped configuration, which loads.
+    for service in ["store", "harvester", "processor"] {
+        let command: Vec<&str> = services[service]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|part| part.as_str().unwrap())
+            .collect();
+        assert_eq!(command.last(), Some(&service), "{service}: {command:?}");
+        let config = command[1].replace("/opt/cadastre/config/", "deploy/config/");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(&config);
+        cadastre::config::load(Some(&path), &NoEnvironment)
+            .unwrap_or_else(|e| panic!("{service}: {config}: {e}"));
+    }
+    // (cli/tests/binary.rs checks that each is a subcommand of the binary.)
+}
+
+struct NoEnvironment;
+
+impl cadastre::config::Environment for NoEnvironment {
+    fn get(&self, _: &str) -> Option<String> {
+        None
+    }
 }
 
 #[test]

@@ -36,6 +36,7 @@ macro_rules! on_both_stores {
 on_both_stores!(
     the_examples_arrive_with_their_relations,
     a_git_location_follows_its_commits,
+    removal_as_configured_takes_a_deleted_files_entities,
 );
 
 #[derive(Debug, Clone, Copy)]
@@ -415,8 +416,11 @@ async fn a_git_location_follows_its_commits(pipeline: Pipeline) {
             b.is_some_and(|b| b["spec"]["owner"] == "team-b")
         })
         .await;
+    // Its file is gone: kept as an orphan (the store's default policy, as Backstage's).
     pipeline
-        .wait_for("component:default/beta", |b| b.is_none())
+        .wait_for("component:default/beta", |b| {
+            b.is_some_and(|b| b["metadata"]["annotations"]["backstage.io/orphan"] == "true")
+        })
         .await;
     pipeline
         .wait_for("component:default/gamma", |b| b.is_some())
@@ -471,5 +475,32 @@ async fn a_git_location_follows_its_commits(pipeline: Pipeline) {
         alpha.location_key.as_deref(),
         Some(format!("git:{url}/blob/main/a/catalog-info.yaml").as_str())
     );
+    pipeline.stop().await;
+}
+
+async fn removal_as_configured_takes_a_deleted_files_entities(pipeline: Pipeline) {
+    pipeline
+        .store
+        .set_orphan_policy(cadastre_catalog_store::OrphanPolicy::Remove);
+    let dir = pipeline.scratch.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("one.yaml"), component("one", "team-a")).unwrap();
+    std::fs::write(dir.join("two.yaml"), component("two", "team-a")).unwrap();
+    let pattern = format!("{}/*.yaml", dir.display());
+    pipeline.register("file", &pattern).await;
+    pipeline
+        .wait_for("component:default/one", |b| b.is_some())
+        .await;
+    pipeline
+        .wait_for("component:default/two", |b| b.is_some())
+        .await;
+    std::fs::remove_file(dir.join("two.yaml")).unwrap();
+    pipeline
+        .request(&format!("file:{pattern}"), pb::HarvestTrigger::Schedule)
+        .await;
+    pipeline
+        .wait_for("component:default/two", |b| b.is_none())
+        .await;
+    assert!(pipeline.entity("component:default/one").await.is_some());
     pipeline.stop().await;
 }

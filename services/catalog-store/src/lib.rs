@@ -49,6 +49,8 @@ struct Inner {
     writer: Mutex<()>,
     /// The highest committed change sequence, for watchers in this process.
     head: watch::Sender<u64>,
+    /// Whether entities a location no longer produces are removed (else kept as orphans).
+    remove_orphans: std::sync::atomic::AtomicBool,
 }
 
 impl CatalogStore {
@@ -90,11 +92,32 @@ impl CatalogStore {
                 backend,
                 writer: Mutex::new(()),
                 head: watch::channel(0).0,
+                remove_orphans: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         let head = store.head_sequence().await?;
         store.inner.head.send_replace(head);
         Ok(store)
+    }
+
+    /// Sets what happens to entities a location no longer produces (default: kept as orphans).
+    pub fn set_orphan_policy(&self, policy: OrphanPolicy) {
+        self.inner.remove_orphans.store(
+            policy == OrphanPolicy::Remove,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    pub fn orphan_policy(&self) -> OrphanPolicy {
+        if self
+            .inner
+            .remove_orphans
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            OrphanPolicy::Remove
+        } else {
+            OrphanPolicy::Keep
+        }
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -72,9 +72,14 @@ impl CatalogStore {
         }
         for entity in entities {
             let own = relations.remove(&entity.entity_ref).unwrap_or_default();
-            entity.body =
-                crate::serve::served_body(&entity.body, &entity.uid, &entity.etag, own)
-                    .map_err(|e| StoreError::Corrupt(format!("{}: {e}", entity.entity_ref)))?;
+            entity.body = crate::serve::served_body_as(
+                &entity.body,
+                &entity.uid,
+                &entity.etag,
+                own,
+                entity.orphan,
+            )
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", entity.entity_ref)))?;
         }
         Ok(())
     }
@@ -431,7 +436,7 @@ impl CatalogStore {
             "SELECT {CHANGE_COLUMNS} FROM changes WHERE entity_ref = "
         ))
         .bind(entity_ref)
-        .push(" AND change <> 'relations' AND recorded_at <= ")
+        .push(" AND change IN ('created', 'updated', 'removed') AND recorded_at <= ")
         .bind(at)
         .push(" ORDER BY sequence DESC LIMIT 1");
         let change = self

@@ -39,7 +39,7 @@ impl CatalogStore {
         let gone = self
             .no_longer_produced(&txn, &batch.replaced_locations, &prepared)
             .await?;
-        prepared.removal_refs.extend(gone);
+        self.settle_gone(&mut prepared, gone);
         let outcome = self.apply_in(&txn, &batch, prepared).await?;
         let now = now_micros();
         let mut sql = Sql::new(self.backend());
@@ -120,10 +120,11 @@ impl CatalogStore {
         receipt.created += outcome.created;
         receipt.updated += outcome.updated;
         receipt.unchanged += outcome.unchanged;
-        receipt.removed += outcome.removed;
+        receipt.removed += outcome.removed + outcome.orphaned;
         receipt.conflicts += u32::try_from(outcome.conflicts.len()).unwrap_or(u32::MAX);
         extend_bounded(&mut receipt.changed_refs, &outcome.changed_refs);
         extend_bounded(&mut receipt.removed_refs, &outcome.removed_refs);
+        extend_bounded(&mut receipt.removed_refs, &outcome.orphaned_refs);
         extend_bounded(&mut receipt.failed_files, &part.failed_files);
         receipt.harvest_started_at = min_known(receipt.harvest_started_at, part.harvest_started_at);
         receipt.harvest_finished_at = receipt.harvest_finished_at.max(part.harvest_finished_at);

@@ -11,12 +11,34 @@ pub fn served_body(
     stored: &str,
     uid: &str,
     etag: &str,
+    relations: Vec<(String, String)>,
+) -> Result<String, serde_json::Error> {
+    served_body_as(stored, uid, etag, relations, false)
+}
+
+/// [`served_body`], marking an orphan with `backstage.io/orphan: "true"` as Backstage does.
+pub fn served_body_as(
+    stored: &str,
+    uid: &str,
+    etag: &str,
     mut relations: Vec<(String, String)>,
+    orphan: bool,
 ) -> Result<String, serde_json::Error> {
     let mut value: Value = serde_json::from_str(stored)?;
     if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.insert("uid".into(), Value::String(uid.to_owned()));
         metadata.insert("etag".into(), Value::String(etag.to_owned()));
+        if orphan {
+            let annotations = metadata
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.insert(
+                    cadastre_model::entity::annotations::ORPHAN.into(),
+                    Value::String("true".into()),
+                );
+            }
+        }
     }
     relations.sort();
     relations.dedup();

@@ -87,6 +87,9 @@ pub struct BatchOutcome {
     pub updated: u32,
     pub unchanged: u32,
     pub removed: u32,
+    /// Entities their location no longer produces, kept as orphans.
+    pub orphaned: u32,
+    pub orphaned_refs: Vec<String>,
     /// Refs refused because another location holds them.
     pub conflicts: Vec<String>,
     /// Refs created or updated, and refs removed, in batch order.
@@ -110,6 +113,7 @@ pub struct Receipt {
     pub created: u32,
     pub updated: u32,
     pub unchanged: u32,
+    /// Entities no longer produced: removed, or kept as orphans (per the store's policy).
     pub removed: u32,
     pub failed: u32,
     pub conflicts: u32,
@@ -209,6 +213,19 @@ pub enum ChangeKind {
     /// longer): its etag changed, its own content did not.
     Relations,
     Removed,
+    /// Its location no longer produces it; kept, marked `backstage.io/orphan: "true"`.
+    Orphaned,
+}
+
+/// What happens to an entity its location no longer produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrphanPolicy {
+    /// Keep it, marked as an orphan (Backstage's default), until it is produced again or
+    /// removed.
+    #[default]
+    Keep,
+    /// Remove it with the batch that stopped producing it.
+    Remove,
 }
 
 impl ChangeKind {
@@ -218,6 +235,7 @@ impl ChangeKind {
             ChangeKind::Updated => "updated",
             ChangeKind::Relations => "relations",
             ChangeKind::Removed => "removed",
+            ChangeKind::Orphaned => "orphaned",
         }
     }
 
@@ -227,6 +245,7 @@ impl ChangeKind {
             "updated" => ChangeKind::Updated,
             "relations" => ChangeKind::Relations,
             "removed" => ChangeKind::Removed,
+            "orphaned" => ChangeKind::Orphaned,
             _ => return None,
         })
     }

@@ -179,7 +179,7 @@ impl CatalogStore {
         let gone = self
             .no_longer_produced(&txn, &batch.replaced_locations, &prepared)
             .await?;
-        prepared.removal_refs.extend(gone);
+        self.settle_gone(&mut prepared, gone);
         let outcome = self.apply_in(&txn, &batch, prepared).await?;
         txn.commit().await?;
         self.publish_head(outcome.last_sequence);
@@ -300,6 +300,14 @@ impl CatalogStore {
         Ok(u64::from(outcome.removed))
     }
 
+    /// Entities no longer produced are removed or kept as orphans, as configured.
+    pub(crate) fn settle_gone(&self, prepared: &mut Prepared, gone: Vec<String>) {
+        match self.orphan_policy() {
+            crate::OrphanPolicy::Remove => prepared.removal_refs.extend(gone),
+            crate::OrphanPolicy::Keep => prepared.orphan_refs.extend(gone),
+        }
+    }
+
     /// Entities held by `locations` that the batch neither upserts nor already removes.
     pub(crate) async fn no_longer_produced(
         &self,
@@ -363,6 +371,7 @@ impl CatalogStore {
             .upsert_refs
             .iter()
             .chain(prepared.removal_refs.iter())
+            .chain(prepared.orphan_refs.iter())
             .cloned()
             .collect();
         let existing = self.load_existing(txn, &lookup).await?;
@@ -565,6 +574,22 @@ impl CatalogStore {
             .collect();
         changes.extend(self.bump_relations(txn, &others, now).await?);
         phases.mark("bump");
+
+        // 6b. Entities no longer produced, kept as orphans: marked, with a new etag.
+        let newly_orphaned: Vec<(&str, &ExistingRow)> = prepared
+            .orphan_refs
+            .iter()
+            .filter_map(|entity_ref| {
+                existing
+                    .get(entity_ref)
+                    .filter(|row| !row.orphan)
+                    .map(|row| (entity_ref.as_str(), row))
+            })
+            .collect();
+        let orphaned = self.mark_orphans(txn, &newly_orphaned, now).await?;
+        outcome.orphaned = u32::try_from(orphaned.len()).unwrap_or(u32::MAX);
+        outcome.orphaned_refs = orphaned.iter().map(|c| c.entity_ref.clone()).collect();
+        changes.extend(orphaned);
 
         // 7. Keep the per-(kind, type, lifecycle) counts in step.
         let mut deltas: BTreeMap<HotKey, i64> = BTreeMap::new();
@@ -969,6 +994,48 @@ impl CatalogStore {
         Ok(changes)
     }
 
+    /// Marks entities as orphans (a new relations version, so a new etag); their change rows.
+    async fn mark_orphans(
+        &self,
+        txn: &DatabaseTransaction,
+        rows: &[(&str, &ExistingRow)],
+        now: i64,
+    ) -> Result<Vec<ChangeRow>> {
+        let mut changes = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut update = Sql::new(self.backend());
+            update
+                .push("UPDATE entities SET orphan = TRUE, relations_version = relations_version + 1, updated_at = ")
+                .bind(now)
+                .push(", etag = CASE id");
+            let mut ids = Vec::with_capacity(chunk.len());
+            for (entity_ref, row) in chunk {
+                let etag = etag(&row.content_hash, row.relations_version + 1);
+                update
+                    .push(" WHEN ")
+                    .bind(row.id)
+                    .push(" THEN ")
+                    .bind(etag.clone());
+                ids.push(row.id);
+                changes.push(ChangeRow {
+                    entity_ref: (*entity_ref).to_owned(),
+                    uid: row.uid.clone(),
+                    generation: row.generation,
+                    content_hash: row.content_hash.clone(),
+                    etag,
+                    kind: ChangeKind::Orphaned,
+                    body: None,
+                    own_relations: None,
+                    location_key: row.location_key.clone(),
+                    commit: None,
+                });
+            }
+            update.push(" END WHERE id IN ").bind_list(&ids);
+            txn.execute_raw(update.build()).await?;
+        }
+        Ok(changes)
+    }
+
     /// Appends changes to the feed in one statement per chunk; returns the highest sequence.
     async fn record_changes(
         &self,
@@ -1115,6 +1182,8 @@ pub(crate) struct Prepared {
     upsert_refs: Vec<String>,
     upsert_hashes: Vec<String>,
     pub(crate) removal_refs: Vec<String>,
+    /// Refs no longer produced, to keep as orphans.
+    pub(crate) orphan_refs: Vec<String>,
 }
 
 /// Maps `items` on every core. Preparing a batch (serialising, hashing, extracting columns)
@@ -1169,6 +1238,7 @@ pub(crate) fn prepare(batch: &Batch) -> Result<Prepared> {
         upsert_hashes: par_map(&batch.upserts, content_hash),
         upsert_refs,
         removal_refs,
+        orphan_refs: Vec::new(),
     })
 }
 

@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use cadastre_catalog_store::{
-    Batch, CatalogStore, ChangeKind, EntityQuery, ErrorScope, LocationErrors, ProcessedBatch,
-    ProcessingError, Receipt, StoreError,
+    Batch, CatalogStore, ChangeKind, EntityQuery, ErrorScope, LocationErrors, OrphanPolicy,
+    ProcessedBatch, ProcessingError, Receipt, StoreError,
 };
 use cadastre_model::{Finding, Position, Rule};
 use cadastre_query::{OrderField, Predicate, legacy_filter};
@@ -43,6 +43,7 @@ conformance!(
     replacing_a_location_removes_what_it_no_longer_produces,
     processed_batches_apply_once_and_build_receipts,
     conflicts_are_kept_as_errors_on_the_newcomer,
+    entities_no_longer_produced_are_kept_as_orphans,
 );
 
 async fn load_examples(store: &CatalogStore) -> usize {
@@ -1060,6 +1061,7 @@ async fn rejects_bad_queries(store: &CatalogStore) {
 }
 
 async fn replacing_a_location_removes_what_it_no_longer_produces(store: &CatalogStore) {
+    store.set_orphan_policy(OrphanPolicy::Remove);
     store
         .apply_batch(Batch {
             upserts: vec![
@@ -1123,6 +1125,7 @@ fn part(harvest_id: &str, started_at: i64, parts: u32, batch: Batch) -> Processe
 }
 
 async fn processed_batches_apply_once_and_build_receipts(store: &CatalogStore) {
+    store.set_orphan_policy(OrphanPolicy::Remove);
     let first = part(
         "h1",
         1_000,
@@ -1274,5 +1277,81 @@ async fn conflicts_are_kept_as_errors_on_the_newcomer(store: &CatalogStore) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn entities_no_longer_produced_are_kept_as_orphans(store: &CatalogStore) {
+    assert_eq!(
+        store.orphan_policy(),
+        OrphanPolicy::Keep,
+        "Backstage's default"
+    );
+    store
+        .apply_batch(Batch {
+            upserts: vec![
+                component("a1", "team-a", "file:/srv/a.yaml"),
+                component("a2", "team-a", "file:/srv/a.yaml"),
+            ],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let before = store
+        .entity_by_ref("component:default/a2")
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = store
+        .apply_batch(Batch {
+            upserts: vec![component("a1", "team-a", "file:/srv/a.yaml")],
+            replaced_locations: vec!["file:/srv/a.yaml".into()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((outcome.orphaned, outcome.removed), (1, 0));
+    let orphan = store
+        .entity_by_ref("component:default/a2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(orphan.orphan);
+    assert_ne!(orphan.etag, before.etag);
+    let body: serde_json::Value = serde_json::from_str(&orphan.body).unwrap();
+    assert_eq!(
+        body["metadata"]["annotations"]["backstage.io/orphan"],
+        "true"
+    );
+    let history = store.history("component:default/a2", 0).await.unwrap();
+    assert_eq!(history[0].change, ChangeKind::Orphaned);
+    // Orphaning again changes nothing; producing it again adopts it back.
+    let again = store
+        .apply_batch(Batch {
+            upserts: vec![component("a1", "team-a", "file:/srv/a.yaml")],
+            replaced_locations: vec!["file:/srv/a.yaml".into()],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.orphaned, 0);
+    let back = store
+        .apply_batch(Batch {
+            upserts: vec![component("a2", "team-a", "file:/srv/a.yaml")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(back.updated, 1);
+    let adopted = store
+        .entity_by_ref("component:default/a2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!adopted.orphan);
+    let body: serde_json::Value = serde_json::from_str(&adopted.body).unwrap();
+    assert!(
+        body["metadata"]["annotations"]
+            .get("backstage.io/orphan")
+            .is_none()
     );
 }
