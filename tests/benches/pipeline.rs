@@ -152,6 +152,14 @@ fn percentile(samples: &mut [Duration], q: f64) -> Duration {
 }
 
 fn main() {
+    // `RUST_LOG=info` shows each service's work as it happens.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let options = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -175,7 +183,6 @@ async fn run(options: Options) {
             &nats,
             StreamSettings {
                 namespace: format!("b{}", uuid::Uuid::new_v4().simple()),
-                max_bytes: 4 << 30,
                 ..StreamSettings::default()
             },
         )

@@ -83,7 +83,6 @@ impl Pipeline {
                 &nats,
                 StreamSettings {
                     namespace: format!("p{}", uuid::Uuid::new_v4().simple()),
-                    max_bytes: 256 << 20,
                     ..StreamSettings::default()
                 },
             )

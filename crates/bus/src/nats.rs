@@ -27,7 +27,8 @@ pub struct StreamSettings {
     pub namespace: String,
     /// Messages older than this are dropped even if unconsumed.
     pub max_age: Duration,
-    /// The stream's size cap; the oldest messages go first.
+    /// The stream's size cap, the oldest messages going first; `-1` for none (the age limit
+    /// still applies). A cap is reserved on the server's disk when the stream is created.
     pub max_bytes: i64,
 }
 
@@ -36,7 +37,7 @@ impl Default for StreamSettings {
         StreamSettings {
             namespace: String::new(),
             max_age: Duration::from_secs(7 * 24 * 3600),
-            max_bytes: 8 << 30,
+            max_bytes: -1,
         }
     }
 }

@@ -53,7 +53,6 @@ async fn jetstream() -> Arc<dyn Bus> {
     });
     let settings = StreamSettings {
         namespace: format!("t{}", uuid::Uuid::new_v4().simple()),
-        max_bytes: 64 << 20,
         ..StreamSettings::default()
     };
     Arc::new(JetStreamBus::connect(&url, settings).await.unwrap())
