@@ -93,6 +93,8 @@ pub struct HarvesterConfig {
     /// `host -> name of the environment variable` holding its `Authorization` value: secrets
     /// stay out of files.
     pub credentials_env: std::collections::BTreeMap<String, String>,
+    /// Extra certificate authorities (PEM) for HTTPS, e.g. an internal git host's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for HarvesterConfig {
@@ -107,6 +109,7 @@ impl Default for HarvesterConfig {
             refresh_interval: std::time::Duration::from_secs(1800),
             store_url: "http://127.0.0.1:7010".to_owned(),
             credentials_env: std::collections::BTreeMap::new(),
+            ca_file: None,
         }
     }
 }
@@ -192,6 +195,7 @@ struct HarvesterFile {
     store_url: Option<String>,
     #[serde(default)]
     credentials_env: std::collections::BTreeMap<String, String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -352,6 +356,9 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         harvester.store_url = url;
     }
     harvester.credentials_env.extend(h.credentials_env);
+    if let Some(ca_file) = h.ca_file {
+        harvester.ca_file = Some(base_of(path).join(ca_file));
+    }
     if let Some(depth) = file.processor.max_fan_out_depth {
         config.processor.max_fan_out_depth = depth;
     }
@@ -370,6 +377,11 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         });
     }
     Ok(())
+}
+
+/// The folder a configuration file's relative paths are relative to.
+fn base_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
 }
 
 fn read_schema(kind: &str, path: &Path) -> Result<serde_json::Value, ConfigError> {

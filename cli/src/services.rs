@@ -72,6 +72,7 @@ pub async fn run_harvester(config: &Config) -> anyhow::Result<()> {
         allow_local_repositories: h.allow_local_repositories,
         credentials,
         cache_dir: h.cache_dir.clone(),
+        ca_file: h.ca_file.clone(),
         ..cadastre_harvester::Settings::default()
     };
     let harvester =

@@ -64,6 +64,16 @@ wait_for_port() {
   return 1
 }
 
+# Installs the programs the tests run (git for repositories, openssl for test certificates,
+# python3 for test servers) when they are missing.
+require_programs() {
+  local missing=()
+  command -v git >/dev/null || missing+=(git)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v python3 >/dev/null || missing+=(python3)
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 start_nats() {
   local dir port pid
   if ! command -v nats-server >/dev/null; then

@@ -34,6 +34,8 @@ pub struct GitReader<'a> {
     pub settings: &'a Settings,
     /// `Authorization` header value for this repository's host, if configured.
     pub authorization: Option<&'a str>,
+    /// The CA bundle git trusts: the system's plus `ca_file` (git's setting replaces, not adds).
+    pub ca_bundle: Option<&'a Path>,
 }
 
 impl std::fmt::Debug for GitReader<'_> {
@@ -273,12 +275,20 @@ impl GitReader<'_> {
             .env_remove("GIT_DIR")
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        let mut config = vec![("protocol.file.allow", "always".to_owned())];
-        if let Some(authorization) = self.authorization {
-            config.push((
-                "http.extraHeader",
-                format!("Authorization: {authorization}"),
-            ));
+        let config = {
+            let mut config = vec![("protocol.file.allow", "always".to_owned())];
+            if let Some(authorization) = self.authorization {
+                config.push((
+                    "http.extraHeader",
+                    format!("Authorization: {authorization}"),
+                ));
+            }
+            config
+        };
+        if let Some(bundle) = self.ca_bundle {
+            // (git 2.39 with GnuTLS ignores `http.sslCAInfo` from `-c`/GIT_CONFIG_*; the
+            // environment variable works.)
+            command.env("GIT_SSL_CAINFO", bundle);
         }
         command.env("GIT_CONFIG_COUNT", config.len().to_string());
         for (index, (key, value)) in config.into_iter().enumerate() {

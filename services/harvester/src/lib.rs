@@ -48,6 +48,8 @@ pub struct Settings {
     pub credentials: Credentials,
     /// Where git mirrors live.
     pub cache_dir: PathBuf,
+    /// Extra certificate authorities (PEM) to trust for HTTPS, e.g. an internal git host's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             allow_local_repositories: false,
             credentials: Credentials::default(),
             cache_dir: PathBuf::from(".cadastre/harvester"),
+            ca_file: None,
         }
     }
 }
@@ -214,10 +217,15 @@ impl CloneHeader for pb::HarvestedLocation {
 #[derive(Debug)]
 pub struct Harvester {
     settings: Settings,
+    /// System CAs plus `ca_file`, for git (written to the cache folder).
+    git_ca_bundle: Option<PathBuf>,
     http: reqwest::Client,
     state: Mutex<HashMap<String, LocationState>>,
     limits: Limits,
 }
+
+/// Debian's (and most distributions') bundle of trusted certificate authorities.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Installs the TLS crypto provider (ring) once per process; reqwest is built without one.
 pub fn install_tls_provider() {
@@ -225,9 +233,32 @@ pub fn install_tls_provider() {
 }
 
 impl Harvester {
-    pub fn new(settings: Settings) -> Result<Self, String> {
+    pub fn new(mut settings: Settings) -> Result<Self, String> {
         install_tls_provider();
-        let http = reqwest::Client::builder()
+        // git runs in each mirror's folder: paths handed to it must not be relative.
+        settings.cache_dir = std::path::absolute(&settings.cache_dir)
+            .map_err(|e| format!("{}: {e}", settings.cache_dir.display()))?;
+        let mut builder = reqwest::Client::builder();
+        let mut git_ca_bundle = None;
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("harvester.ca_file {}: {e}", path.display()))?;
+            let mut bundle = std::fs::read(SYSTEM_CA_BUNDLE).unwrap_or_default();
+            bundle.push(b'\n');
+            bundle.extend_from_slice(&pem);
+            std::fs::create_dir_all(&settings.cache_dir)
+                .map_err(|e| format!("{}: {e}", settings.cache_dir.display()))?;
+            let bundle_path = settings.cache_dir.join("ca-bundle.pem");
+            std::fs::write(&bundle_path, bundle)
+                .map_err(|e| format!("{}: {e}", bundle_path.display()))?;
+            git_ca_bundle = Some(bundle_path);
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("harvester.ca_file {}: {e}", path.display()))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .timeout(settings.timeout)
             .connect_timeout(Duration::from_secs(10))
             // Redirects could lead anywhere, past the allow-list: refuse them.
@@ -237,6 +268,7 @@ impl Harvester {
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Harvester {
             settings,
+            git_ca_bundle,
             http,
             state: Mutex::new(HashMap::new()),
             limits: Limits::default(),
@@ -432,6 +464,7 @@ impl Harvester {
         let reader = git::GitReader {
             settings: &self.settings,
             authorization: self.authorization_for(repository),
+            ca_bundle: self.git_ca_bundle.as_deref(),
         };
         match reader
             .read(repository, reference, &glob, previous.commit.as_deref())
@@ -557,6 +590,7 @@ impl Harvester {
                         let reader = git::GitReader {
                             settings: &self.settings,
                             authorization: self.authorization_for(repository),
+                            ca_bundle: self.git_ca_bundle.as_deref(),
                         };
                         reader
                             .read_paths(repository, commit, &[path.to_owned()])

@@ -387,3 +387,300 @@ async fn a_url_location_uses_its_etag() {
     assert!(second.removed_targets.is_empty());
     server.abort();
 }
+
+/// A `git daemon` serving `base` on a free loopback port, stopped when dropped.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        GitDaemon { child, port }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_git_location_over_the_git_protocol() {
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = scratch.path().join("served/repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(repo.join("catalog-info.yaml"), component("served")).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "--quiet", "-m", "first"]);
+    let daemon = GitDaemon::start(&scratch.path().join("served"));
+    let key = format!("git:git://127.0.0.1:{}/repo#ref=main", daemon.port);
+
+    let refused = Harvester::new(settings(&scratch.path().join("cache-1"))).unwrap();
+    let read = harvest(&refused, &key, pb::HarvestTrigger::Registered).await;
+    assert!(read.documents.is_empty());
+    assert!(
+        read.errors[0].message.contains("internal address"),
+        "{:?}",
+        read.errors
+    );
+
+    let harvester = Harvester::new(Settings {
+        allowed_hosts: vec!["127.0.0.1".into()],
+        allow_private_addresses: true,
+        ..settings(&scratch.path().join("cache-2"))
+    })
+    .unwrap();
+    let read = harvest(&harvester, &key, pb::HarvestTrigger::Registered).await;
+    assert!(read.errors.is_empty(), "{:?}", read.errors);
+    assert_eq!(
+        targets(&read.documents),
+        [format!(
+            "git://127.0.0.1:{}/repo/blob/main/catalog-info.yaml",
+            daemon.port
+        )]
+    );
+    assert_eq!(read.commit, git(&repo, &["rev-parse", "HEAD"]));
+}
+
+#[tokio::test]
+async fn a_git_location_over_http() {
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(work.join("catalog-info.yaml"), component("over-http")).unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "--quiet", "-m", "first"]);
+    // A bare copy served as static files: git's "dumb" HTTP protocol.
+    let served = scratch.path().join("site");
+    std::fs::create_dir_all(&served).unwrap();
+    git(
+        scratch.path(),
+        &["clone", "--quiet", "--bare", "work", "site/repo.git"],
+    );
+    git(&served.join("repo.git"), &["update-server-info"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("--directory")
+        .arg(&served)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 serves files");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "http.server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let harvester = Harvester::new(Settings {
+        allowed_hosts: vec!["127.0.0.1".into()],
+        allow_private_addresses: true,
+        ..settings(&scratch.path().join("cache"))
+    })
+    .unwrap();
+    let key = format!("git:http://127.0.0.1:{port}/repo.git#ref=main");
+    let read = harvest(&harvester, &key, pb::HarvestTrigger::Registered).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(read.errors.is_empty(), "{:?}", read.errors);
+    assert_eq!(
+        targets(&read.documents),
+        [format!(
+            "http://127.0.0.1:{port}/repo/blob/main/catalog-info.yaml"
+        )]
+    );
+}
+
+/// A certificate authority and a certificate it signed for 127.0.0.1, made with `openssl`.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Cadastre Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+#[tokio::test]
+async fn git_and_url_locations_over_https_with_a_private_authority() {
+    let scratch = tempfile::tempdir().unwrap();
+    make_certificates(scratch.path());
+    let work = scratch.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(work.join("catalog-info.yaml"), component("over-https")).unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "--quiet", "-m", "first"]);
+    let site = scratch.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    git(
+        scratch.path(),
+        &["clone", "--quiet", "--bare", "work", "site/repo.git"],
+    );
+    git(&site.join("repo.git"), &["update-server-info"]);
+    std::fs::copy(
+        work.join("catalog-info.yaml"),
+        site.join("catalog-info.yaml"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server_script = format!(
+        "import functools, http.server, ssl\n\
+         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory={site:?})\n\
+         server = http.server.ThreadingHTTPServer(('127.0.0.1', {port}), handler)\n\
+         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+         context.load_cert_chain({cert:?}, {key:?})\n\
+         server.socket = context.wrap_socket(server.socket, server_side=True)\n\
+         server.serve_forever()\n",
+        site = site.display().to_string(),
+        cert = scratch.path().join("server.pem").display().to_string(),
+        key = scratch.path().join("server.key").display().to_string(),
+    );
+    let mut server = Command::new("python3")
+        .args(["-c", &server_script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HTTPS server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let open = Settings {
+        allowed_hosts: vec!["127.0.0.1".into()],
+        allow_private_addresses: true,
+        ..settings(&scratch.path().join("cache-untrusting"))
+    };
+    let git_key = format!("git:https://127.0.0.1:{port}/repo.git#ref=main");
+    let url_key = format!("url:https://127.0.0.1:{port}/catalog-info.yaml");
+
+    // Without the private authority, TLS verification fails: nothing is read.
+    let untrusting = Harvester::new(open.clone()).unwrap();
+    for key in [&git_key, &url_key] {
+        let read = harvest(&untrusting, key, pb::HarvestTrigger::Registered).await;
+        assert!(read.documents.is_empty(), "{key}");
+        assert_eq!(read.errors.len(), 1, "{key}: {:?}", read.errors);
+    }
+
+    let trusting = Harvester::new(Settings {
+        ca_file: Some(scratch.path().join("ca.pem")),
+        cache_dir: scratch.path().join("cache-trusting"),
+        ..open
+    })
+    .unwrap();
+    let from_git = harvest(&trusting, &git_key, pb::HarvestTrigger::Registered).await;
+    let from_url = harvest(&trusting, &url_key, pb::HarvestTrigger::Registered).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(from_git.errors.is_empty(), "{:?}", from_git.errors);
+    assert_eq!(
+        targets(&from_git.documents),
+        [format!(
+            "https://127.0.0.1:{port}/repo/blob/main/catalog-info.yaml"
+        )]
+    );
+    assert!(from_url.errors.is_empty(), "{:?}", from_url.errors);
+    assert_eq!(
+        from_url.documents[0].content,
+        component("over-https").into_bytes()
+    );
+}
