@@ -388,6 +388,21 @@ async fn a_url_location_uses_its_etag() {
     server.abort();
 }
 
+/// Waits (at most 20 s) until something listens on `127.0.0.1:port`.
+async fn wait_for_port(port: u16) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// A `git daemon` serving `base` on a free loopback port, stopped when dropped.
 struct GitDaemon {
     child: std::process::Child,
@@ -415,14 +430,6 @@ impl GitDaemon {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("git daemon");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "git daemon did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
         GitDaemon { child, port }
     }
 }
@@ -444,6 +451,7 @@ async fn a_git_location_over_the_git_protocol() {
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "--quiet", "-m", "first"]);
     let daemon = GitDaemon::start(&scratch.path().join("served"));
+    wait_for_port(daemon.port).await;
     let key = format!("git:git://127.0.0.1:{}/repo#ref=main", daemon.port);
 
     let refused = Harvester::new(settings(&scratch.path().join("cache-1"))).unwrap();
@@ -504,14 +512,7 @@ async fn a_git_location_over_http() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("python3 serves files");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "http.server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_port(port).await;
     let harvester = Harvester::new(Settings {
         allowed_hosts: vec!["127.0.0.1".into()],
         allow_private_addresses: true,
@@ -637,14 +638,7 @@ async fn git_and_url_locations_over_https_with_a_private_authority() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("python3");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the HTTPS server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_port(port).await;
     let open = Settings {
         allowed_hosts: vec!["127.0.0.1".into()],
         allow_private_addresses: true,
