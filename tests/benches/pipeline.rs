@@ -63,6 +63,8 @@ fn git(repo: &Path, args: &[&str]) {
     let output = Command::new("git")
         .arg("-C")
         .arg(repo)
+        // No background `gc --auto` repacking the repository while it is being read.
+        .args(["-c", "gc.auto=0"])
         .args(args)
         .env("GIT_AUTHOR_NAME", "Bench")
         .env("GIT_AUTHOR_EMAIL", "bench@example.com")
@@ -88,6 +90,8 @@ fn make_repository(repo: &Path, org: &Organisation) {
     }
     git(repo, &["add", "."]);
     git(repo, &["commit", "--quiet", "-m", "catalog"]);
+    // Packed, as a git host keeps a repository.
+    git(repo, &["gc", "--quiet"]);
 }
 
 async fn store_for(backend: &str, dir: &Path) -> CatalogStore {

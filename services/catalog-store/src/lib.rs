@@ -28,7 +28,7 @@ mod write;
 
 use std::sync::Arc;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, watch};
 
@@ -73,6 +73,10 @@ impl CatalogStore {
                     .pragma("cache_size", "-262144")
                     .pragma("mmap_size", "1073741824")
                     .pragma("temp_store", "memory")
+                    // Checkpoints run in the background (see `checkpoint_in_background`),
+                    // not inside a writer's commit.
+                    .pragma("wal_autocheckpoint", "0")
+                    .pragma("journal_size_limit", "268435456")
                     .foreign_keys(false)
             });
         } else {
@@ -97,7 +101,34 @@ impl CatalogStore {
         };
         let head = store.head_sequence().await?;
         store.inner.head.send_replace(head);
+        if backend == DbBackend::Sqlite {
+            store.checkpoint_in_background();
+        }
         Ok(store)
+    }
+
+    /// Copies SQLite's write-ahead log into the database file every second, off the write
+    /// path: with SQLite's automatic checkpoints, a commit every few batches stalled for tens
+    /// of milliseconds copying and syncing pages. Stops when the store is dropped.
+    fn checkpoint_in_background(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = inner.upgrade() else { return };
+                // PASSIVE never waits for writers or readers; what it cannot copy now, the
+                // next round does.
+                if let Err(error) = inner
+                    .db
+                    .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                    .await
+                {
+                    tracing::warn!(%error, "SQLite checkpoint failed");
+                }
+            }
+        });
     }
 
     /// Sets what happens to entities a location no longer produces (default: kept as orphans).

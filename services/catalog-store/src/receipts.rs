@@ -27,9 +27,12 @@ impl CatalogStore {
             batch,
             receipt,
         } = processed;
+        let mut phases = crate::write::Phases::start();
         let mut prepared = prepare(&batch)?;
+        phases.mark("prepare");
         let _writer = self.writer().lock().await;
         let txn = self.begin_write().await?;
+        phases.mark("begin");
         if self.already_applied(&txn, &batch_id, &receipt).await? {
             return Ok(ProcessedOutcome {
                 outcome: BatchOutcome::default(),
@@ -40,11 +43,13 @@ impl CatalogStore {
             .no_longer_produced(&txn, &batch.replaced_locations, &prepared)
             .await?;
         self.settle_gone(&mut prepared, gone);
+        phases.mark("checks");
         let outcome = self.apply_in(&txn, &batch, prepared).await?;
+        phases.mark("apply");
         let now = now_micros();
         let mut sql = Sql::new(self.backend());
         sql.push("INSERT INTO applied_batches (batch_id, applied_at) VALUES (")
-            .bind(batch_id)
+            .bind(batch_id.clone())
             .push(", ")
             .bind(now)
             .push(")");
@@ -52,7 +57,10 @@ impl CatalogStore {
         if !receipt.harvest_id.is_empty() {
             self.record_receipt(&txn, receipt, &outcome, now).await?;
         }
+        phases.mark("receipt");
         txn.commit().await?;
+        phases.mark("commit");
+        tracing::debug!(batch = %batch_id, phases = ?phases.spent, "processed batch applied");
         self.publish_head(outcome.last_sequence);
         Ok(ProcessedOutcome {
             outcome,

@@ -128,13 +128,13 @@ impl ChangeRow {
 
 /// Where a batch spent its time, reported as one debug event per batch.
 #[derive(Debug)]
-struct Phases {
+pub(crate) struct Phases {
     last: std::time::Instant,
-    spent: Vec<(&'static str, std::time::Duration)>,
+    pub(crate) spent: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl Phases {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Phases {
             last: std::time::Instant::now(),
             spent: Vec::new(),
@@ -142,7 +142,7 @@ impl Phases {
     }
 
     /// Ends the phase called `name`.
-    fn mark(&mut self, name: &'static str) {
+    pub(crate) fn mark(&mut self, name: &'static str) {
         let now = std::time::Instant::now();
         self.spent.push((name, now - self.last));
         self.last = now;

@@ -331,6 +331,7 @@ impl Harvester {
             Err(error) => read.errors.push(error.to_string()),
             Ok(spec) => self.read(&spec, &previous, &mut read).await,
         }
+        let read_at = std::time::Instant::now();
         let mut next_state = LocationState {
             hashes: BTreeMap::new(),
             etag: read.etag.clone().or(previous.etag.clone()),
@@ -375,6 +376,7 @@ impl Harvester {
             .attachments(&request.location_key, &message.documents, &message.commit)
             .await;
         message.attachments = attachments;
+        tracing::debug!(after_read = ?read_at.elapsed(), "harvest compared and attachments read");
         message.errors = read
             .errors
             .into_iter()
@@ -747,6 +749,11 @@ async fn read_small_file(path: &str, limit: u64) -> Option<Vec<u8>> {
 
 /// Placeholder targets named in a YAML file (`$text: ./x.yaml` and the like).
 pub fn placeholder_targets(content: &[u8], limits: &Limits) -> Vec<String> {
+    // Most files have none: a byte search spares them a YAML parse.
+    let mentions = |needle: &[u8]| content.windows(needle.len()).any(|w| w == needle);
+    if !(mentions(b"$text") || mentions(b"$json") || mentions(b"$yaml")) {
+        return Vec::new();
+    }
     let parsed = cadastre_model::yaml::parse_bytes(content, limits);
     let mut targets = Vec::new();
     let mut stack: Vec<&Value> = parsed.documents.iter().map(|d| &d.value).collect();
