@@ -70,3 +70,67 @@ where
         }
     }
 }
+
+/// Like [`run`], handling deliveries in groups: after the first, whatever else arrives within
+/// `gather` joins the group, up to `max_group` messages. For consumers whose work is cheaper
+/// done together (one database transaction for several batches). `handle` answers each
+/// message of the group, in order.
+pub async fn run_grouped<M, F, Fut>(
+    bus: &dyn Bus,
+    spec: &ConsumerSpec,
+    shutdown: impl Future<Output = ()>,
+    max_group: usize,
+    gather: Duration,
+    mut handle: F,
+) -> Result<()>
+where
+    M: prost::Message + Default,
+    F: FnMut(Vec<M>) -> Fut,
+    Fut: Future<Output = Vec<Handled>>,
+{
+    let mut consumer = bus.consume(spec).await?;
+    tokio::pin!(shutdown);
+    loop {
+        let first = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            delivery = consumer.next() => delivery?,
+        };
+        let mut deliveries = vec![first];
+        while deliveries.len() < max_group.max(1) {
+            match tokio::time::timeout(gather, consumer.next()).await {
+                Ok(delivery) => deliveries.push(delivery?),
+                Err(_) => break,
+            }
+        }
+        let mut messages = Vec::with_capacity(deliveries.len());
+        let mut decoded = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match delivery.decode::<M>() {
+                Ok(message) => {
+                    messages.push(message);
+                    decoded.push(delivery);
+                }
+                Err(error) => delivery.reject(&error.to_string()).await?,
+            }
+        }
+        if decoded.is_empty() {
+            continue;
+        }
+        let span = tracing::info_span!("handle", consumer = spec.name, messages = decoded.len());
+        let outcomes = tracing::Instrument::instrument(handle(messages), span).await;
+        let mut outcomes = outcomes.into_iter();
+        for delivery in decoded {
+            match outcomes
+                .next()
+                .unwrap_or_else(|| Handled::Retry("no answer for this message".into()))
+            {
+                Handled::Done => delivery.ack().await?,
+                Handled::Retry(reason) => {
+                    let delay = backoff(delivery.attempt);
+                    delivery.retry(&reason, delay).await?;
+                }
+                Handled::Reject(reason) => delivery.reject(&reason).await?,
+            }
+        }
+    }
+}

@@ -18,42 +18,68 @@ const RELAY_BATCH: u32 = 500;
 /// The relay's name in `relay_positions`.
 const RELAY: &str = "entity-changes";
 
+/// Processed batches applied per transaction, at most.
+const GROUP: usize = 8;
+/// How long a group waits for more batches once it has one.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// Applies processed batches until `shutdown`, each once (see
-/// [`CatalogStore::apply_processed`]); acknowledged only after the transaction commits.
+/// [`CatalogStore::apply_processed`]), several per transaction when several are waiting;
+/// each is acknowledged only after the transaction commits.
 pub async fn apply_batches(
     bus: Arc<dyn Bus>,
     store: CatalogStore,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BusError> {
-    worker::run(
+    worker::run_grouped(
         &*bus,
         &STORE_WRITER,
         shutdown,
-        |message: pb::ProcessedBatch, _trace| {
+        GROUP,
+        GATHER,
+        |messages: Vec<pb::ProcessedBatch>| {
             let store = store.clone();
             async move {
-                let processed = match crate::grpc::from_proto_processed(message) {
-                    Ok(processed) => processed,
-                    Err(status) => return Handled::Reject(status.message().to_owned()),
-                };
-                let batch_id = processed.batch_id.clone();
-                match store.apply_processed(processed).await {
-                    Ok(applied) => {
-                        tracing::info!(
-                            batch = %batch_id,
-                            duplicate = applied.duplicate,
-                            created = applied.outcome.created,
-                            updated = applied.outcome.updated,
-                            unchanged = applied.outcome.unchanged,
-                            removed = applied.outcome.removed,
-                            conflicts = applied.outcome.conflicts.len(),
-                            "batch applied"
-                        );
-                        Handled::Done
+                let mut answers: Vec<Option<Handled>> = vec![None; messages.len()];
+                let mut valid = Vec::new();
+                let mut positions = Vec::new();
+                for (index, message) in messages.into_iter().enumerate() {
+                    match crate::grpc::from_proto_processed(message) {
+                        Ok(processed) => {
+                            valid.push(processed);
+                            positions.push(index);
+                        }
+                        Err(status) => {
+                            answers[index] = Some(Handled::Reject(status.message().to_owned()));
+                        }
                     }
-                    Err(StoreError::InvalidArgument(reason)) => Handled::Reject(reason),
-                    Err(error) => Handled::Retry(error.to_string()),
                 }
+                let ids: Vec<String> = valid.iter().map(|p| p.batch_id.clone()).collect();
+                let results = store.apply_processed_all(valid).await;
+                for ((index, batch_id), result) in positions.into_iter().zip(ids).zip(results) {
+                    answers[index] = Some(match result {
+                        Ok(applied) => {
+                            tracing::info!(
+                                batch = %batch_id,
+                                duplicate = applied.duplicate,
+                                created = applied.outcome.created,
+                                updated = applied.outcome.updated,
+                                unchanged = applied.outcome.unchanged,
+                                removed = applied.outcome.removed,
+                                orphaned = applied.outcome.orphaned,
+                                conflicts = applied.outcome.conflicts.len(),
+                                "batch applied"
+                            );
+                            Handled::Done
+                        }
+                        Err(StoreError::InvalidArgument(reason)) => Handled::Reject(reason),
+                        Err(error) => Handled::Retry(error.to_string()),
+                    });
+                }
+                answers
+                    .into_iter()
+                    .map(|answer| answer.unwrap_or_else(|| Handled::Retry("not handled".into())))
+                    .collect()
             }
         },
     )

@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 
 use crate::sql::Sql;
 use crate::time_util::now_micros;
-use crate::write::prepare;
+use crate::write::{Prepared, prepare};
 use crate::{BatchOutcome, CatalogStore, ProcessedBatch, ProcessedOutcome, Receipt, Result};
 
 /// Refs and files listed per receipt, at most.
@@ -22,29 +22,92 @@ impl CatalogStore {
     /// A batch seen before, or one from a harvest older than one already applied for its
     /// location (a late redelivery), changes nothing.
     pub async fn apply_processed(&self, processed: ProcessedBatch) -> Result<ProcessedOutcome> {
+        let prepared = prepare(&processed.batch)?;
+        let _writer = self.writer().lock().await;
+        let txn = self.begin_write().await?;
+        let outcome = self.apply_processed_in(&txn, processed, prepared).await?;
+        txn.commit().await?;
+        self.publish_head(outcome.outcome.last_sequence);
+        Ok(outcome)
+    }
+
+    /// Applies several processed batches in one transaction, in order (each as
+    /// [`Self::apply_processed`] would): one commit instead of many. If the group fails, each
+    /// batch is tried on its own, so one bad batch does not hold back the others.
+    pub async fn apply_processed_all(
+        &self,
+        batches: Vec<ProcessedBatch>,
+    ) -> Vec<Result<ProcessedOutcome>> {
+        if batches.len() < 2 {
+            let mut results = Vec::new();
+            for batch in batches {
+                results.push(self.apply_processed(batch).await);
+            }
+            return results;
+        }
+        match self.apply_processed_together(batches.clone()).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(error) => {
+                tracing::debug!(%error, "a group of batches failed; applying them one by one");
+                let mut results = Vec::with_capacity(batches.len());
+                for batch in batches {
+                    results.push(self.apply_processed(batch).await);
+                }
+                results
+            }
+        }
+    }
+
+    async fn apply_processed_together(
+        &self,
+        batches: Vec<ProcessedBatch>,
+    ) -> Result<Vec<ProcessedOutcome>> {
+        let prepared = batches
+            .iter()
+            .map(|processed| prepare(&processed.batch))
+            .collect::<Result<Vec<_>>>()?;
+        let _writer = self.writer().lock().await;
+        let txn = self.begin_write().await?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for (processed, prepared) in batches.into_iter().zip(prepared) {
+            outcomes.push(self.apply_processed_in(&txn, processed, prepared).await?);
+        }
+        let started = std::time::Instant::now();
+        txn.commit().await?;
+        tracing::debug!(batches = outcomes.len(), commit = ?started.elapsed(), "processed batches committed together");
+        let last = outcomes
+            .iter()
+            .map(|o| o.outcome.last_sequence)
+            .max()
+            .unwrap_or_default();
+        self.publish_head(last);
+        Ok(outcomes)
+    }
+
+    async fn apply_processed_in(
+        &self,
+        txn: &DatabaseTransaction,
+        processed: ProcessedBatch,
+        mut prepared: Prepared,
+    ) -> Result<ProcessedOutcome> {
         let ProcessedBatch {
             batch_id,
             batch,
             receipt,
         } = processed;
         let mut phases = crate::write::Phases::start();
-        let mut prepared = prepare(&batch)?;
-        phases.mark("prepare");
-        let _writer = self.writer().lock().await;
-        let txn = self.begin_write().await?;
-        phases.mark("begin");
-        if self.already_applied(&txn, &batch_id, &receipt).await? {
+        if self.already_applied(txn, &batch_id, &receipt).await? {
             return Ok(ProcessedOutcome {
                 outcome: BatchOutcome::default(),
                 duplicate: true,
             });
         }
         let gone = self
-            .no_longer_produced(&txn, &batch.replaced_locations, &prepared)
+            .no_longer_produced(txn, &batch.replaced_locations, &prepared)
             .await?;
         self.settle_gone(&mut prepared, gone);
         phases.mark("checks");
-        let outcome = self.apply_in(&txn, &batch, prepared).await?;
+        let outcome = self.apply_in(txn, &batch, prepared).await?;
         phases.mark("apply");
         let now = now_micros();
         let mut sql = Sql::new(self.backend());
@@ -55,13 +118,10 @@ impl CatalogStore {
             .push(")");
         txn.execute_raw(sql.build()).await?;
         if !receipt.harvest_id.is_empty() {
-            self.record_receipt(&txn, receipt, &outcome, now).await?;
+            self.record_receipt(txn, receipt, &outcome, now).await?;
         }
         phases.mark("receipt");
-        txn.commit().await?;
-        phases.mark("commit");
         tracing::debug!(batch = %batch_id, phases = ?phases.spent, "processed batch applied");
-        self.publish_head(outcome.last_sequence);
         Ok(ProcessedOutcome {
             outcome,
             duplicate: false,

@@ -131,7 +131,7 @@ pub struct Receipt {
 
 /// A batch from the processor: applied at most once (by `batch_id`), recorded in its
 /// harvest's receipt.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcessedBatch {
     pub batch_id: String,
     pub batch: Batch,

@@ -44,6 +44,7 @@ conformance!(
     processed_batches_apply_once_and_build_receipts,
     conflicts_are_kept_as_errors_on_the_newcomer,
     entities_no_longer_produced_are_kept_as_orphans,
+    batches_applied_together_answer_each_on_its_own,
 );
 
 async fn load_examples(store: &CatalogStore) -> usize {
@@ -1354,4 +1355,46 @@ async fn entities_no_longer_produced_are_kept_as_orphans(store: &CatalogStore) {
             .get("backstage.io/orphan")
             .is_none()
     );
+}
+
+async fn batches_applied_together_answer_each_on_its_own(store: &CatalogStore) {
+    let one = |name: &str| {
+        part(
+            &format!("h-{name}"),
+            0,
+            1,
+            Batch {
+                upserts: vec![component(name, "team-a", &format!("url:{name}.yaml"))],
+                ..Batch::default()
+            },
+        )
+    };
+    // Together: one transaction, each answered.
+    let results = store
+        .apply_processed_all(vec![one("x"), one("y"), one("x")])
+        .await;
+    let duplicates: Vec<bool> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().duplicate)
+        .collect();
+    assert_eq!(duplicates, [false, false, true]);
+    // A bad batch in the group does not hold back the others.
+    let mut bad = one("z");
+    bad.batch.upserts[0].body = serde_json::json!({"kind": "Component", "metadata": {}});
+    let results = store
+        .apply_processed_all(vec![one("w"), bad, one("v")])
+        .await;
+    assert!(results[0].as_ref().is_ok_and(|r| r.outcome.created == 1));
+    assert!(matches!(results[1], Err(StoreError::InvalidArgument(_))));
+    assert!(results[2].as_ref().is_ok_and(|r| r.outcome.created == 1));
+    for name in ["x", "y", "w", "v"] {
+        assert!(
+            store
+                .entity_by_ref(&format!("component:default/{name}"))
+                .await
+                .unwrap()
+                .is_some(),
+            "{name}"
+        );
+    }
 }
