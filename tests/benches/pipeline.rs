@@ -274,7 +274,11 @@ async fn run(options: Options) {
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        latencies.push(pushed.elapsed());
+        let latency = pushed.elapsed();
+        if latency > Duration::from_millis(500) {
+            eprintln!("   round {round}: {:.0} ms", latency.as_secs_f64() * 1e3);
+        }
+        latencies.push(latency);
     }
     let p50 = percentile(&mut latencies, 0.50);
     let p99 = percentile(&mut latencies, 0.99);

@@ -199,6 +199,8 @@ impl GitReader<'_> {
                 "--quiet",
                 "--prune",
                 "--no-tags",
+                // Housekeeping runs after the read, not inside it (see below).
+                "--no-auto-gc",
                 "--end-of-options",
                 repository.as_str(),
                 "+HEAD:refs/remotes/origin/HEAD",
@@ -212,6 +214,19 @@ impl GitReader<'_> {
         let _ = self
             .git(mirror, &["update-ref", "HEAD", "refs/remotes/origin/HEAD"])
             .await;
+        // Each fetch adds a pack; git repacks once they pile up. Done in the background so a
+        // push's harvest never waits for it (git's lock keeps two from running at once).
+        let mut housekeeping = self.command(mirror);
+        housekeeping
+            .args(["gc", "--auto", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(false);
+        if let Ok(mut child) = housekeeping.spawn() {
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
         Ok(())
     }
 
