@@ -71,9 +71,7 @@ async fn count(store: &CatalogStore) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_killed_mid_harvest_loses_and_duplicates_nothing() {
-    let nats = std::env::var("CADASTRE_TEST_NATS_URL").unwrap_or_else(|_| {
-        panic!("CADASTRE_TEST_NATS_URL is not set: run the suite with scripts/test")
-    });
+    let nats = cadastre_testkit::nats_url();
     let scratch = tempfile::tempdir().unwrap();
     let location = scratch.path().join("catalog");
     write_location(&location);

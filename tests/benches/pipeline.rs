@@ -12,7 +12,6 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use cadastre_bus::subjects::HARVEST_REQUESTS;
 use cadastre_catalog_store::CatalogStore;
 use cadastre_proto::v1 as pb;
 use cadastre_synth::Organisation;
+use cadastre_testkit::git;
 
 struct Options {
     size: usize,
@@ -59,26 +59,6 @@ fn options() -> Options {
     options
 }
 
-fn git(repo: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        // No background `gc --auto` repacking the repository while it is being read.
-        .args(["-c", "gc.auto=0"])
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "Bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .output()
-        .expect("git is installed");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// One directory per entity, each with its `catalog-info.yaml` (JSON is YAML).
 fn make_repository(repo: &Path, org: &Organisation) {
     std::fs::create_dir_all(repo).unwrap();
@@ -102,21 +82,11 @@ async fn store_for(backend: &str, dir: &Path) -> CatalogStore {
         ))
         .await
         .unwrap(),
-        "postgres" => {
-            use sea_orm::{ConnectionTrait, Database};
-            let admin_url = std::env::var("CADASTRE_TEST_POSTGRES_URL")
-                .expect("CADASTRE_TEST_POSTGRES_URL (scripts/bench-pipeline sets it)");
-            let admin = Database::connect(admin_url.as_str()).await.unwrap();
-            let name = format!("cadastre_bench_{}", uuid::Uuid::new_v4().simple());
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            let (base, _) = admin_url.rsplit_once('/').unwrap();
-            CatalogStore::connect(&format!("{base}/{name}"))
-                .await
-                .unwrap()
-        }
+        "postgres" => CatalogStore::connect(
+            &cadastre_testkit::fresh_postgres_database("cadastre_bench").await,
+        )
+        .await
+        .unwrap(),
         other => panic!("unknown backend {other}"),
     }
 }
@@ -173,8 +143,7 @@ fn main() {
 }
 
 async fn run(options: Options) {
-    let nats = std::env::var("CADASTRE_TEST_NATS_URL")
-        .expect("CADASTRE_TEST_NATS_URL (scripts/test and scripts/bench-pipeline start NATS)");
+    let nats = cadastre_testkit::nats_url();
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let repo = scratch.path().join("repo");
     let org = Organisation::new(5, options.size);

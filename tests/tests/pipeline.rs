@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use cadastre_harvester::Harvester;
 use cadastre_model::Validator;
 use cadastre_processor::Processor;
 use cadastre_proto::v1 as pb;
-use sea_orm::{ConnectionTrait, Database};
+use cadastre_testkit::{component_yaml as component, git};
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -71,13 +70,13 @@ impl Pipeline {
             ))
             .await
             .unwrap(),
-            Backend::Postgres => CatalogStore::connect(&fresh_postgres().await)
-                .await
-                .unwrap(),
+            Backend::Postgres => CatalogStore::connect(
+                &cadastre_testkit::fresh_postgres_database("cadastre_pipeline").await,
+            )
+            .await
+            .unwrap(),
         };
-        let nats = std::env::var("CADASTRE_TEST_NATS_URL").unwrap_or_else(|_| {
-            panic!("CADASTRE_TEST_NATS_URL is not set: run the suite with scripts/test")
-        });
+        let nats = cadastre_testkit::nats_url();
         let bus: Arc<dyn Bus> = Arc::new(
             JetStreamBus::connect(
                 &nats,
@@ -217,20 +216,6 @@ where
     }
 }
 
-async fn fresh_postgres() -> String {
-    let admin_url = std::env::var("CADASTRE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!("CADASTRE_TEST_POSTGRES_URL is not set: run the suite with scripts/test")
-    });
-    let admin = Database::connect(admin_url.as_str()).await.unwrap();
-    let name = format!("cadastre_pipeline_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
-
 fn relations(body: &Value) -> Vec<(String, String)> {
     body["relations"]
         .as_array()
@@ -332,31 +317,6 @@ async fn the_examples_arrive_with_their_relations(pipeline: Pipeline) {
     assert_eq!(receipts[0].trigger, "fan_out");
     assert_eq!(receipts[0].files_read, 1);
     pipeline.stop().await;
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .expect("git is installed");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn component(name: &str, owner: &str) -> String {
-    format!(
-        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: service\n  lifecycle: production\n  owner: {owner}\n"
-    )
 }
 
 async fn a_git_location_follows_its_commits(pipeline: Pipeline) {

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use cadastre_harvester::{Harvest, Harvester, Settings};
 use cadastre_proto::v1 as pb;
+use cadastre_testkit::git;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn request(location_key: &str, trigger: pb::HarvestTrigger) -> pb::HarvestRequest {
@@ -21,6 +22,10 @@ fn request(location_key: &str, trigger: pb::HarvestTrigger) -> pb::HarvestReques
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn component(name: &str) -> String {
+    cadastre_testkit::component_yaml(name, "team-a")
+}
 
 fn settings(cache: &Path) -> Settings {
     Settings {
@@ -149,31 +154,6 @@ async fn files_over_the_limit_are_reported_and_the_rest_read() {
         "{}",
         bad.errors[0].message
     );
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .expect("git is installed");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn component(name: &str) -> String {
-    format!(
-        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: service\n  lifecycle: production\n  owner: team-a\n"
-    )
 }
 
 #[tokio::test]

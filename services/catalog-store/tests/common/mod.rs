@@ -8,10 +8,6 @@ use std::path::{Path, PathBuf};
 
 use cadastre_catalog_store::{Batch, CatalogStore, Upsert};
 use cadastre_model::{CatalogReader, Limits, PlaceholderReader, ReadOutcome, Validator};
-use sea_orm::{ConnectionTrait, Database};
-
-/// Environment variable naming a PostgreSQL server (any database on it) for the tests.
-pub const POSTGRES_URL_ENV: &str = "CADASTRE_TEST_POSTGRES_URL";
 
 /// A store and what keeps its database alive.
 pub struct Harness {
@@ -32,19 +28,7 @@ pub async fn sqlite() -> Harness {
 }
 
 pub async fn postgres() -> Harness {
-    let admin_url = std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| {
-        panic!("{POSTGRES_URL_ENV} is not set: run the suite with scripts/test, which starts PostgreSQL")
-    });
-    let admin = Database::connect(admin_url.as_str()).await.unwrap();
-    let name = format!("cadastre_test_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("a database path in the URL");
-    let url = format!("{base}/{name}");
+    let url = cadastre_testkit::fresh_postgres_database("cadastre_test").await;
     Harness {
         store: CatalogStore::connect(&url).await.unwrap(),
         _dir: None,
