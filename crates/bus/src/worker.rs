@@ -60,14 +60,19 @@ where
             trace_id = trace.as_ref().map(TraceContext::trace_id_hex).unwrap_or_default(),
         );
         let outcome = tracing::Instrument::instrument(handle(message, trace), span).await;
-        match outcome {
-            Handled::Done => delivery.ack().await?,
-            Handled::Retry(reason) => {
-                let delay = backoff(delivery.attempt);
-                delivery.retry(&reason, delay).await?;
-            }
-            Handled::Reject(reason) => delivery.reject(&reason).await?,
+        settle(delivery, outcome).await?;
+    }
+}
+
+/// Acknowledges, retries (with backoff) or dead-letters a delivery, as it was handled.
+async fn settle(delivery: crate::Delivery, handled: Handled) -> Result<()> {
+    match handled {
+        Handled::Done => delivery.ack().await,
+        Handled::Retry(reason) => {
+            let delay = backoff(delivery.attempt);
+            delivery.retry(&reason, delay).await
         }
+        Handled::Reject(reason) => delivery.reject(&reason).await,
     }
 }
 
@@ -120,17 +125,24 @@ where
         let outcomes = tracing::Instrument::instrument(handle(messages), span).await;
         let mut outcomes = outcomes.into_iter();
         for delivery in decoded {
-            match outcomes
+            let handled = outcomes
                 .next()
-                .unwrap_or_else(|| Handled::Retry("no answer for this message".into()))
-            {
-                Handled::Done => delivery.ack().await?,
-                Handled::Retry(reason) => {
-                    let delay = backoff(delivery.attempt);
-                    delivery.retry(&reason, delay).await?;
-                }
-                Handled::Reject(reason) => delivery.reject(&reason).await?,
-            }
+                .unwrap_or_else(|| Handled::Retry("no answer for this message".into()));
+            settle(delivery, handled).await?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_thirty_seconds() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(4), Duration::from_secs(4));
+        assert_eq!(backoff(7), Duration::from_secs(30));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(30));
     }
 }
