@@ -16,8 +16,11 @@ use crate::{
     Result, StoreError, Upsert,
 };
 
-/// Rows per multi-row INSERT (keeps bound parameters well under both backends' limits).
-const INSERT_CHUNK: usize = 200;
+/// Rows per multi-row INSERT (keeps bound parameters well under both backends' limits:
+/// 32,766 on SQLite, 65,535 on PostgreSQL; an entity row binds 21).
+const INSERT_CHUNK: usize = 800;
+/// Rows per `UPDATE … CASE id WHEN …` (the CASE is evaluated per row: keep it short).
+const CASE_CHUNK: usize = 200;
 /// Refs per `IN (...)` lookup.
 const LOOKUP_CHUNK: usize = 500;
 /// Serialises writers across store replicas on PostgreSQL.
@@ -948,7 +951,7 @@ impl CatalogStore {
         now: i64,
     ) -> Result<Vec<ChangeRow>> {
         let mut changes = Vec::new();
-        for chunk in refs.chunks(INSERT_CHUNK) {
+        for chunk in refs.chunks(CASE_CHUNK) {
             let mut sql = Sql::new(self.backend());
             sql.push("SELECT id, entity_ref, uid, generation, content_hash, relations_version, location_key FROM entities WHERE entity_ref IN ")
                 .bind_list(chunk);
@@ -1002,7 +1005,7 @@ impl CatalogStore {
         now: i64,
     ) -> Result<Vec<ChangeRow>> {
         let mut changes = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        for chunk in rows.chunks(CASE_CHUNK) {
             let mut update = Sql::new(self.backend());
             update
                 .push("UPDATE entities SET orphan = TRUE, relations_version = relations_version + 1, updated_at = ")
