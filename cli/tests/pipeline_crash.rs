@@ -58,15 +58,31 @@ fn write_location(dir: &Path) {
     }
 }
 
+/// The last lines of each service's log, for a failure message (the folder goes with the test).
+fn log_tails(dir: &Path) -> String {
+    let mut tails = String::new();
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        tails.push_str(&format!("--- {}\n", log.display()));
+        for line in &lines[lines.len().saturating_sub(15)..] {
+            tails.push_str(line);
+            tails.push('\n');
+        }
+    }
+    tails
+}
+
 async fn count(store: &CatalogStore) -> usize {
-    let page = store
-        .query_entities(&cadastre_catalog_store::EntityQuery {
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    usize::try_from(page.total_items).unwrap()
+    usize::try_from(store.entity_count().await.unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,17 +113,17 @@ async fn a_processor_killed_mid_harvest_loses_and_duplicates_nothing() {
     let _harvester = start(&config, &["harvester"], &logs.join("harvester.log"));
     let mut processor = start(&config, &["processor"], &logs.join("processor-1.log"));
 
-    // Wait for the store's schema, then open the same database to watch.
+    // The store serves gRPC once its schema is in place; then open the same database to watch.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let store = loop {
-        if database.exists()
-            && let Ok(store) = CatalogStore::connect(&database_url).await
-        {
-            break store;
-        }
-        assert!(Instant::now() < deadline, "the store did not start");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the store did not start:\n{}",
+            log_tails(logs)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
+    let store = CatalogStore::connect(&database_url).await.unwrap();
     let bus = Arc::new(
         JetStreamBus::connect(
             &nats,
@@ -144,8 +160,8 @@ async fn a_processor_killed_mid_harvest_loses_and_duplicates_nothing() {
         }
         assert!(
             Instant::now() < deadline,
-            "nothing arrived; see {}",
-            logs.display()
+            "nothing arrived:\n{}",
+            log_tails(logs)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -167,8 +183,8 @@ async fn a_processor_killed_mid_harvest_loses_and_duplicates_nothing() {
         }
         assert!(
             Instant::now() < deadline,
-            "{stored} of {ENTITIES} entities after the restart (killed at {at_kill}); see {}",
-            logs.display()
+            "{stored} of {ENTITIES} entities after the restart (killed at {at_kill}):\n{}",
+            log_tails(logs)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

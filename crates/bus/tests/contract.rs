@@ -383,3 +383,27 @@ async fn a_durable_consumer_resumes_where_it_stopped(bus: Arc<dyn Bus>) {
         delivery.ack().await.unwrap();
     }
 }
+
+/// Every service creates the stream when it starts; starting together must not fail any.
+#[tokio::test]
+async fn jetstream_services_starting_together_share_one_stream() {
+    let url = std::env::var(NATS_URL_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{NATS_URL_ENV} is not set: run the suite with scripts/test, which starts nats-server"
+        )
+    });
+    let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            let settings = StreamSettings {
+                namespace: namespace.clone(),
+                ..StreamSettings::default()
+            };
+            tokio::spawn(async move { JetStreamBus::connect(&url, settings).await })
+        })
+        .collect();
+    for start in starts {
+        start.await.unwrap().unwrap();
+    }
+}

@@ -53,6 +53,37 @@ struct Inner {
     remove_orphans: std::sync::atomic::AtomicBool,
 }
 
+/// Serialises migrations across processes starting together (replicas, or a store and a
+/// tool opening the same database): on PostgreSQL an advisory lock held by an open
+/// transaction; on SQLite, whose writers queue anyway, a second attempt that finds the work
+/// done.
+async fn migrate(db: &DatabaseConnection) -> Result<()> {
+    use sea_orm::TransactionTrait;
+    const MIGRATION_LOCK_KEY: i64 = 0x0CAD_A57F;
+    if db.get_database_backend() == DbBackend::Postgres {
+        let lock = db.begin().await?;
+        lock.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+        ))
+        .await?;
+        migration::Migrator::up(db, None).await?;
+        lock.commit().await?;
+        return Ok(());
+    }
+    let mut attempt = 1;
+    loop {
+        match migration::Migrator::up(db, None).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < 3 => {
+                tracing::warn!(%error, attempt, "migration failed; another process may be migrating; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 impl CatalogStore {
     /// Connects to `url` (`postgres://…` or `sqlite://path?mode=rwc`) and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -88,7 +119,7 @@ impl CatalogStore {
 
     /// Uses an existing connection and migrates the schema.
     pub async fn open(db: DatabaseConnection) -> Result<Self> {
-        migration::Migrator::up(&db, None).await?;
+        migrate(&db).await?;
         let backend = db.get_database_backend();
         let store = CatalogStore {
             inner: Arc::new(Inner {
