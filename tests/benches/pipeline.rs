@@ -92,14 +92,7 @@ async fn store_for(backend: &str, dir: &Path) -> CatalogStore {
 }
 
 async fn count(store: &CatalogStore) -> usize {
-    let page = store
-        .query_entities(&cadastre_catalog_store::EntityQuery {
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    usize::try_from(page.total_items).unwrap()
+    usize::try_from(store.entity_count().await.unwrap()).unwrap()
 }
 
 async fn request(bus: &dyn Bus, key: &str, trigger: pb::HarvestTrigger) {

@@ -401,6 +401,17 @@ impl CatalogStore {
         Ok(items)
     }
 
+    /// How many entities the catalog holds (read from the maintained counts, not counted).
+    pub async fn entity_count(&self) -> Result<u64> {
+        let page = self
+            .query_entities(&EntityQuery {
+                limit: 1,
+                ..EntityQuery::default()
+            })
+            .await?;
+        Ok(page.total_items)
+    }
+
     /// The changes recorded for an entity, newest first.
     pub async fn history(&self, entity_ref: &str, limit: u32) -> Result<Vec<Change>> {
         let entity_ref = canonical_ref(entity_ref)?;

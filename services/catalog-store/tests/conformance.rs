@@ -52,7 +52,15 @@ async fn load_examples(store: &CatalogStore) -> usize {
     let count = batch.upserts.len();
     let outcome = store.apply_batch(batch).await.unwrap();
     assert_eq!(outcome.created as usize, count);
+    assert_eq!(store.entity_count().await.unwrap() as usize, count);
     count
+}
+
+async fn errors_at(store: &CatalogStore, location_key: &str) -> Vec<ProcessingError> {
+    store
+        .processing_errors(&ErrorScope::Location(location_key.into()), 0)
+        .await
+        .unwrap()
 }
 
 fn filter(filters: &[&str]) -> Predicate {
@@ -868,10 +876,7 @@ async fn keeps_processing_errors(store: &CatalogStore) {
         })
         .await
         .unwrap();
-    let by_location = store
-        .processing_errors(&ErrorScope::Location("url:x".into()), 0)
-        .await
-        .unwrap();
+    let by_location = errors_at(store, "url:x").await;
     assert_eq!(by_location.len(), 2);
     assert_eq!(
         by_location[0].finding.position,
@@ -899,13 +904,7 @@ async fn keeps_processing_errors(store: &CatalogStore) {
         })
         .await
         .unwrap();
-    assert!(
-        store
-            .processing_errors(&ErrorScope::Location("url:x".into()), 0)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(errors_at(store, "url:x").await.is_empty());
 }
 
 async fn change_feed_resumes_from_a_sequence(store: &CatalogStore) {
@@ -1239,10 +1238,7 @@ async fn conflicts_are_kept_as_errors_on_the_newcomer(store: &CatalogStore) {
         .await
         .unwrap();
     assert_eq!(newcomer.conflicts, ["component:default/svc"]);
-    let errors = store
-        .processing_errors(&ErrorScope::Location("url:second.yaml".into()), 0)
-        .await
-        .unwrap();
+    let errors = errors_at(store, "url:second.yaml").await;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].finding.rule, Rule::EntityRefConflict);
     assert!(
@@ -1272,13 +1268,7 @@ async fn conflicts_are_kept_as_errors_on_the_newcomer(store: &CatalogStore) {
         })
         .await
         .unwrap();
-    assert!(
-        store
-            .processing_errors(&ErrorScope::Location("url:second.yaml".into()), 0)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(errors_at(store, "url:second.yaml").await.is_empty());
 }
 
 async fn entities_no_longer_produced_are_kept_as_orphans(store: &CatalogStore) {

@@ -275,10 +275,6 @@ impl Harvester {
         })
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     fn state_of(&self, location_key: &str) -> LocationState {
         self.state
             .lock()

@@ -383,6 +383,55 @@ async fn wait_for_port(port: u16) {
     }
 }
 
+/// Python's static file server on a free loopback port (HTTPS with `tls` = (certificate,
+/// key)), stopped when dropped.
+struct StaticServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl StaticServer {
+    async fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let wrap = match tls {
+            Some((certificate, key)) => format!(
+                "context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+                 context.load_cert_chain({:?}, {:?})\n\
+                 server.socket = context.wrap_socket(server.socket, server_side=True)\n",
+                certificate.display().to_string(),
+                key.display().to_string()
+            ),
+            None => String::new(),
+        };
+        let script = format!(
+            "import functools, http.server, ssl\n\
+             handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory={:?})\n\
+             server = http.server.ThreadingHTTPServer(('127.0.0.1', {port}), handler)\n\
+             {wrap}server.serve_forever()\n",
+            dir.display().to_string()
+        );
+        let child = Command::new("python3")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 (scripts/test installs it)");
+        wait_for_port(port).await;
+        StaticServer { child, port }
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `git daemon` serving `base` on a free loopback port, stopped when dropped.
 struct GitDaemon {
     child: std::process::Child,
@@ -476,21 +525,8 @@ async fn a_git_location_over_http() {
         &["clone", "--quiet", "--bare", "work", "site/repo.git"],
     );
     git(&served.join("repo.git"), &["update-server-info"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1"])
-        .arg(port.to_string())
-        .arg("--directory")
-        .arg(&served)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 serves files");
-    wait_for_port(port).await;
+    let server = StaticServer::start(&served, None).await;
+    let port = server.port;
     let harvester = Harvester::new(Settings {
         allowed_hosts: vec!["127.0.0.1".into()],
         allow_private_addresses: true,
@@ -499,8 +535,7 @@ async fn a_git_location_over_http() {
     .unwrap();
     let key = format!("git:http://127.0.0.1:{port}/repo.git#ref=main");
     let read = harvest(&harvester, &key, pb::HarvestTrigger::Registered).await;
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(read.errors.is_empty(), "{:?}", read.errors);
     assert_eq!(
         targets(&read.documents),
@@ -593,30 +628,15 @@ async fn git_and_url_locations_over_https_with_a_private_authority() {
         site.join("catalog-info.yaml"),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server_script = format!(
-        "import functools, http.server, ssl\n\
-         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory={site:?})\n\
-         server = http.server.ThreadingHTTPServer(('127.0.0.1', {port}), handler)\n\
-         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
-         context.load_cert_chain({cert:?}, {key:?})\n\
-         server.socket = context.wrap_socket(server.socket, server_side=True)\n\
-         server.serve_forever()\n",
-        site = site.display().to_string(),
-        cert = scratch.path().join("server.pem").display().to_string(),
-        key = scratch.path().join("server.key").display().to_string(),
-    );
-    let mut server = Command::new("python3")
-        .args(["-c", &server_script])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3");
-    wait_for_port(port).await;
+    let server = StaticServer::start(
+        &site,
+        Some((
+            &scratch.path().join("server.pem"),
+            &scratch.path().join("server.key"),
+        )),
+    )
+    .await;
+    let port = server.port;
     let open = Settings {
         allowed_hosts: vec!["127.0.0.1".into()],
         allow_private_addresses: true,
@@ -641,8 +661,7 @@ async fn git_and_url_locations_over_https_with_a_private_authority() {
     .unwrap();
     let from_git = harvest(&trusting, &git_key, pb::HarvestTrigger::Registered).await;
     let from_url = harvest(&trusting, &url_key, pb::HarvestTrigger::Registered).await;
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(from_git.errors.is_empty(), "{:?}", from_git.errors);
     assert_eq!(
         targets(&from_git.documents),
