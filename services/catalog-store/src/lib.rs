@@ -70,11 +70,14 @@ async fn migrate(db: &DatabaseConnection) -> Result<()> {
         lock.commit().await?;
         return Ok(());
     }
+    // Another process migrating holds SQLite's write lock; once it is done, a new attempt
+    // finds the work applied.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut attempt = 1;
     loop {
         match migration::Migrator::up(db, None).await {
             Ok(()) => return Ok(()),
-            Err(error) if attempt < 3 => {
+            Err(error) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(%error, attempt, "migration failed; another process may be migrating; trying again");
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 attempt += 1;
