@@ -33,6 +33,14 @@ pub const STORE_LISTEN_ENV: &str = "CADASTRE_STORE_LISTEN";
 pub const BUS_NATS_URL_ENV: &str = "CADASTRE_BUS_NATS_URL";
 /// Environment variable overriding `harvester.store_url`.
 pub const HARVESTER_STORE_URL_ENV: &str = "CADASTRE_HARVESTER_STORE_URL";
+/// Environment variables overriding `search.store_url`, `search.listen` and
+/// `search.opensearch_url` (which also selects the OpenSearch backend).
+pub const SEARCH_STORE_URL_ENV: &str = "CADASTRE_SEARCH_STORE_URL";
+pub const SEARCH_LISTEN_ENV: &str = "CADASTRE_SEARCH_LISTEN";
+pub const SEARCH_OPENSEARCH_URL_ENV: &str = "CADASTRE_SEARCH_OPENSEARCH_URL";
+/// Environment variables holding OpenSearch basic-auth credentials (never in files).
+pub const SEARCH_OPENSEARCH_USERNAME_ENV: &str = "CADASTRE_SEARCH_OPENSEARCH_USERNAME";
+pub const SEARCH_OPENSEARCH_PASSWORD_ENV: &str = "CADASTRE_SEARCH_OPENSEARCH_PASSWORD";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -66,6 +74,48 @@ pub struct Config {
     pub bus: BusConfig,
     pub harvester: HarvesterConfig,
     pub processor: ProcessorConfig,
+    pub search: SearchConfig,
+}
+
+/// The search service's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchConfig {
+    /// Where the gRPC server listens.
+    pub listen: std::net::SocketAddr,
+    /// catalog-store's gRPC address: the change feed and the entities come from there.
+    pub store_url: String,
+    /// Follow the change feed (one replica or several; writes are idempotent). Replicas that
+    /// only answer queries set this to false.
+    pub indexing: bool,
+    /// OpenSearch (`http(s)://host:9200`); unset, tantivy in `index_dir`.
+    pub opensearch_url: Option<String>,
+    pub opensearch_username: Option<String>,
+    pub opensearch_password: Option<String>,
+    /// Names of the alias and indexes on OpenSearch.
+    pub index_prefix: String,
+    pub shards: u32,
+    pub replicas: u32,
+    /// The tantivy folder.
+    pub index_dir: PathBuf,
+    pub grace_period: std::time::Duration,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7011)),
+            store_url: "http://127.0.0.1:7010".to_owned(),
+            indexing: true,
+            opensearch_url: None,
+            opensearch_username: None,
+            opensearch_password: None,
+            index_prefix: "cadastre".to_owned(),
+            shards: 1,
+            replicas: 0,
+            index_dir: PathBuf::from(".cadastre/search"),
+            grace_period: cadastre_search::server::DEFAULT_GRACE_PERIOD,
+        }
+    }
 }
 
 /// How services reach each other.
@@ -174,6 +224,22 @@ struct FileConfig {
     harvester: HarvesterFile,
     #[serde(default)]
     processor: ProcessorFile,
+    #[serde(default)]
+    search: SearchFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchFile {
+    listen: Option<std::net::SocketAddr>,
+    store_url: Option<String>,
+    indexing: Option<bool>,
+    opensearch_url: Option<String>,
+    index_prefix: Option<String>,
+    shards: Option<u32>,
+    replicas: Option<u32>,
+    index_dir: Option<PathBuf>,
+    grace_period_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,6 +342,20 @@ pub fn load(file: Option<&Path>, env: &dyn Environment) -> Result<Config, Config
     if let Some(url) = env.get(HARVESTER_STORE_URL_ENV) {
         config.harvester.store_url = url;
     }
+    if let Some(url) = env.get(SEARCH_STORE_URL_ENV) {
+        config.search.store_url = url;
+    }
+    if let Some(url) = env.get(SEARCH_OPENSEARCH_URL_ENV) {
+        config.search.opensearch_url = Some(url);
+    }
+    config.search.opensearch_username = env.get(SEARCH_OPENSEARCH_USERNAME_ENV);
+    config.search.opensearch_password = env.get(SEARCH_OPENSEARCH_PASSWORD_ENV);
+    if let Some(value) = env.get(SEARCH_LISTEN_ENV) {
+        config.search.listen = value.trim().parse().map_err(|e| ConfigError::Environment {
+            name: SEARCH_LISTEN_ENV.to_owned(),
+            message: format!("{value:?}: {e}"),
+        })?;
+    }
     if let Some(value) = env.get(STORE_LISTEN_ENV) {
         config.store.listen = value.trim().parse().map_err(|e| ConfigError::Environment {
             name: STORE_LISTEN_ENV.to_owned(),
@@ -361,6 +441,27 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
     }
     if let Some(depth) = file.processor.max_fan_out_depth {
         config.processor.max_fan_out_depth = depth;
+    }
+    let search = &mut config.search;
+    let f = file.search;
+    search.listen = f.listen.unwrap_or(search.listen);
+    if let Some(url) = f.store_url {
+        search.store_url = url;
+    }
+    search.indexing = f.indexing.unwrap_or(search.indexing);
+    if f.opensearch_url.is_some() {
+        search.opensearch_url = f.opensearch_url;
+    }
+    if let Some(prefix) = f.index_prefix {
+        search.index_prefix = prefix;
+    }
+    search.shards = f.shards.unwrap_or(search.shards);
+    search.replicas = f.replicas.unwrap_or(search.replicas);
+    if let Some(dir) = f.index_dir {
+        search.index_dir = base_of(path).join(dir);
+    }
+    if let Some(seconds) = f.grace_period_secs {
+        search.grace_period = std::time::Duration::from_secs(seconds);
     }
     let base = path.parent().unwrap_or(Path::new("."));
     for kind in file.kinds {

@@ -65,6 +65,22 @@ enum Command {
         #[arg(long)]
         nats_url: Option<String>,
     },
+    /// Run search: follows catalog-store's change feed into the index and serves gRPC, until
+    /// SIGINT or SIGTERM. Tantivy in search.index_dir, or OpenSearch when a URL is given.
+    Search {
+        /// catalog-store's gRPC address (overrides search.store_url).
+        #[arg(long)]
+        store_url: Option<String>,
+        /// Address to serve gRPC on (overrides search.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The tantivy folder (overrides search.index_dir).
+        #[arg(long)]
+        index_dir: Option<PathBuf>,
+        /// Index into OpenSearch at this URL instead (overrides search.opensearch_url).
+        #[arg(long)]
+        opensearch_url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,7 +94,10 @@ fn main() -> ExitCode {
     };
     let default_level = match cli.command {
         Command::Validate { .. } => "warn",
-        Command::Store { .. } | Command::Harvester { .. } | Command::Processor { .. } => "info",
+        Command::Store { .. }
+        | Command::Harvester { .. }
+        | Command::Processor { .. }
+        | Command::Search { .. } => "info",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -143,6 +162,21 @@ fn main() -> ExitCode {
                 config.bus.nats_url = nats_url;
             }
             serve(cadastre::services::run_processor(&config))
+        }
+        Command::Search {
+            store_url,
+            listen,
+            index_dir,
+            opensearch_url,
+        } => {
+            let mut search = config.search.clone();
+            search.store_url = store_url.unwrap_or(search.store_url);
+            search.listen = listen.unwrap_or(search.listen);
+            search.index_dir = index_dir.unwrap_or(search.index_dir);
+            if opensearch_url.is_some() {
+                search.opensearch_url = opensearch_url;
+            }
+            serve(cadastre::services::run_search(&search))
         }
     }
 }

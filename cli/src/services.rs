@@ -131,3 +131,60 @@ pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
     tracing::info!("processor stopped");
     Ok(())
 }
+
+pub async fn run_search(config: &crate::config::SearchConfig) -> anyhow::Result<()> {
+    use cadastre_search::SearchBackend;
+    let backend: Arc<dyn SearchBackend> = match &config.opensearch_url {
+        Some(url) => {
+            let mut settings = cadastre_search::opensearch::OpenSearchSettings::new(url);
+            settings.index_prefix = config.index_prefix.clone();
+            settings.shards = config.shards;
+            settings.replicas = config.replicas;
+            settings.username = config.opensearch_username.clone();
+            settings.password = config.opensearch_password.clone();
+            let backend = cadastre_search::opensearch::OpenSearchBackend::connect(settings)
+                .await
+                .with_context(|| format!("connecting to OpenSearch at {}", redact(url)))?;
+            Arc::new(backend)
+        }
+        None => {
+            let dir = config.index_dir.clone();
+            let backend = tokio::task::spawn_blocking(move || {
+                cadastre_search::tantivy::TantivyBackend::open(&dir)
+            })
+            .await
+            .context("opening the index")?
+            .with_context(|| format!("opening the index in {}", config.index_dir.display()))?;
+            Arc::new(backend)
+        }
+    };
+    let shutdown = Shutdown::on_signal();
+    let indexer = if config.indexing {
+        let endpoint = tonic::transport::Endpoint::from_shared(config.store_url.clone())
+            .with_context(|| format!("search.store_url {:?}", config.store_url))?;
+        let indexer =
+            cadastre_search::indexer::Indexer::new(Arc::clone(&backend), endpoint.connect_lazy());
+        let follower = Arc::clone(&indexer);
+        let stop = shutdown.wait();
+        tokio::spawn(async move {
+            if let Err(error) = follower.follow(stop).await {
+                tracing::error!(%error, "the indexer stopped");
+            }
+        });
+        Some(indexer)
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    cadastre_search::server::run(
+        cadastre_search::server::SearchGrpc::new(backend, indexer),
+        listener,
+        shutdown.wait(),
+        config.grace_period,
+    )
+    .await?;
+    tracing::info!("search stopped");
+    Ok(())
+}

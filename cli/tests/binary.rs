@@ -85,11 +85,22 @@ fn usage_and_io_errors_exit_two() {
 
 #[test]
 fn every_service_is_a_subcommand() {
-    for service in ["store", "harvester", "processor"] {
+    for service in ["store", "harvester", "processor", "search"] {
         let output = cadastre(&[service, "--help"], "");
         assert_eq!(output.status.code(), Some(0), "cadastre {service} --help");
         assert!(stdout(&output).contains("Usage: cadastre"), "{service}");
     }
+}
+
+#[test]
+fn search_without_its_opensearch_says_so() {
+    let output = cadastre(&["search", "--opensearch-url", "http://127.0.0.1:1"], "");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("connecting to OpenSearch at http://127.0.0.1:1"),
+        "{stderr}"
+    );
 }
 
 #[test]

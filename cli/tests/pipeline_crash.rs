@@ -4,7 +4,6 @@
 //! entity is lost and none is written twice.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,33 +13,12 @@ use cadastre_catalog_store::{CatalogStore, ChangeKind};
 use cadastre_proto::v1 as pb;
 use cadastre_synth::Organisation;
 
+mod common;
+
+use common::{free_port, log_tails, start, wait_for_port};
+
 const ENTITIES: usize = 12_000;
 const PER_FILE: usize = 10;
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(config: &Path, args: &[&str], log: &Path) -> Service {
-    let log = std::fs::File::create(log).unwrap();
-    Service(
-        Command::new(env!("CARGO_BIN_EXE_cadastre"))
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .env_remove("CADASTRE_BUS_NATS_URL")
-            .env("RUST_LOG", "info,async_nats=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start cadastre"),
-    )
-}
 
 fn write_location(dir: &Path) {
     let org = Organisation::new(11, ENTITIES);
@@ -58,29 +36,6 @@ fn write_location(dir: &Path) {
     }
 }
 
-/// The last lines of each service's log, for a failure message (the folder goes with the test).
-fn log_tails(dir: &Path) -> String {
-    let mut tails = String::new();
-    let mut logs: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    for log in logs {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        tails.push_str(&format!("--- {}\n", log.display()));
-        for line in &lines[lines.len().saturating_sub(15)..] {
-            tails.push_str(line);
-            tails.push('\n');
-        }
-    }
-    tails
-}
-
 async fn count(store: &CatalogStore) -> usize {
     usize::try_from(store.entity_count().await.unwrap()).unwrap()
 }
@@ -94,11 +49,7 @@ async fn a_processor_killed_mid_harvest_loses_and_duplicates_nothing() {
     let namespace = format!("c{}", uuid::Uuid::new_v4().simple());
     let database = scratch.path().join("catalog.db");
     let database_url = format!("sqlite://{}?mode=rwc", database.display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = scratch.path().join("cadastre.toml");
     std::fs::write(
         &config,
@@ -114,15 +65,7 @@ async fn a_processor_killed_mid_harvest_loses_and_duplicates_nothing() {
     let mut processor = start(&config, &["processor"], &logs.join("processor-1.log"));
 
     // The store serves gRPC once its schema is in place; then open the same database to watch.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the store did not start:\n{}",
-            log_tails(logs)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_port(port, logs).await;
     let store = CatalogStore::connect(&database_url).await.unwrap();
     let bus = Arc::new(
         JetStreamBus::connect(

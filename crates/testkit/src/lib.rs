@@ -8,6 +8,8 @@ use std::process::Command;
 pub const POSTGRES_URL_ENV: &str = "CADASTRE_TEST_POSTGRES_URL";
 /// Names the NATS server (with JetStream) the tests use.
 pub const NATS_URL_ENV: &str = "CADASTRE_TEST_NATS_URL";
+/// Names the OpenSearch node `scripts/test` starts (`http://127.0.0.1:PORT`).
+pub const OPENSEARCH_URL_ENV: &str = "CADASTRE_TEST_OPENSEARCH_URL";
 
 /// Runs `git` in `repo` as a fixed author, without background housekeeping; its trimmed
 /// output. Panics with git's message when it fails.
@@ -44,6 +46,15 @@ pub fn nats_url() -> String {
     std::env::var(NATS_URL_ENV).unwrap_or_else(|_| {
         panic!(
             "{NATS_URL_ENV} is not set: run the suite with scripts/test, which starts nats-server"
+        )
+    })
+}
+
+/// The URL of the test OpenSearch node; panics saying how to get one.
+pub fn opensearch_url() -> String {
+    std::env::var(OPENSEARCH_URL_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{OPENSEARCH_URL_ENV} is not set: run the suite with scripts/test, which starts an OpenSearch node"
         )
     })
 }

@@ -1,0 +1,315 @@
+//! Keeps the serving index in step with catalog-store, and rebuilds it with no downtime.
+//!
+//! The indexer follows the store's change feed (`WatchChanges`) from the sequence the index
+//! was last made durable at, and writes in bulk: each round takes the changes waiting (up to
+//! [`ROUND`]), reads the current bodies of the refs they name in one `GetEntitiesByRefs`, and
+//! writes them with the round's last sequence as the new checkpoint. After a crash it resumes
+//! from that checkpoint: a round is replayed at worst, and writes are idempotent (upsert or
+//! delete by ref), so nothing is missed and nothing is doubled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cadastre_proto::v1 as pb;
+use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use crate::{IndexBatch, Result, SearchBackend, SearchDocument, SearchError};
+
+/// Changes written per round, at most.
+const ROUND: usize = 1_000;
+/// How long a round waits for more changes once it has one.
+const GATHER: Duration = Duration::from_millis(20);
+/// Refs read from the store per call.
+const READ_CHUNK: usize = 500;
+/// Documents written per bulk during a rebuild.
+const REBUILD_BULK: usize = 2_000;
+/// A rebuild logs its progress this often.
+const PROGRESS_EVERY: u64 = 50_000;
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub index: String,
+    pub entities: u64,
+    pub sequence: u64,
+    pub duration: Duration,
+}
+
+#[derive(Debug)]
+pub struct Indexer {
+    backend: Arc<dyn SearchBackend>,
+    store: CatalogServiceClient<Channel>,
+    /// Held while writing to the serving index, and while switching it.
+    writing: tokio::sync::Mutex<()>,
+    /// Bumped at every switch: a follower writing to an older index starts over.
+    switches: AtomicU64,
+    rebuilding: AtomicBool,
+}
+
+impl Indexer {
+    pub fn new(backend: Arc<dyn SearchBackend>, store: Channel) -> Arc<Indexer> {
+        Arc::new(Indexer {
+            backend,
+            store: CatalogServiceClient::new(store).max_decoding_message_size(64 * 1024 * 1024),
+            writing: tokio::sync::Mutex::new(()),
+            switches: AtomicU64::new(0),
+            rebuilding: AtomicBool::new(false),
+        })
+    }
+
+    pub fn backend(&self) -> &Arc<dyn SearchBackend> {
+        &self.backend
+    }
+
+    pub fn is_rebuilding(&self) -> bool {
+        self.rebuilding.load(Ordering::SeqCst)
+    }
+
+    /// Follows the change feed into the serving index until `shutdown`; reconnects (with
+    /// back-off) when the store is away.
+    pub async fn follow(&self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut failures = 0u32;
+        loop {
+            let round = self.follow_once(&mut shutdown);
+            match round.await {
+                Ok(Stop::Shutdown) => return Ok(()),
+                Ok(Stop::Switched) => failures = 0,
+                Err(error) => {
+                    failures += 1;
+                    let wait = Duration::from_millis(200 * 2u64.pow(failures.min(5)));
+                    tracing::warn!(%error, ?wait, "following the change feed failed; resuming from the checkpoint");
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Result<Stop> {
+        let switches = self.switches.load(Ordering::SeqCst);
+        let index = self.backend.serving().await?;
+        let after = self.backend.checkpoint(&index).await?;
+        tracing::info!(%index, after, "following the change feed");
+        let mut feed = self
+            .store
+            .clone()
+            .watch_changes(pb::WatchChangesRequest {
+                after_sequence: after,
+                follow: true,
+            })
+            .await?
+            .into_inner();
+        loop {
+            let first = tokio::select! {
+                () = shutdown.as_mut() => return Ok(Stop::Shutdown),
+                next = feed.next() => next,
+            };
+            let Some(first) = first else {
+                return Err(SearchError::Index("the change feed ended".into()));
+            };
+            let mut changes = vec![first?];
+            let deadline = tokio::time::Instant::now() + GATHER;
+            while changes.len() < ROUND {
+                match tokio::time::timeout_at(deadline, feed.next()).await {
+                    Ok(Some(change)) => changes.push(change?),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let _writing = self.writing.lock().await;
+            if self.switches.load(Ordering::SeqCst) != switches {
+                return Ok(Stop::Switched);
+            }
+            self.apply(&index, &changes).await?;
+        }
+    }
+
+    /// Writes the current state of the entities `changes` name into `index`, with the last
+    /// change's sequence as the checkpoint.
+    async fn apply(&self, index: &str, changes: &[pb::ChangeEvent]) -> Result<()> {
+        let Some(last) = changes.last().map(|change| change.sequence) else {
+            return Ok(());
+        };
+        // The latest change per ref decides; the store gives the body as it is now.
+        let mut latest: HashMap<&str, &pb::ChangeEvent> = HashMap::new();
+        for change in changes {
+            latest.insert(&change.entity_ref, change);
+        }
+        let mut batch = IndexBatch {
+            checkpoint: Some(last),
+            ..IndexBatch::default()
+        };
+        let mut upserted: Vec<(&str, u64)> = Vec::new();
+        for (entity_ref, change) in latest {
+            if change.change == "removed" {
+                batch.removals.push(entity_ref.to_owned());
+            } else {
+                upserted.push((entity_ref, change.sequence));
+            }
+        }
+        for chunk in upserted.chunks(READ_CHUNK) {
+            let found = self
+                .store
+                .clone()
+                .get_entities_by_refs(pb::GetEntitiesByRefsRequest {
+                    entity_refs: chunk.iter().map(|(r, _)| (*r).to_owned()).collect(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            for ((entity_ref, sequence), item) in chunk.iter().zip(found.items) {
+                match item
+                    .entity
+                    .as_ref()
+                    .and_then(|stored| document(stored, *sequence))
+                {
+                    Some(doc) => batch.upserts.push(doc),
+                    // Removed since the change: a later change in the feed says so too.
+                    None => batch.removals.push((*entity_ref).to_owned()),
+                }
+            }
+        }
+        let upserts = batch.upserts.len();
+        let removals = batch.removals.len();
+        self.backend.write(index, batch).await?;
+        tracing::debug!(%index, sequence = last, upserts, removals, "index round written");
+        Ok(())
+    }
+
+    /// Builds a new index from every entity in the store, catches it up with the change feed,
+    /// and switches to it; the serving index keeps serving (and following) until then.
+    pub async fn rebuild(&self) -> Result<RebuildReport> {
+        if self.rebuilding.swap(true, Ordering::SeqCst) {
+            return Err(SearchError::InvalidArgument(
+                "a rebuild is already running".into(),
+            ));
+        }
+        let started = Instant::now();
+        let index = self.backend.create_index().await;
+        let result = match index {
+            Ok(index) => {
+                let built = self.build(&index, started).await;
+                if built.is_err()
+                    && let Err(error) = self.backend.drop_index(&index).await
+                {
+                    tracing::warn!(%error, %index, "cannot delete the unfinished index");
+                }
+                built
+            }
+            Err(error) => Err(error),
+        };
+        self.rebuilding.store(false, Ordering::SeqCst);
+        result
+    }
+
+    async fn build(&self, index: &str, started: Instant) -> Result<RebuildReport> {
+        let serving = self.backend.serving().await?;
+        // Every change after this is replayed onto the new index before it serves.
+        let from = self.backend.checkpoint(&serving).await?;
+        tracing::info!(%index, from, "rebuilding the search index from the store");
+        let mut stream = self
+            .store
+            .clone()
+            .stream_entities(pb::StreamEntitiesRequest { batch_size: 1_000 })
+            .await?
+            .into_inner();
+        let mut pending = Vec::with_capacity(REBUILD_BULK);
+        let mut entities = 0u64;
+        while let Some(stored) = stream.next().await {
+            if let Some(doc) = document(&stored?, from) {
+                pending.push(doc);
+                entities += 1;
+                if entities.is_multiple_of(PROGRESS_EVERY) {
+                    let rate = entities as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    tracing::info!(%index, entities, rate = rate as u64, "rebuild progress");
+                }
+            }
+            if pending.len() == REBUILD_BULK {
+                let upserts = std::mem::replace(&mut pending, Vec::with_capacity(REBUILD_BULK));
+                self.backend
+                    .write(
+                        index,
+                        IndexBatch {
+                            upserts,
+                            ..IndexBatch::default()
+                        },
+                    )
+                    .await?;
+            }
+        }
+        self.backend
+            .write(
+                index,
+                IndexBatch {
+                    upserts: pending,
+                    checkpoint: Some(from),
+                    ..IndexBatch::default()
+                },
+            )
+            .await?;
+        // Catch up outside the lock first (it may be long), then the rest under it.
+        let caught_up = self.catch_up(index, from).await?;
+        let _writing = self.writing.lock().await;
+        let sequence = self.catch_up(index, caught_up).await?;
+        self.backend.refresh(index).await?;
+        self.backend.switch_to(index).await?;
+        self.switches.fetch_add(1, Ordering::SeqCst);
+        let report = RebuildReport {
+            index: index.to_owned(),
+            entities,
+            sequence,
+            duration: started.elapsed(),
+        };
+        tracing::info!(%index, entities, sequence, duration = ?report.duration, "rebuild done; the new index serves");
+        Ok(report)
+    }
+
+    /// Applies every change after `after` to `index`; answers the last sequence applied.
+    async fn catch_up(&self, index: &str, after: u64) -> Result<u64> {
+        let mut feed = self
+            .store
+            .clone()
+            .watch_changes(pb::WatchChangesRequest {
+                after_sequence: after,
+                follow: false,
+            })
+            .await?
+            .into_inner();
+        let mut last = after;
+        let mut round = Vec::with_capacity(ROUND);
+        while let Some(change) = feed.next().await {
+            round.push(change?);
+            if round.len() == ROUND {
+                self.apply(index, &round).await?;
+                last = round[round.len() - 1].sequence;
+                round.clear();
+            }
+        }
+        if let Some(change) = round.last() {
+            last = change.sequence;
+            self.apply(index, &round).await?;
+        }
+        Ok(last)
+    }
+}
+
+enum Stop {
+    Shutdown,
+    Switched,
+}
+
+/// The search document of a stored entity.
+pub fn document(stored: &pb::StoredEntity, sequence: u64) -> Option<SearchDocument> {
+    let entity = stored.entity.as_ref()?;
+    let body: serde_json::Value = serde_json::from_slice(&entity.body_json).ok()?;
+    SearchDocument::from_entity(&body, &entity.etag, sequence)
+}
