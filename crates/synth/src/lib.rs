@@ -137,6 +137,63 @@ const WORDS: &[&str] = &[
     "session",
 ];
 
+/// Words of titles and descriptions, drawn as words of real text are: by Zipf's law over a
+/// vocabulary of [`VOCABULARY_SIZE`], so a few words are in most texts and most words in few.
+/// The domain words of [`WORDS`] sit among the common ones (ranks 5, 10, … 100). A flat pick
+/// from a handful of words would put every word in nearly every description, which no real
+/// catalog does and which makes every text search match everything.
+pub const VOCABULARY_SIZE: usize = 4_000;
+
+struct Vocabulary {
+    words: Vec<String>,
+    /// Cumulative weights, 1/rank, for picking by rank.
+    cumulative: Vec<f64>,
+}
+
+static VOCABULARY: std::sync::LazyLock<Vocabulary> = std::sync::LazyLock::new(Vocabulary::new);
+
+impl Vocabulary {
+    fn new() -> Vocabulary {
+        const SYLLABLES: &[&str] = &[
+            "ka", "lo", "mi", "ser", "van", "tor", "bel", "ri", "don", "fa", "gen", "hul", "is",
+            "jor", "ket", "lun", "mar", "nex", "ob", "pra", "quin", "ros", "sul", "tav", "ur",
+            "vel", "wen", "xan", "yor", "zel",
+        ];
+        let mut rng = Rng::new(0x5EED_0F_70C5);
+        let mut words: Vec<String> = Vec::with_capacity(VOCABULARY_SIZE);
+        let mut seen = std::collections::HashSet::new();
+        while words.len() < VOCABULARY_SIZE {
+            let rank = words.len() + 1;
+            if rank % 5 == 0 && rank / 5 <= WORDS.len() {
+                words.push(WORDS[rank / 5 - 1].to_owned());
+                continue;
+            }
+            let syllables = 2 + rng.below(2);
+            let word: String = (0..syllables)
+                .map(|_| SYLLABLES[rng.below(SYLLABLES.len())])
+                .collect();
+            if !WORDS.contains(&word.as_str()) && seen.insert(word.clone()) {
+                words.push(word);
+            }
+        }
+        let mut total = 0.0;
+        let cumulative = (1..=VOCABULARY_SIZE)
+            .map(|rank| {
+                total += 1.0 / rank as f64;
+                total
+            })
+            .collect();
+        Vocabulary { words, cumulative }
+    }
+
+    fn pick(&self, rng: &mut Rng) -> &str {
+        let total = self.cumulative[self.cumulative.len() - 1];
+        let target = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let rank = self.cumulative.partition_point(|&c| c < target);
+        &self.words[rank.min(self.words.len() - 1)]
+    }
+}
+
 impl Organisation {
     pub fn new(seed: u64, size: usize) -> Self {
         Organisation {
@@ -197,7 +254,7 @@ impl Organisation {
 
     fn words(rng: &mut Rng, n: usize) -> String {
         (0..n)
-            .map(|_| WORDS[rng.below(WORDS.len())])
+            .map(|_| VOCABULARY.pick(rng))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -383,5 +440,27 @@ mod tests {
             (700..2_000).contains(&size),
             "a component is about 1 KiB: {size}"
         );
+    }
+
+    #[test]
+    fn text_follows_zipf_over_a_large_vocabulary() {
+        let vocabulary = &*VOCABULARY;
+        assert_eq!(vocabulary.words.len(), VOCABULARY_SIZE);
+        assert_eq!(vocabulary.words[4], WORDS[0]);
+        let mut rng = Rng::new(1);
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..100_000 {
+            *counts.entry(vocabulary.pick(&mut rng)).or_insert(0u32) += 1;
+        }
+        // Rank 1 about twice rank 2 and ten times rank 10; most of the vocabulary seen.
+        let count = |rank: usize| {
+            counts
+                .get(vocabulary.words[rank - 1].as_str())
+                .copied()
+                .unwrap_or(0)
+        };
+        assert!((1.6..2.5).contains(&(f64::from(count(1)) / f64::from(count(2)))));
+        assert!((7.0..14.0).contains(&(f64::from(count(1)) / f64::from(count(10)))));
+        assert!(counts.len() > 3_000, "{} words seen", counts.len());
     }
 }

@@ -385,6 +385,15 @@ impl CatalogService for CatalogGrpc {
 
     type StreamEntitiesStream = ResponseStream<pb::StoredEntity>;
 
+    async fn get_feed_head(
+        &self,
+        _request: Request<pb::GetFeedHeadRequest>,
+    ) -> Result<Response<pb::FeedHead>, Status> {
+        Ok(Response::new(pb::FeedHead {
+            sequence: self.store.head_sequence().await?,
+        }))
+    }
+
     async fn stream_entities(
         &self,
         request: Request<pb::StreamEntitiesRequest>,
@@ -394,7 +403,8 @@ impl CatalogService for CatalogGrpc {
             n => n.min(crate::MAX_PAGE_SIZE),
         };
         let store = self.store.clone();
-        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        // A page of room: the next page is read while the client takes this one.
+        let (sender, receiver) = mpsc::channel(batch_size as usize);
         tokio::spawn(async move {
             let mut after: Option<String> = None;
             loop {

@@ -32,6 +32,10 @@ struct Options {
     opensearch: Option<(String, usize)>,
     queries: usize,
     smoke: bool,
+    /// Only time reading every entity from the store (where a rebuild spends its time).
+    stream_only: bool,
+    /// Index from memory only: no store, no rebuild (for looking at queries).
+    no_rebuild: bool,
 }
 
 fn options() -> Options {
@@ -42,6 +46,8 @@ fn options() -> Options {
         opensearch: None,
         queries: if smoke { 20 } else { 300 },
         smoke,
+        stream_only: false,
+        no_rebuild: false,
     };
     let mut index = 0;
     while index < args.len() {
@@ -52,6 +58,8 @@ fn options() -> Options {
                 options.opensearch = Some((url, size));
                 index += 2;
             }
+            "--stream-only" => options.stream_only = true,
+            "--no-rebuild" => options.no_rebuild = true,
             "--queries" => {
                 options.queries = args[index + 1].parse().expect("--queries N");
                 index += 1;
@@ -182,6 +190,7 @@ async fn measure(
     let mut rng = Rng::new(7);
     let queries = query_words(docs, &mut rng, options.queries * 2);
     let queries = &queries[..queries.len().min(options.queries)];
+    eprintln!("{name} {}: querying", docs.len());
     // Warm up caches as a running service would be.
     timed_queries(
         &*backend,
@@ -268,6 +277,31 @@ async fn store_with(org: &Organisation, dir: &std::path::Path) -> Channel {
         .unwrap()
 }
 
+async fn time_stream(store: &Channel) {
+    use tokio_stream::StreamExt as _;
+    let started = Instant::now();
+    let mut stream =
+        cadastre_proto::v1::catalog_service_client::CatalogServiceClient::new(store.clone())
+            .stream_entities(cadastre_proto::v1::StreamEntitiesRequest { batch_size: 1_000 })
+            .await
+            .unwrap()
+            .into_inner();
+    let mut count = 0u64;
+    let mut parsed = Duration::ZERO;
+    while let Some(entity) = stream.next().await {
+        let entity = entity.unwrap();
+        let parsing = Instant::now();
+        assert!(cadastre_search::indexer::document(&entity, 1).is_some());
+        parsed += parsing.elapsed();
+        count += 1;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "streamed {count} entities in {elapsed:.1?} ({:.0}/s), of which parsing {parsed:.1?}",
+        count as f64 / elapsed.as_secs_f64()
+    );
+}
+
 fn print(rows: &[Row]) {
     println!(
         "\n| backend | entities | bulk index /s | rebuild | one word p50/p99 ms | two words p50/p99 ms | prefix p50/p99 ms | suggest p50/p99 ms |"
@@ -299,8 +333,16 @@ async fn main() {
         let org = Organisation::new(1, size);
         let docs = documents(&org);
         let scratch = tempfile::tempdir().unwrap();
-        let store = store_with(&org, scratch.path()).await;
         let backend = Arc::new(TantivyBackend::open(scratch.path().join("search")).unwrap());
+        if options.no_rebuild {
+            rows.push(measure("tantivy", backend, &docs, None, &options).await);
+            continue;
+        }
+        let store = store_with(&org, scratch.path()).await;
+        if options.stream_only {
+            time_stream(&store).await;
+            continue;
+        }
         rows.push(measure("tantivy", backend, &docs, Some(&store), &options).await);
     }
     if let Some((url, size)) = &options.opensearch {

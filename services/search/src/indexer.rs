@@ -185,8 +185,9 @@ impl Indexer {
         Ok(())
     }
 
-    /// Builds a new index from every entity in the store, catches it up with the change feed,
-    /// and switches to it; the serving index keeps serving (and following) until then.
+    /// Builds a new index from every entity in the store (from the feed head read first),
+    /// catches it up with the changes since, and switches to it; the serving index keeps
+    /// serving (and following) until then.
     pub async fn rebuild(&self) -> Result<RebuildReport> {
         if self.rebuilding.swap(true, Ordering::SeqCst) {
             return Err(SearchError::InvalidArgument(
@@ -212,45 +213,51 @@ impl Indexer {
     }
 
     async fn build(&self, index: &str, started: Instant) -> Result<RebuildReport> {
-        let serving = self.backend.serving().await?;
-        // Every change after this is replayed onto the new index before it serves.
-        let from = self.backend.checkpoint(&serving).await?;
+        // Every entity streamed is at least as new as this; the changes after it are replayed
+        // onto the new index before it serves.
+        let from = self
+            .store
+            .clone()
+            .get_feed_head(pb::GetFeedHeadRequest {})
+            .await?
+            .into_inner()
+            .sequence;
         tracing::info!(%index, from, "rebuilding the search index from the store");
-        let mut stream = self
+        let stream = self
             .store
             .clone()
             .stream_entities(pb::StreamEntitiesRequest { batch_size: 1_000 })
             .await?
             .into_inner();
-        let mut pending = Vec::with_capacity(REBUILD_BULK);
+        // Reading and parsing run in their own task, a few bulks ahead of the writes.
+        let (bulks, mut ready) = tokio::sync::mpsc::channel::<Result<Vec<SearchDocument>>>(4);
+        let reader = tokio::spawn(read_documents(stream, from, bulks));
         let mut entities = 0u64;
-        while let Some(stored) = stream.next().await {
-            if let Some(doc) = document(&stored?, from) {
-                pending.push(doc);
-                entities += 1;
-                if entities.is_multiple_of(PROGRESS_EVERY) {
-                    let rate = entities as f64 / started.elapsed().as_secs_f64().max(0.001);
-                    tracing::info!(%index, entities, rate = rate as u64, "rebuild progress");
-                }
+        while let Some(bulk) = ready.recv().await {
+            let upserts = bulk?;
+            let before = entities;
+            entities += upserts.len() as u64;
+            if entities / PROGRESS_EVERY > before / PROGRESS_EVERY {
+                let rate = entities as f64 / started.elapsed().as_secs_f64().max(0.001);
+                tracing::info!(%index, entities, rate = rate as u64, "rebuild progress");
             }
-            if pending.len() == REBUILD_BULK {
-                let upserts = std::mem::replace(&mut pending, Vec::with_capacity(REBUILD_BULK));
-                self.backend
-                    .write(
-                        index,
-                        IndexBatch {
-                            upserts,
-                            ..IndexBatch::default()
-                        },
-                    )
-                    .await?;
-            }
+            self.backend
+                .write(
+                    index,
+                    IndexBatch {
+                        upserts,
+                        ..IndexBatch::default()
+                    },
+                )
+                .await?;
         }
+        reader
+            .await
+            .map_err(|error| SearchError::Index(format!("the reader failed: {error}")))?;
         self.backend
             .write(
                 index,
                 IndexBatch {
-                    upserts: pending,
                     checkpoint: Some(from),
                     ..IndexBatch::default()
                 },
@@ -299,6 +306,38 @@ impl Indexer {
             self.apply(index, &round).await?;
         }
         Ok(last)
+    }
+}
+
+/// Sends the documents of `stream` in bulks of [`REBUILD_BULK`], then ends (or sends the
+/// error that stopped it).
+async fn read_documents(
+    mut stream: tonic::Streaming<pb::StoredEntity>,
+    sequence: u64,
+    bulks: tokio::sync::mpsc::Sender<Result<Vec<SearchDocument>>>,
+) {
+    let mut pending = Vec::with_capacity(REBUILD_BULK);
+    while let Some(stored) = stream.next().await {
+        match stored {
+            Ok(stored) => {
+                if let Some(doc) = document(&stored, sequence) {
+                    pending.push(doc);
+                }
+            }
+            Err(status) => {
+                let _ = bulks.send(Err(status.into())).await;
+                return;
+            }
+        }
+        if pending.len() == REBUILD_BULK {
+            let bulk = std::mem::replace(&mut pending, Vec::with_capacity(REBUILD_BULK));
+            if bulks.send(Ok(bulk)).await.is_err() {
+                return;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let _ = bulks.send(Ok(pending)).await;
     }
 }
 

@@ -275,7 +275,9 @@ impl OpenSearchBackend {
         })
     }
 
-    fn text_query(text: &str) -> Option<Value> {
+    /// Typo clauses only when asked: as on tantivy, they are the fallback when exact words
+    /// and prefixes find too little.
+    fn text_query(text: &str, typos: bool) -> Option<Value> {
         let query_words = words(text);
         if query_words.is_empty() {
             return None;
@@ -296,7 +298,7 @@ impl OpenSearchBackend {
                     );
                 }
                 let distance = typo_distance(word);
-                if distance > 0 {
+                if typos && distance > 0 {
                     alternatives.extend(TYPO_FIELDS.iter().map(|(field, boost)| {
                         json!({"fuzzy": {*field: {
                             "value": word, "fuzziness": distance, "transpositions": true,
@@ -319,15 +321,63 @@ impl OpenSearchBackend {
         Some(json!({"bool": {"should": alternatives, "minimum_should_match": 1}}))
     }
 
-    fn query(search: &SearchQuery) -> Value {
+    fn query(search: &SearchQuery, typos: bool) -> Value {
         let filters: Vec<Value> = search
             .filters
             .fields
             .iter()
             .map(|(field, values)| json!({"terms": {field.name(): values}}))
             .collect();
-        let must = Self::text_query(&search.text).unwrap_or_else(|| json!({"match_all": {}}));
+        let must =
+            Self::text_query(&search.text, typos).unwrap_or_else(|| json!({"match_all": {}}));
         json!({"bool": {"must": must, "filter": filters}})
+    }
+
+    /// One search request, with or without typo clauses.
+    async fn run(&self, search: &SearchQuery, typos: bool) -> Result<SearchResults> {
+        let mut body = json!({
+            "query": Self::query(search, typos),
+            "from": search.offset,
+            "size": search.limit,
+            "track_total_hits": true,
+            "_source": ["doc"],
+            "sort": ["_score", {"ref": "asc"}],
+        });
+        if !search.facets.is_empty() {
+            let aggregations: serde_json::Map<String, Value> = search
+                .facets
+                .iter()
+                .map(|facet| {
+                    (
+                        facet.name().to_owned(),
+                        json!({"terms": {"field": facet.name(), "size": FACET_SIZE}}),
+                    )
+                })
+                .collect();
+            body["aggs"] = Value::Object(aggregations);
+        }
+        let response = self
+            .client
+            .search(SearchParts::Index(&[&self.alias]))
+            .body(body)
+            .send()
+            .await;
+        let result = answer("searching", response).await?;
+        let mut hits = Vec::new();
+        for hit in result["hits"]["hits"].as_array().into_iter().flatten() {
+            let score = hit["_score"].as_f64().unwrap_or(0.0) as f32;
+            hits.push(Hit::found(document_of(&hit["_source"])?, score, search));
+        }
+        let facets = search
+            .facets
+            .iter()
+            .map(|facet| (*facet, terms_buckets(&result["aggregations"][facet.name()])))
+            .collect();
+        Ok(SearchResults {
+            hits,
+            total: result["hits"]["total"]["value"].as_u64().unwrap_or(0),
+            facets,
+        })
     }
 
     async fn write_checkpoint(&self, index: &str, sequence: u64) -> Result<()> {
@@ -501,49 +551,14 @@ impl SearchBackend for OpenSearchBackend {
     }
 
     async fn search(&self, search: &SearchQuery) -> Result<SearchResults> {
-        let mut body = json!({
-            "query": Self::query(search),
-            "from": search.offset,
-            "size": search.limit,
-            "track_total_hits": true,
-            "_source": ["doc"],
-            "sort": ["_score", {"ref": "asc"}],
-        });
-        if !search.facets.is_empty() {
-            let aggregations: serde_json::Map<String, Value> = search
-                .facets
-                .iter()
-                .map(|facet| {
-                    (
-                        facet.name().to_owned(),
-                        json!({"terms": {"field": facet.name(), "size": FACET_SIZE}}),
-                    )
-                })
-                .collect();
-            body["aggs"] = Value::Object(aggregations);
-        }
-        let response = self
-            .client
-            .search(SearchParts::Index(&[&self.alias]))
-            .body(body)
-            .send()
-            .await;
-        let result = answer("searching", response).await?;
-        let mut hits = Vec::new();
-        for hit in result["hits"]["hits"].as_array().into_iter().flatten() {
-            let score = hit["_score"].as_f64().unwrap_or(0.0) as f32;
-            hits.push(Hit::found(document_of(&hit["_source"])?, score, search));
-        }
-        let facets = search
-            .facets
+        let found = self.run(search, false).await?;
+        let typos = words(&search.text)
             .iter()
-            .map(|facet| (*facet, terms_buckets(&result["aggregations"][facet.name()])))
-            .collect();
-        Ok(SearchResults {
-            hits,
-            total: result["hits"]["total"]["value"].as_u64().unwrap_or(0),
-            facets,
-        })
+            .any(|word| typo_distance(word) > 0);
+        if found.total < search.limit as u64 && typos {
+            return self.run(search, true).await;
+        }
+        Ok(found)
     }
 
     async fn suggest(&self, prefix: &str, limit: usize) -> Result<Vec<Suggestion>> {

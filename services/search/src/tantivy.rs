@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use serde_json::json;
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::{AggContextParams, AggregationCollector};
-use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, FuzzyTermQuery, Occur,
+    Query, TermQuery,
 };
 use tantivy::schema::{
     FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
@@ -269,98 +269,81 @@ impl OpenIndex {
         serde_json::from_str(text).map_err(index_error)
     }
 
-    fn text_query(&self, text: &str) -> Option<Box<dyn Query>> {
-        let query_words = words(text);
-        if query_words.is_empty() {
-            return None;
-        }
+    /// How `words` match: per word, the clauses any of which matches it (every word must
+    /// match); plus whole-query clauses that match on their own. Typo clauses only when asked:
+    /// they are the fallback when exact words and prefixes find too little.
+    fn plan(&self, query_words: &[String], typos: bool) -> Plan {
         let term = |field: &str, word: &str| Term::from_field_text(self.fields.text[field], word);
-        let boosted = |query: Box<dyn Query>, boost: f32| -> (Occur, Box<dyn Query>) {
-            (Occur::Should, Box::new(BoostQuery::new(query, boost)))
-        };
-        let per_word: Vec<(Occur, Box<dyn Query>)> = query_words
-            .iter()
-            .map(|word| {
-                let mut alternatives = Vec::new();
-                for (field, boost) in WORD_FIELDS {
-                    alternatives.push(boosted(
-                        Box::new(TermQuery::new(
-                            term(field, word),
-                            IndexRecordOption::WithFreqs,
-                        )),
-                        boost,
-                    ));
-                }
-                if word.chars().count() <= MAX_GRAM {
-                    for (field, boost) in PREFIX_FIELDS {
-                        alternatives.push(boosted(
-                            Box::new(TermQuery::new(
-                                term(field, word),
-                                IndexRecordOption::WithFreqs,
-                            )),
-                            boost,
-                        ));
-                    }
-                }
-                let distance = typo_distance(word);
-                if distance > 0 {
-                    for (field, boost) in TYPO_FIELDS {
-                        alternatives.push(boosted(
-                            Box::new(FuzzyTermQuery::new(term(field, word), distance, true)),
-                            boost,
-                        ));
-                    }
-                }
-                (
-                    Occur::Must,
-                    Box::new(BooleanQuery::new(alternatives)) as Box<dyn Query>,
-                )
-            })
-            .collect();
-        let all_words: Box<dyn Query> = Box::new(BooleanQuery::new(per_word));
-        if query_words.len() == 1 {
-            return Some(all_words);
-        }
-        // `payment gate` also finds `paymentgateway` whole.
-        let joined = query_words.concat();
-        let mut alternatives = vec![(Occur::Should, all_words)];
-        alternatives.push(boosted(
-            Box::new(TermQuery::new(
-                term("name", &joined),
-                IndexRecordOption::WithFreqs,
-            )),
-            5.0,
-        ));
-        if joined.chars().count() <= MAX_GRAM {
-            alternatives.push(boosted(
+        let boosted = |field: &str, word: &str, boost: f32| -> Box<dyn Query> {
+            Box::new(BoostQuery::new(
                 Box::new(TermQuery::new(
-                    term("name_prefix", &joined),
+                    term(field, word),
                     IndexRecordOption::WithFreqs,
                 )),
-                3.0,
-            ));
+                boost,
+            ))
+        };
+        let per_word = query_words
+            .iter()
+            .map(|word| {
+                let mut alternatives: Vec<Box<dyn Query>> = WORD_FIELDS
+                    .iter()
+                    .map(|(field, boost)| boosted(field, word, *boost))
+                    .collect();
+                if word.chars().count() <= MAX_GRAM {
+                    alternatives.extend(
+                        PREFIX_FIELDS
+                            .iter()
+                            .map(|(field, boost)| boosted(field, word, *boost)),
+                    );
+                }
+                let distance = typo_distance(word);
+                if typos && distance > 0 {
+                    for (field, boost) in TYPO_FIELDS {
+                        alternatives.push(Box::new(BoostQuery::new(
+                            Box::new(FuzzyTermQuery::new(term(field, word), distance, true)),
+                            boost,
+                        )));
+                    }
+                }
+                alternatives
+            })
+            .collect();
+        // `payment gate` also finds `paymentgateway` whole.
+        let mut wholes = Vec::new();
+        if query_words.len() > 1 {
+            let joined = query_words.concat();
+            wholes.push(boosted("name", &joined, 5.0));
+            if joined.chars().count() <= MAX_GRAM {
+                wholes.push(boosted("name_prefix", &joined, 3.0));
+            }
         }
-        Some(Box::new(BooleanQuery::new(alternatives)))
+        Plan { per_word, wholes }
     }
 
-    fn query(&self, search: &SearchQuery) -> Box<dyn Query> {
+    /// The query for `plan` and the filters, as one tantivy query (for facet counts).
+    fn query(&self, plan: &Plan, search: &SearchQuery) -> Box<dyn Query> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if let Some(text) = self.text_query(&search.text) {
-            clauses.push((Occur::Must, text));
+        if !plan.per_word.is_empty() {
+            let all_words: Vec<(Occur, Box<dyn Query>)> = plan
+                .per_word
+                .iter()
+                .map(|alternatives| (Occur::Must, should(alternatives)))
+                .collect();
+            let mut text = vec![(
+                Occur::Should,
+                Box::new(BooleanQuery::new(all_words)) as Box<dyn Query>,
+            )];
+            text.extend(plan.wholes.iter().map(|q| (Occur::Should, q.box_clone())));
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(text))));
         }
         for (field, values) in &search.filters.fields {
-            let any: Vec<(Occur, Box<dyn Query>)> = values
+            let any = values
                 .iter()
-                .map(|value| {
-                    let term = Term::from_field_text(self.fields.keywords[field], value);
-                    (
-                        Occur::Should,
-                        Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>,
-                    )
-                })
-                .collect();
+                .map(|value| self.keyword_query(*field, value))
+                .collect::<Vec<_>>();
             // A filter narrows without scoring.
-            let filter = ConstScoreQuery::new(Box::new(BooleanQuery::new(any)), 0.0);
+            let filter = ConstScoreQuery::new(should(&any), 0.0);
             clauses.push((Occur::Must, Box::new(filter)));
         }
         if clauses.is_empty() {
@@ -370,17 +353,68 @@ impl OpenIndex {
         }
     }
 
+    fn keyword_query(&self, field: FacetField, value: &str) -> Box<dyn Query> {
+        let term = Term::from_field_text(self.fields.keywords[&field], value);
+        Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+    }
+
+    /// Which documents of `segment` match: every word (any of its clauses) or a whole-query
+    /// clause, every filter, and not deleted. Built from postings without scoring.
+    fn matching(
+        &self,
+        searcher: &tantivy::Searcher,
+        segment: &tantivy::SegmentReader,
+        plan: &Plan,
+        search: &SearchQuery,
+    ) -> Result<Bits> {
+        let max_doc = segment.max_doc();
+        let docs_of = |queries: &[Box<dyn Query>]| -> Result<Bits> {
+            let mut bits = Bits::empty(max_doc);
+            for query in queries {
+                let weight = query
+                    .weight(EnableScoring::disabled_from_searcher(searcher))
+                    .map_err(index_error)?;
+                weight
+                    .for_each_no_score(segment, &mut |docs| {
+                        for &doc in docs {
+                            bits.insert(doc);
+                        }
+                    })
+                    .map_err(index_error)?;
+            }
+            Ok(bits)
+        };
+        let mut matched = Bits::full(max_doc);
+        if !plan.per_word.is_empty() {
+            for alternatives in &plan.per_word {
+                matched.and(&docs_of(alternatives)?);
+            }
+            matched.or(&docs_of(&plan.wholes)?);
+        }
+        for (field, values) in &search.filters.fields {
+            let any: Vec<Box<dyn Query>> = values
+                .iter()
+                .map(|value| self.keyword_query(*field, value))
+                .collect();
+            matched.and(&docs_of(&any)?);
+        }
+        if let Some(alive) = segment.alive_bitset() {
+            matched.retain(|doc| alive.is_alive(doc));
+        }
+        Ok(matched)
+    }
+
     fn search(&self, search: &SearchQuery) -> Result<SearchResults> {
         let searcher = self.reader.searcher();
-        let query = self.query(search);
-        let top = TopDocs::with_limit(search.limit)
-            .and_offset(search.offset)
-            .order_by_score();
-        let (top, total, facets) = if search.facets.is_empty() {
-            let (top, total) = searcher
-                .search(&*query, &(top, Count))
-                .map_err(index_error)?;
-            (top, total, Vec::new())
+        let query_words = words(&search.text);
+        let mut plan = self.plan(&query_words, false);
+        let mut found = self.top(&searcher, &plan, search)?;
+        if found.total < search.limit as u64 && query_words.iter().any(|w| typo_distance(w) > 0) {
+            plan = self.plan(&query_words, true);
+            found = self.top(&searcher, &plan, search)?;
+        }
+        let facets = if search.facets.is_empty() {
+            Vec::new()
         } else {
             let mut aggregations = serde_json::Map::new();
             for facet in &search.facets {
@@ -394,25 +428,72 @@ impl OpenIndex {
                     .map_err(index_error)?;
             let collector =
                 AggregationCollector::from_aggs(aggregations, AggContextParams::default());
-            let (top, total, results) = searcher
-                .search(&*query, &(top, Count, collector))
+            let results = searcher
+                .search(&*self.query(&plan, search), &collector)
                 .map_err(index_error)?;
             let results = serde_json::to_value(results).map_err(index_error)?;
-            let facets = search
+            search
                 .facets
                 .iter()
                 .map(|facet| (*facet, terms_buckets(&results[facet.name()])))
-                .collect();
-            (top, total, facets)
+                .collect()
         };
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
+        let mut hits = Vec::with_capacity(found.top.len());
+        for (score, address) in found.top {
             hits.push(Hit::found(self.stored(&searcher, address)?, score, search));
         }
         Ok(SearchResults {
             hits,
-            total: total as u64,
+            total: found.total,
             facets,
+        })
+    }
+
+    /// The page of best hits and the total. Matching documents are found from postings
+    /// (cheap, no scoring); the best are scored through one flat disjunction of every term,
+    /// which lets tantivy skip blocks that cannot reach the page (block-max WAND).
+    fn top(
+        &self,
+        searcher: &tantivy::Searcher,
+        plan: &Plan,
+        search: &SearchQuery,
+    ) -> Result<Found> {
+        let wanted = search.offset + search.limit;
+        let scoring: Vec<(Occur, Box<dyn Query>)> = plan
+            .per_word
+            .iter()
+            .flatten()
+            .chain(plan.wholes.iter())
+            .map(|query| (Occur::Should, query.box_clone()))
+            .collect();
+        let scoring = BooleanQuery::new(scoring)
+            .weight(EnableScoring::enabled_from_searcher(searcher))
+            .map_err(index_error)?;
+        let mut best = BestHits::new(wanted);
+        let mut total = 0u64;
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+            let matched = self.matching(searcher, segment, plan, search)?;
+            total += matched.count();
+            let ordinal = ordinal as u32;
+            if plan.per_word.is_empty() {
+                // No text: every match scores the same; the first ones in index order.
+                for doc in matched.iter().take(wanted) {
+                    best.offer(1.0, DocAddress::new(ordinal, doc));
+                }
+                continue;
+            }
+            scoring
+                .for_each_pruning(best.threshold(), segment, &mut |doc, score| {
+                    if matched.contains(doc) {
+                        best.offer(score, DocAddress::new(ordinal, doc));
+                    }
+                    best.threshold()
+                })
+                .map_err(index_error)?;
+        }
+        Ok(Found {
+            top: best.into_page(search.offset),
+            total,
         })
     }
 
@@ -466,6 +547,163 @@ impl OpenIndex {
         found
             .into_iter()
             .map(|address| Ok(Suggestion::from(self.stored(&searcher, address)?)))
+            .collect()
+    }
+}
+
+/// How a query's words match (see [`OpenIndex::plan`]).
+struct Plan {
+    per_word: Vec<Vec<Box<dyn Query>>>,
+    wholes: Vec<Box<dyn Query>>,
+}
+
+fn should(queries: &[Box<dyn Query>]) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(
+        queries
+            .iter()
+            .map(|q| (Occur::Should, q.box_clone()))
+            .collect(),
+    ))
+}
+
+struct Found {
+    top: Vec<(f32, DocAddress)>,
+    total: u64,
+}
+
+/// A set of documents of one segment, one bit each.
+struct Bits {
+    words: Vec<u64>,
+    len: u32,
+}
+
+impl Bits {
+    fn empty(len: u32) -> Bits {
+        Bits {
+            words: vec![0; (len as usize).div_ceil(64)],
+            len,
+        }
+    }
+
+    fn full(len: u32) -> Bits {
+        let mut bits = Bits {
+            words: vec![u64::MAX; (len as usize).div_ceil(64)],
+            len,
+        };
+        if !len.is_multiple_of(64)
+            && let Some(last) = bits.words.last_mut()
+        {
+            *last = (1u64 << (len % 64)) - 1;
+        }
+        bits
+    }
+
+    fn insert(&mut self, doc: u32) {
+        self.words[(doc / 64) as usize] |= 1 << (doc % 64);
+    }
+
+    fn contains(&self, doc: u32) -> bool {
+        doc < self.len && self.words[(doc / 64) as usize] & (1 << (doc % 64)) != 0
+    }
+
+    fn and(&mut self, other: &Bits) {
+        for (word, other) in self.words.iter_mut().zip(&other.words) {
+            *word &= other;
+        }
+    }
+
+    fn or(&mut self, other: &Bits) {
+        for (word, other) in self.words.iter_mut().zip(&other.words) {
+            *word |= other;
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let docs: Vec<u32> = self.iter().filter(|doc| !keep(*doc)).collect();
+        for doc in docs {
+            self.words[(doc / 64) as usize] &= !(1 << (doc % 64));
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.words
+            .iter()
+            .map(|word| u64::from(word.count_ones()))
+            .sum()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(index, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    index as u32 * 64 + bit
+                })
+            })
+        })
+    }
+}
+
+/// The best `wanted` hits seen, by score, ties to the earlier document.
+struct BestHits {
+    wanted: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
+}
+
+#[derive(PartialEq)]
+struct Ranked(f32, std::cmp::Reverse<DocAddress>);
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .total_cmp(&other.0)
+            .then_with(|| self.1.cmp(&other.1))
+    }
+}
+
+impl BestHits {
+    fn new(wanted: usize) -> BestHits {
+        BestHits {
+            wanted,
+            heap: std::collections::BinaryHeap::with_capacity(wanted + 1),
+        }
+    }
+
+    fn offer(&mut self, score: f32, address: DocAddress) {
+        self.heap
+            .push(std::cmp::Reverse(Ranked(score, std::cmp::Reverse(address))));
+        if self.heap.len() > self.wanted {
+            self.heap.pop();
+        }
+    }
+
+    /// Scores at or below this cannot enter any more.
+    fn threshold(&self) -> f32 {
+        if self.heap.len() < self.wanted {
+            f32::MIN
+        } else {
+            self.heap.peek().map_or(f32::MIN, |worst| worst.0.0)
+        }
+    }
+
+    /// The hits after the first `offset`, best first.
+    fn into_page(self, offset: usize) -> Vec<(f32, DocAddress)> {
+        let mut ranked: Vec<Ranked> = self.heap.into_iter().map(|entry| entry.0).collect();
+        ranked.sort_by(|a, b| b.cmp(a));
+        ranked
+            .into_iter()
+            .skip(offset)
+            .map(|Ranked(score, address)| (score, address.0))
             .collect()
     }
 }
@@ -628,5 +866,45 @@ impl SearchBackend for TantivyBackend {
         let index = self.serving_index()?;
         let prefix = prefix.to_owned();
         blocking(move || index.suggest(&prefix, limit)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_hold_exactly_their_documents() {
+        let mut full = Bits::full(130);
+        assert_eq!(full.count(), 130);
+        assert!(full.contains(129) && !full.contains(130));
+        let mut some = Bits::empty(130);
+        for doc in [0, 63, 64, 129] {
+            some.insert(doc);
+        }
+        full.and(&some);
+        assert_eq!(full.iter().collect::<Vec<_>>(), vec![0, 63, 64, 129]);
+        full.retain(|doc| doc != 63);
+        assert_eq!(full.count(), 3);
+        let mut other = Bits::empty(130);
+        other.insert(5);
+        full.or(&other);
+        assert_eq!(full.iter().collect::<Vec<_>>(), vec![0, 5, 64, 129]);
+    }
+
+    #[test]
+    fn best_hits_keep_the_top_by_score_then_document() {
+        let mut best = BestHits::new(3);
+        assert_eq!(best.threshold(), f32::MIN);
+        for (score, doc) in [(1.0, 4), (3.0, 1), (2.0, 9), (2.0, 2), (0.5, 0)] {
+            best.offer(score, DocAddress::new(0, doc));
+        }
+        assert_eq!(best.threshold(), 2.0);
+        let page: Vec<(f32, u32)> = best
+            .into_page(1)
+            .into_iter()
+            .map(|(score, address)| (score, address.doc_id))
+            .collect();
+        assert_eq!(page, vec![(2.0, 2), (2.0, 9)]);
     }
 }
