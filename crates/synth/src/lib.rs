@@ -159,12 +159,12 @@ impl Vocabulary {
             "jor", "ket", "lun", "mar", "nex", "ob", "pra", "quin", "ros", "sul", "tav", "ur",
             "vel", "wen", "xan", "yor", "zel",
         ];
-        let mut rng = Rng::new(0x5EED_0F_70C5);
+        let mut rng = Rng::new(0x005E_ED0F_70C5);
         let mut words: Vec<String> = Vec::with_capacity(VOCABULARY_SIZE);
         let mut seen = std::collections::HashSet::new();
         while words.len() < VOCABULARY_SIZE {
             let rank = words.len() + 1;
-            if rank % 5 == 0 && rank / 5 <= WORDS.len() {
+            if rank.is_multiple_of(5) && rank / 5 <= WORDS.len() {
                 words.push(WORDS[rank / 5 - 1].to_owned());
                 continue;
             }

@@ -9,6 +9,7 @@ pub mod document;
 pub mod highlight;
 pub mod indexer;
 pub mod opensearch;
+pub mod plan;
 pub mod query;
 pub mod server;
 pub mod tantivy;

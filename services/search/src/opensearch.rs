@@ -20,25 +20,12 @@ use opensearch::indices::{
 use opensearch::{BulkParts, CountParts, GetParts, IndexParts, OpenSearch, SearchParts};
 use serde_json::{Value, json};
 
-use crate::document::{compact, typo_distance, words};
+use crate::document::{compact, words};
+use crate::plan::{Clause, MAX_GRAM, PREFIX_FIELDS, TextPlan, WORD_FIELDS, needs_typos};
 use crate::query::{FACET_SIZE, Hit, SearchQuery, SearchResults, Suggestion, terms_buckets};
 use crate::{IndexBatch, Result, SearchBackend, SearchDocument, SearchError};
 
-/// Words are cut into leading n-grams up to this length (as the tantivy backend does).
-const MAX_GRAM: usize = 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Text fields searched per word, with their boosts (the same as the tantivy backend).
-const WORD_FIELDS: [(&str, f32); 6] = [
-    ("name", 5.0),
-    ("title", 4.0),
-    ("tags_text", 3.0),
-    ("relations_text", 2.0),
-    ("description", 1.0),
-    ("extra", 1.0),
-];
-const PREFIX_FIELDS: [(&str, f32); 2] = [("name_prefix", 3.0), ("title_prefix", 2.0)];
-const TYPO_FIELDS: [(&str, f32); 2] = [("name", 2.0), ("title", 1.5)];
 
 /// How the backend reaches its cluster and names its indexes.
 #[derive(Debug, Clone)]
@@ -275,50 +262,31 @@ impl OpenSearchBackend {
         })
     }
 
-    /// Typo clauses only when asked: as on tantivy, they are the fallback when exact words
-    /// and prefixes find too little.
     fn text_query(text: &str, typos: bool) -> Option<Value> {
-        let query_words = words(text);
-        if query_words.is_empty() {
+        let plan = TextPlan::new(&words(text), typos);
+        if plan.is_empty() {
             return None;
         }
-        let term = |field: &str, word: &str, boost: f32| json!({"term": {field: {"value": word, "boost": boost}}});
-        let per_word: Vec<Value> = query_words
+        let clause = |clause: &Clause| {
+            if clause.typos == 0 {
+                json!({"term": {clause.field: {"value": clause.term, "boost": clause.boost}}})
+            } else {
+                json!({"fuzzy": {clause.field: {
+                    "value": clause.term, "fuzziness": clause.typos, "transpositions": true,
+                    "prefix_length": 0, "boost": clause.boost
+                }}})
+            }
+        };
+        let any =
+            |clauses: Vec<Value>| json!({"bool": {"should": clauses, "minimum_should_match": 1}});
+        let per_word: Vec<Value> = plan
+            .per_word
             .iter()
-            .map(|word| {
-                let mut alternatives: Vec<Value> = WORD_FIELDS
-                    .iter()
-                    .map(|(field, boost)| term(field, word, *boost))
-                    .collect();
-                if word.chars().count() <= MAX_GRAM {
-                    alternatives.extend(
-                        PREFIX_FIELDS
-                            .iter()
-                            .map(|(field, boost)| term(field, word, *boost)),
-                    );
-                }
-                let distance = typo_distance(word);
-                if typos && distance > 0 {
-                    alternatives.extend(TYPO_FIELDS.iter().map(|(field, boost)| {
-                        json!({"fuzzy": {*field: {
-                            "value": word, "fuzziness": distance, "transpositions": true,
-                            "prefix_length": 0, "boost": boost
-                        }}})
-                    }));
-                }
-                json!({"bool": {"should": alternatives, "minimum_should_match": 1}})
-            })
+            .map(|clauses| any(clauses.iter().map(clause).collect()))
             .collect();
-        let all_words = json!({"bool": {"must": per_word}});
-        if query_words.len() == 1 {
-            return Some(all_words);
-        }
-        let joined = query_words.concat();
-        let mut alternatives = vec![all_words, term("name", &joined, 5.0)];
-        if joined.chars().count() <= MAX_GRAM {
-            alternatives.push(term("name_prefix", &joined, 3.0));
-        }
-        Some(json!({"bool": {"should": alternatives, "minimum_should_match": 1}}))
+        let mut alternatives = vec![json!({"bool": {"must": per_word}})];
+        alternatives.extend(plan.wholes.iter().map(clause));
+        Some(any(alternatives))
     }
 
     fn query(search: &SearchQuery, typos: bool) -> Value {
@@ -356,13 +324,7 @@ impl OpenSearchBackend {
                 .collect();
             body["aggs"] = Value::Object(aggregations);
         }
-        let response = self
-            .client
-            .search(SearchParts::Index(&[&self.alias]))
-            .body(body)
-            .send()
-            .await;
-        let result = answer("searching", response).await?;
+        let result = self.search_alias(body, "searching").await?;
         let mut hits = Vec::new();
         for hit in result["hits"]["hits"].as_array().into_iter().flatten() {
             let score = hit["_score"].as_f64().unwrap_or(0.0) as f32;
@@ -378,6 +340,17 @@ impl OpenSearchBackend {
             total: result["hits"]["total"]["value"].as_u64().unwrap_or(0),
             facets,
         })
+    }
+
+    /// A `_search` on the serving alias.
+    async fn search_alias(&self, body: Value, what: &str) -> Result<Value> {
+        let response = self
+            .client
+            .search(SearchParts::Index(&[&self.alias]))
+            .body(body)
+            .send()
+            .await;
+        answer(what, response).await
     }
 
     async fn write_checkpoint(&self, index: &str, sequence: u64) -> Result<()> {
@@ -552,10 +525,7 @@ impl SearchBackend for OpenSearchBackend {
 
     async fn search(&self, search: &SearchQuery) -> Result<SearchResults> {
         let found = self.run(search, false).await?;
-        let typos = words(&search.text)
-            .iter()
-            .any(|word| typo_distance(word) > 0);
-        if found.total < search.limit as u64 && typos {
+        if needs_typos(&words(&search.text), found.total, search.limit) {
             return self.run(search, true).await;
         }
         Ok(found)
@@ -573,13 +543,7 @@ impl SearchBackend for OpenSearchBackend {
                 "completion": {"field": "suggest", "size": limit, "skip_duplicates": true}
             }}
         });
-        let response = self
-            .client
-            .search(SearchParts::Index(&[&self.alias]))
-            .body(body)
-            .send()
-            .await;
-        let result = answer("suggesting", response).await?;
+        let result = self.search_alias(body, "suggesting").await?;
         let mut suggestions = Vec::new();
         for option in result["suggest"]["entities"][0]["options"]
             .as_array()

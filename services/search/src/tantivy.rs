@@ -26,7 +26,8 @@ use tantivy::tokenizer::{
 use tantivy::{DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TERMINATED};
 use tantivy::{TantivyDocument, Term};
 
-use crate::document::{compact, typo_distance, words};
+use crate::document::{compact, words};
+use crate::plan::{Clause, MAX_GRAM, PREFIX_FIELDS, TextPlan, WORD_FIELDS, needs_typos};
 use crate::query::{
     FACET_SIZE, FacetField, Hit, SearchQuery, SearchResults, Suggestion, terms_buckets,
 };
@@ -35,26 +36,12 @@ use crate::{IndexBatch, Result, SearchBackend, SearchDocument, SearchError};
 /// The file naming the serving index.
 const CURRENT: &str = "CURRENT";
 const INDEX_PREFIX: &str = "index";
-/// Words are cut into leading n-grams up to this length for search as you type.
-const MAX_GRAM: usize = 20;
 /// Tokenizer names, registered on every index opened.
 const WORDS: &str = "cadastre_words";
 const PREFIXES: &str = "cadastre_prefixes";
 /// Indexing memory, shared by the writer's threads.
 const WRITER_MEMORY: usize = 192 * 1024 * 1024;
 const WRITER_THREADS: usize = 2;
-
-/// Text fields searched per word, with their boosts: name and title above description.
-const WORD_FIELDS: [(&str, f32); 6] = [
-    ("name", 5.0),
-    ("title", 4.0),
-    ("tags_text", 3.0),
-    ("relations_text", 2.0),
-    ("description", 1.0),
-    ("extra", 1.0),
-];
-const PREFIX_FIELDS: [(&str, f32); 2] = [("name_prefix", 3.0), ("title_prefix", 2.0)];
-const TYPO_FIELDS: [(&str, f32); 2] = [("name", 2.0), ("title", 1.5)];
 
 fn index_error(error: impl std::fmt::Display) -> SearchError {
     SearchError::Index(error.to_string())
@@ -269,56 +256,26 @@ impl OpenIndex {
         serde_json::from_str(text).map_err(index_error)
     }
 
-    /// How `words` match: per word, the clauses any of which matches it (every word must
-    /// match); plus whole-query clauses that match on their own. Typo clauses only when asked:
-    /// they are the fallback when exact words and prefixes find too little.
+    /// The tantivy queries of a text plan.
     fn plan(&self, query_words: &[String], typos: bool) -> Plan {
-        let term = |field: &str, word: &str| Term::from_field_text(self.fields.text[field], word);
-        let boosted = |field: &str, word: &str, boost: f32| -> Box<dyn Query> {
-            Box::new(BoostQuery::new(
-                Box::new(TermQuery::new(
-                    term(field, word),
-                    IndexRecordOption::WithFreqs,
-                )),
-                boost,
-            ))
+        let plan = TextPlan::new(query_words, typos);
+        let query = |clause: &Clause| -> Box<dyn Query> {
+            let term = Term::from_field_text(self.fields.text[clause.field], &clause.term);
+            let inner: Box<dyn Query> = if clause.typos == 0 {
+                Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))
+            } else {
+                Box::new(FuzzyTermQuery::new(term, clause.typos, true))
+            };
+            Box::new(BoostQuery::new(inner, clause.boost))
         };
-        let per_word = query_words
-            .iter()
-            .map(|word| {
-                let mut alternatives: Vec<Box<dyn Query>> = WORD_FIELDS
-                    .iter()
-                    .map(|(field, boost)| boosted(field, word, *boost))
-                    .collect();
-                if word.chars().count() <= MAX_GRAM {
-                    alternatives.extend(
-                        PREFIX_FIELDS
-                            .iter()
-                            .map(|(field, boost)| boosted(field, word, *boost)),
-                    );
-                }
-                let distance = typo_distance(word);
-                if typos && distance > 0 {
-                    for (field, boost) in TYPO_FIELDS {
-                        alternatives.push(Box::new(BoostQuery::new(
-                            Box::new(FuzzyTermQuery::new(term(field, word), distance, true)),
-                            boost,
-                        )));
-                    }
-                }
-                alternatives
-            })
-            .collect();
-        // `payment gate` also finds `paymentgateway` whole.
-        let mut wholes = Vec::new();
-        if query_words.len() > 1 {
-            let joined = query_words.concat();
-            wholes.push(boosted("name", &joined, 5.0));
-            if joined.chars().count() <= MAX_GRAM {
-                wholes.push(boosted("name_prefix", &joined, 3.0));
-            }
+        Plan {
+            per_word: plan
+                .per_word
+                .iter()
+                .map(|clauses| clauses.iter().map(query).collect())
+                .collect(),
+            wholes: plan.wholes.iter().map(query).collect(),
         }
-        Plan { per_word, wholes }
     }
 
     /// The query for `plan` and the filters, as one tantivy query (for facet counts).
@@ -409,7 +366,7 @@ impl OpenIndex {
         let query_words = words(&search.text);
         let mut plan = self.plan(&query_words, false);
         let mut found = self.top(&searcher, &plan, search)?;
-        if found.total < search.limit as u64 && query_words.iter().any(|w| typo_distance(w) > 0) {
+        if needs_typos(&query_words, found.total, search.limit) {
             plan = self.plan(&query_words, true);
             found = self.top(&searcher, &plan, search)?;
         }
