@@ -36,6 +36,9 @@ pub const HARVESTER_STORE_URL_ENV: &str = "CADASTRE_HARVESTER_STORE_URL";
 /// Environment variables overriding `search.store_url`, `search.listen` and
 /// `search.opensearch_url` (which also selects the OpenSearch backend).
 pub const SEARCH_STORE_URL_ENV: &str = "CADASTRE_SEARCH_STORE_URL";
+/// Environment variables overriding `gateway.listen` and `gateway.store_url`.
+pub const GATEWAY_LISTEN_ENV: &str = "CADASTRE_GATEWAY_LISTEN";
+pub const GATEWAY_STORE_URL_ENV: &str = "CADASTRE_GATEWAY_STORE_URL";
 pub const SEARCH_LISTEN_ENV: &str = "CADASTRE_SEARCH_LISTEN";
 pub const SEARCH_OPENSEARCH_URL_ENV: &str = "CADASTRE_SEARCH_OPENSEARCH_URL";
 /// Environment variables holding OpenSearch basic-auth credentials (never in files).
@@ -75,6 +78,34 @@ pub struct Config {
     pub harvester: HarvesterConfig,
     pub processor: ProcessorConfig,
     pub search: SearchConfig,
+    pub gateway: GatewayConfig,
+}
+
+/// The gateway's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Where the HTTP server listens.
+    pub listen: std::net::SocketAddr,
+    /// catalog-store's gRPC address.
+    pub store_url: String,
+    /// Location types `POST /api/catalog/locations` accepts.
+    pub location_types: Vec<String>,
+    /// Reads without a token (when tokens are configured).
+    pub anonymous_reads: bool,
+    /// (scope, name of the environment variable holding the token): secrets stay out of files.
+    pub tokens: Vec<(String, String)>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7007)),
+            store_url: "http://127.0.0.1:7010".to_owned(),
+            location_types: cadastre_gateway::Settings::default().location_types,
+            anonymous_reads: true,
+            tokens: Vec::new(),
+        }
+    }
 }
 
 /// The search service's settings.
@@ -226,6 +257,28 @@ struct FileConfig {
     processor: ProcessorFile,
     #[serde(default)]
     search: SearchFile,
+    #[serde(default)]
+    gateway: GatewayFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayFile {
+    listen: Option<std::net::SocketAddr>,
+    store_url: Option<String>,
+    location_types: Option<Vec<String>>,
+    anonymous_reads: Option<bool>,
+    #[serde(default)]
+    tokens: Vec<TokenFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    /// `read`, `write` or `admin`.
+    scope: String,
+    /// The environment variable holding the token.
+    env: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -342,6 +395,15 @@ pub fn load(file: Option<&Path>, env: &dyn Environment) -> Result<Config, Config
     if let Some(url) = env.get(HARVESTER_STORE_URL_ENV) {
         config.harvester.store_url = url;
     }
+    if let Some(url) = env.get(GATEWAY_STORE_URL_ENV) {
+        config.gateway.store_url = url;
+    }
+    if let Some(value) = env.get(GATEWAY_LISTEN_ENV) {
+        config.gateway.listen = value.trim().parse().map_err(|e| ConfigError::Environment {
+            name: GATEWAY_LISTEN_ENV.to_owned(),
+            message: format!("{value:?}: {e}"),
+        })?;
+    }
     if let Some(url) = env.get(SEARCH_STORE_URL_ENV) {
         config.search.store_url = url;
     }
@@ -441,6 +503,30 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
     }
     if let Some(depth) = file.processor.max_fan_out_depth {
         config.processor.max_fan_out_depth = depth;
+    }
+    let gateway = &mut config.gateway;
+    gateway.listen = file.gateway.listen.unwrap_or(gateway.listen);
+    if let Some(url) = file.gateway.store_url {
+        gateway.store_url = url;
+    }
+    if let Some(types) = file.gateway.location_types {
+        gateway.location_types = types;
+    }
+    gateway.anonymous_reads = file
+        .gateway
+        .anonymous_reads
+        .unwrap_or(gateway.anonymous_reads);
+    for token in file.gateway.tokens {
+        if cadastre_gateway::auth::Scope::parse(&token.scope).is_none() {
+            return Err(ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!(
+                    "gateway.tokens: scope {:?} is not read, write or admin",
+                    token.scope
+                ),
+            });
+        }
+        gateway.tokens.push((token.scope, token.env));
     }
     let search = &mut config.search;
     let f = file.search;

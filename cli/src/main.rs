@@ -65,6 +65,19 @@ enum Command {
         #[arg(long)]
         nats_url: Option<String>,
     },
+    /// Run the gateway: Backstage's catalog REST API under /api/catalog, until SIGINT or
+    /// SIGTERM.
+    Gateway {
+        /// Address to serve HTTP on (overrides gateway.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// catalog-store's gRPC address (overrides gateway.store_url).
+        #[arg(long)]
+        store_url: Option<String>,
+        /// NATS URL, to ask the harvester for registered locations (overrides bus.nats_url).
+        #[arg(long)]
+        nats_url: Option<String>,
+    },
     /// Run search: follows catalog-store's change feed into the index and serves gRPC, until
     /// SIGINT or SIGTERM. Tantivy in search.index_dir, or OpenSearch when a URL is given.
     Search {
@@ -97,7 +110,8 @@ fn main() -> ExitCode {
         Command::Store { .. }
         | Command::Harvester { .. }
         | Command::Processor { .. }
-        | Command::Search { .. } => "info",
+        | Command::Search { .. }
+        | Command::Gateway { .. } => "info",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -162,6 +176,20 @@ fn main() -> ExitCode {
                 config.bus.nats_url = nats_url;
             }
             serve(cadastre::services::run_processor(&config))
+        }
+        Command::Gateway {
+            listen,
+            store_url,
+            nats_url,
+        } => {
+            config.gateway.listen = listen.unwrap_or(config.gateway.listen);
+            if let Some(url) = store_url {
+                config.gateway.store_url = url;
+            }
+            if nats_url.is_some() {
+                config.bus.nats_url = nats_url;
+            }
+            serve(cadastre::services::run_gateway(&config))
         }
         Command::Search {
             store_url,

@@ -188,3 +188,38 @@ pub async fn run_search(config: &crate::config::SearchConfig) -> anyhow::Result<
     tracing::info!("search stopped");
     Ok(())
 }
+
+pub async fn run_gateway(config: &Config) -> anyhow::Result<()> {
+    let g = &config.gateway;
+    let endpoint = tonic::transport::Endpoint::from_shared(g.store_url.clone())
+        .with_context(|| format!("gateway.store_url {:?}", g.store_url))?;
+    let bus = connect_bus(&config.bus).await?;
+    let mut tokens = Vec::new();
+    for (scope, variable) in &g.tokens {
+        let token = std::env::var(variable)
+            .ok()
+            .filter(|token| !token.trim().is_empty())
+            .with_context(|| format!("gateway.tokens: {variable} is not set"))?;
+        let scope = cadastre_gateway::auth::Scope::parse(scope)
+            .with_context(|| format!("gateway.tokens: unknown scope {scope:?}"))?;
+        tokens.push((token, scope));
+    }
+    let settings = cadastre_gateway::Settings {
+        location_types: g.location_types.clone(),
+        auth: cadastre_gateway::auth::Auth {
+            tokens,
+            anonymous_reads: g.anonymous_reads,
+            open: false,
+        },
+    }
+    .for_listen(g.listen)
+    .map_err(anyhow::Error::msg)?;
+    let gateway = cadastre_gateway::Gateway::new(endpoint.connect_lazy(), bus, settings);
+    let listener = tokio::net::TcpListener::bind(g.listen)
+        .await
+        .with_context(|| format!("listening on {}", g.listen))?;
+    let shutdown = Shutdown::on_signal();
+    cadastre_gateway::serve(gateway.router(), listener, shutdown.wait()).await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

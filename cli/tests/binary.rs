@@ -85,7 +85,7 @@ fn usage_and_io_errors_exit_two() {
 
 #[test]
 fn every_service_is_a_subcommand() {
-    for service in ["store", "harvester", "processor", "search"] {
+    for service in ["store", "harvester", "processor", "search", "gateway"] {
         let output = cadastre(&[service, "--help"], "");
         assert_eq!(output.status.code(), Some(0), "cadastre {service} --help");
         assert!(stdout(&output).contains("Usage: cadastre"), "{service}");

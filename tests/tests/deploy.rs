@@ -61,7 +61,7 @@ fn docker_compose_uses_official_images_and_our_dockerfile() {
     let command = services["validate"]["command"].as_array().unwrap();
     assert_eq!(command[0], "validate");
     // Each service runs its own subcommand with the shipped configuration, which loads.
-    for service in ["store", "harvester", "processor", "search"] {
+    for service in ["store", "harvester", "processor", "search", "gateway"] {
         let command: Vec<&str> = services[service]["command"]
             .as_array()
             .unwrap()

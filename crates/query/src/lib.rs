@@ -13,6 +13,7 @@
 //! - [`search_rows`](mod@search_rows): the flat, lower-cased `key = value` rows of an
 //!   entity that all matching, ordering and facets run on (`shared/spec/entity-model.md`
 //!   §10.7).
+//! - [`wire`]: predicates in their `cadastre.v1` proto form, for clients of catalog-store.
 //!
 //! Every parser fails with a [`QueryError`] whose message says exactly what was wrong; it
 //! is meant to be returned to the client as is (HTTP 400, gRPC `INVALID_ARGUMENT`).
@@ -29,6 +30,7 @@ pub mod legacy_filter;
 pub mod order;
 pub mod predicate;
 pub mod search_rows;
+pub mod wire;
 
 pub use cursor::{Boundary, Cursor};
 pub use error::QueryError;

@@ -665,37 +665,7 @@ pub fn from_proto_predicate(predicate: pb::Predicate) -> Result<Predicate, Statu
 }
 
 /// The proto form of a predicate (for clients).
-pub fn to_proto_predicate(predicate: &Predicate) -> pb::Predicate {
-    use pb::field_condition::Condition as PbCondition;
-    use pb::predicate::Kind;
-    let kind = match predicate {
-        Predicate::All(items) => Kind::All(pb::PredicateList {
-            items: items.iter().map(to_proto_predicate).collect(),
-        }),
-        Predicate::Any(items) => Kind::Any(pb::PredicateList {
-            items: items.iter().map(to_proto_predicate).collect(),
-        }),
-        Predicate::Not(inner) => Kind::Not(Box::new(to_proto_predicate(inner))),
-        Predicate::Field { key, condition } => Kind::Field(pb::FieldCondition {
-            key: key.clone(),
-            condition: Some(match condition {
-                Condition::Exists(exists) => PbCondition::Exists(*exists),
-                Condition::In(values) => PbCondition::In(pb::StringList {
-                    values: values.clone(),
-                }),
-                Condition::HasPrefix(prefix) => PbCondition::HasPrefix(prefix.clone()),
-                Condition::Relation {
-                    relation_type,
-                    targets,
-                } => PbCondition::Relation(pb::RelationCondition {
-                    relation_type: relation_type.clone(),
-                    targets: targets.clone(),
-                }),
-            }),
-        }),
-    };
-    pb::Predicate { kind: Some(kind) }
-}
+pub use cadastre_query::wire::to_proto as to_proto_predicate;
 
 fn time_or_empty(micros: i64) -> String {
     if micros == 0 {

@@ -1,0 +1,525 @@
+//! Backstage's catalog routes under `/api/catalog` (`shared/spec/catalog-api.md` §3–§5), each
+//! a translation to one or two `CatalogService` calls.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cadastre_proto::v1 as pb;
+use cadastre_query::{Predicate, Projection};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Gateway;
+use crate::error::ApiError;
+use crate::params::Params;
+
+/// `by-query` pages hold this many entities unless asked otherwise (Backstage's default).
+const DEFAULT_QUERY_LIMIT: u32 = 200;
+
+pub fn routes() -> Router<Gateway> {
+    Router::new()
+        .route("/entities/by-query", get(query_entities))
+        .route("/entities/by-refs", post(entities_by_refs))
+        .route("/entities/by-uid/{uid}", get(entity_by_uid))
+        .route(
+            "/entities/by-name/{kind}/{namespace}/{name}",
+            get(entity_by_name),
+        )
+        .route(
+            "/entities/by-name/{kind}/{namespace}/{name}/ancestry",
+            get(ancestry),
+        )
+        .route("/entity-facets", get(facets))
+        .route("/locations", get(list_locations).post(add_location))
+        .route("/locations/{id}", get(get_location).delete(remove_location))
+        .route("/refresh", post(refresh))
+}
+
+/// The served entity JSON of a stored entity, projected to `fields` when given.
+fn entity_json(stored: pb::StoredEntity, fields: &Projection) -> Result<Value, ApiError> {
+    let entity = stored.entity.ok_or_else(ApiError::internal)?;
+    let value: Value = serde_json::from_slice(&entity.body_json).map_err(|error| {
+        tracing::error!(%error, entity = %entity.entity_ref, "a stored body is not JSON");
+        ApiError::internal()
+    })?;
+    Ok(if fields.is_empty() {
+        value
+    } else {
+        fields.apply(&value)
+    })
+}
+
+fn filter_of(params: &Params) -> Result<Option<pb::Predicate>, ApiError> {
+    let filters = params.all("filter");
+    if filters.is_empty() {
+        return Ok(None);
+    }
+    let predicate = cadastre_query::legacy_filter::parse(&filters)?;
+    Ok(Some(cadastre_query::wire::to_proto(&predicate)))
+}
+
+/// A JSON object body: Backstage refuses other content types and non-objects.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/json") {
+        return Err(ApiError::input(if content_type.is_empty() {
+            "Content-Type missing".to_owned()
+        } else {
+            format!("Illegal Content-Type {content_type:?}; expected application/json")
+        }));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::input(format!("Malformed request body: {error}")))?;
+    if !value.is_object() {
+        return Err(ApiError::input("Expected body to be a JSON object"));
+    }
+    serde_json::from_value(value)
+        .map_err(|error| ApiError::input(format!("Malformed request body: {error}")))
+}
+
+async fn entity_by_name(
+    State(gateway): State<Gateway>,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &[])?;
+    let entity_ref = format!("{kind}:{namespace}/{name}").to_lowercase();
+    let found = gateway
+        .catalog()
+        .get_entity_by_ref(pb::GetEntityByRefRequest { entity_ref })
+        .await;
+    match found {
+        Ok(stored) => Ok(
+            axum::Json(entity_json(stored.into_inner(), &Projection::everything())?)
+                .into_response(),
+        ),
+        Err(status) if status.code() == tonic::Code::NotFound => Err(ApiError::not_found(format!(
+            "No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'"
+        ))),
+        Err(status) => Err(status.into()),
+    }
+}
+
+async fn entity_by_uid(
+    State(gateway): State<Gateway>,
+    Path(uid): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &[])?;
+    match gateway
+        .catalog()
+        .get_entity_by_uid(pb::GetEntityByUidRequest { uid: uid.clone() })
+        .await
+    {
+        Ok(stored) => Ok(
+            axum::Json(entity_json(stored.into_inner(), &Projection::everything())?)
+                .into_response(),
+        ),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            Err(ApiError::not_found(format!("No entity with uid {uid}")))
+        }
+        Err(status) => Err(status.into()),
+    }
+}
+
+async fn ancestry(
+    State(gateway): State<Gateway>,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let entity_ref = format!("{kind}:{namespace}/{name}").to_lowercase();
+    let answer = gateway
+        .catalog()
+        .get_ancestry(pb::GetEntityByRefRequest {
+            entity_ref: entity_ref.clone(),
+        })
+        .await;
+    let answer = match answer {
+        Ok(answer) => answer.into_inner(),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            return Err(ApiError::not_found(format!("No such entity {entity_ref}")));
+        }
+        Err(status) => return Err(status.into()),
+    };
+    let items = answer
+        .items
+        .into_iter()
+        .map(|item| {
+            let entity = item
+                .entity
+                .map(|stored| entity_json(stored, &Projection::everything()))
+                .transpose()?;
+            Ok(json!({"entity": entity, "parentEntityRefs": item.parent_refs}))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(axum::Json(json!({"rootEntityRef": answer.root_ref, "items": items})).into_response())
+}
+
+async fn query_entities(
+    State(gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(
+        query.as_deref(),
+        &[
+            "filter",
+            "fields",
+            "limit",
+            "offset",
+            "orderField",
+            "fullTextFilterTerm",
+            "fullTextFilterFields",
+            "cursor",
+            "totalItems",
+        ],
+    )?;
+    let fields = params.list("fields");
+    // Checked here so a bad path is refused whatever the store does with it.
+    Projection::parse(&params.all("fields"))?;
+    let order = cadastre_query::order::parse_order_field(&params.all("orderField"))?;
+    let exclude_total = match params.one("totalItems")? {
+        None | Some("include") => false,
+        Some("exclude") => true,
+        Some(other) => {
+            return Err(ApiError::input(format!(
+                "totalItems must be 'include' or 'exclude', not {other:?}"
+            )));
+        }
+    };
+    let cursor = params.one("cursor")?.unwrap_or_default().to_owned();
+    let request = pb::QueryEntitiesRequest {
+        filter: filter_of(&params)?,
+        order: order
+            .into_iter()
+            .map(|o| pb::OrderField {
+                field: o.field,
+                descending: o.descending,
+            })
+            .collect(),
+        full_text_term: params
+            .one("fullTextFilterTerm")?
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        full_text_fields: params.list("fullTextFilterFields"),
+        fields,
+        limit: params.number("limit")?.unwrap_or(DEFAULT_QUERY_LIMIT),
+        offset: params.number("offset")?.unwrap_or(0),
+        cursor,
+        exclude_total,
+    };
+    let page = gateway
+        .catalog()
+        .query_entities(request)
+        .await?
+        .into_inner();
+    let items = page
+        .items
+        .into_iter()
+        .map(|stored| entity_json(stored, &Projection::everything()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut page_info = serde_json::Map::new();
+    if !page.next_cursor.is_empty() {
+        page_info.insert("nextCursor".into(), page.next_cursor.into());
+    }
+    if !page.prev_cursor.is_empty() {
+        page_info.insert("prevCursor".into(), page.prev_cursor.into());
+    }
+    Ok(axum::Json(json!({
+        "items": items,
+        "totalItems": page.total_items,
+        "pageInfo": page_info,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ByRefsBody {
+    entity_refs: Vec<String>,
+    #[serde(default)]
+    fields: Vec<String>,
+    #[serde(default)]
+    query: Option<Value>,
+}
+
+async fn entities_by_refs(
+    State(gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), &["filter", "fields"])?;
+    let body: ByRefsBody = json_body(&headers, &body).map_err(|error| {
+        ApiError::input(format!(
+            "Malformed request body (did you remember to specify an application/json content type?): {}",
+            error.message
+        ))
+    })?;
+    let mut field_params: Vec<&str> = params.all("fields");
+    field_params.extend(body.fields.iter().map(String::as_str));
+    let fields = Projection::parse(&field_params)?;
+    let mut predicate: Option<Predicate> = None;
+    if !params.all("filter").is_empty() {
+        predicate = Some(cadastre_query::legacy_filter::parse(&params.all("filter"))?);
+    }
+    if let Some(query) = &body.query {
+        let parsed = cadastre_query::json_predicate::parse(query)?;
+        predicate = Some(match predicate {
+            Some(filter) => filter.and(parsed),
+            None => parsed,
+        });
+    }
+    // Backstage matches refs verbatim against canonical ones: others come back null.
+    let canonical = |r: &str| r == r.to_lowercase() && r.contains(':') && r.contains('/');
+    let asked: Vec<String> = body
+        .entity_refs
+        .iter()
+        .filter(|r| canonical(r))
+        .cloned()
+        .collect();
+    let found = if asked.is_empty() {
+        Vec::new()
+    } else {
+        gateway
+            .catalog()
+            .get_entities_by_refs(pb::GetEntitiesByRefsRequest {
+                entity_refs: asked,
+                fields: Vec::new(),
+                filter: predicate.as_ref().map(cadastre_query::wire::to_proto),
+            })
+            .await?
+            .into_inner()
+            .items
+    };
+    let mut found = found.into_iter();
+    let items = body
+        .entity_refs
+        .iter()
+        .map(|r| {
+            if !canonical(r) {
+                return Ok(Value::Null);
+            }
+            match found.next().and_then(|item| item.entity) {
+                Some(stored) => entity_json(stored, &fields),
+                None => Ok(Value::Null),
+            }
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+async fn facets(
+    State(gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), &["facet", "filter"])?;
+    let facets: Vec<String> = params
+        .all("facet")
+        .into_iter()
+        .map(str::trim)
+        .filter(|facet| !facet.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if facets.is_empty() {
+        return Err(ApiError::input("Missing facet parameter"));
+    }
+    let answer = gateway
+        .catalog()
+        .get_facets(pb::GetFacetsRequest {
+            facets,
+            filter: filter_of(&params)?,
+        })
+        .await?
+        .into_inner();
+    let facets: serde_json::Map<String, Value> = answer
+        .facets
+        .into_iter()
+        .map(|facet| {
+            let values = facet
+                .values
+                .into_iter()
+                .map(|v| json!({"value": v.value, "count": v.count}))
+                .collect();
+            (facet.facet, Value::Array(values))
+        })
+        .collect();
+    Ok(axum::Json(json!({ "facets": facets })).into_response())
+}
+
+fn location_json(location: &pb::Location) -> Value {
+    json!({
+        "id": location.id,
+        "type": location.r#type,
+        "target": location.target,
+        "entityRef": location.entity_ref,
+    })
+}
+
+async fn list_locations(State(gateway): State<Gateway>) -> Result<Response, ApiError> {
+    let locations = gateway
+        .catalog()
+        .list_locations(pb::ListLocationsRequest {})
+        .await?
+        .into_inner()
+        .locations;
+    let items: Vec<Value> = locations
+        .iter()
+        .map(|location| json!({ "data": location_json(location) }))
+        .collect();
+    Ok(axum::Json(items).into_response())
+}
+
+async fn get_location(
+    State(gateway): State<Gateway>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let location = gateway
+        .catalog()
+        .get_location(pb::GetLocationRequest { id })
+        .await?
+        .into_inner();
+    Ok(axum::Json(location_json(&location)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationBody {
+    #[serde(rename = "type")]
+    location_type: String,
+    target: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    presence: Option<Presence>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Presence {
+    Required,
+    Optional,
+}
+
+async fn add_location(
+    State(gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), &["dryRun", "onConflict"])?;
+    if params
+        .one("dryRun")?
+        .is_some_and(|value| matches!(value.to_lowercase().as_str(), "true" | "yes" | "1"))
+    {
+        return Err(ApiError {
+            name: "NotImplementedError",
+            message:
+                "dryRun registration is not supported yet; use POST /api/catalog/validate-entity"
+                    .into(),
+        });
+    }
+    let refresh_on_conflict = match params.one("onConflict")? {
+        None | Some("reject") => false,
+        Some("refresh") => true,
+        Some(other) => {
+            return Err(ApiError::input(format!(
+                "onConflict must be 'reject' or 'refresh', not {other:?}"
+            )));
+        }
+    };
+    let body: LocationBody = json_body(&headers, &body)?;
+    let allowed = &gateway.settings().location_types;
+    if !allowed.contains(&body.location_type) {
+        return Err(ApiError::input(format!(
+            "Registered locations must be of an allowed type {}",
+            serde_json::to_string(allowed).unwrap_or_default()
+        )));
+    }
+    let added = gateway
+        .catalog()
+        .add_location(pb::AddLocationRequest {
+            r#type: body.location_type.clone(),
+            target: body.target.clone(),
+        })
+        .await;
+    let location = match added {
+        Ok(location) => location.into_inner(),
+        Err(status) if status.code() == tonic::Code::AlreadyExists && refresh_on_conflict => {
+            gateway
+                .catalog()
+                .list_locations(pb::ListLocationsRequest {})
+                .await?
+                .into_inner()
+                .locations
+                .into_iter()
+                .find(|l| l.r#type == body.location_type && l.target == body.target)
+                .ok_or_else(|| ApiError::conflict(status.message().to_owned()))?
+        }
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            return Err(ApiError::conflict(format!(
+                "Location {}:{} already exists",
+                body.location_type, body.target
+            )));
+        }
+        Err(status) => return Err(status.into()),
+    };
+    gateway
+        .harvest(
+            &format!("{}:{}", location.r#type, location.target),
+            "registered",
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"location": location_json(&location), "entities": []})),
+    )
+        .into_response())
+}
+
+async fn remove_location(
+    State(gateway): State<Gateway>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    gateway
+        .catalog()
+        .remove_location(pb::RemoveLocationRequest { id })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RefreshBody {
+    entity_ref: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    authorization_token: Option<String>,
+}
+
+async fn refresh(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: RefreshBody = json_body(&headers, &body)?;
+    let targets = gateway
+        .catalog()
+        .request_refresh(pb::RequestRefreshRequest {
+            entity_ref: body.entity_ref.to_lowercase(),
+        })
+        .await?
+        .into_inner()
+        .location_keys;
+    for key in targets {
+        gateway.harvest(&key, "refresh").await?;
+    }
+    Ok(StatusCode::OK.into_response())
+}

@@ -1,0 +1,129 @@
+//! gateway: the front door. Backstage's catalog REST API under `/api/catalog`, answered from
+//! catalog-store over gRPC; registrations and refreshes become harvest requests on the bus.
+//! Stateless: any number of replicas.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod params;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use cadastre_bus::Bus;
+use cadastre_bus::subjects::HARVEST_REQUESTS;
+use cadastre_proto::v1 as pb;
+use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
+use tonic::transport::Channel;
+
+pub use error::ApiError;
+
+/// What the gateway allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Location types `POST /locations` accepts (Backstage allows only `url` by default).
+    pub location_types: Vec<String>,
+    pub auth: auth::Auth,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            location_types: vec!["url".into(), "git".into()],
+            auth: auth::Auth {
+                anonymous_reads: true,
+                ..auth::Auth::default()
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Settles who may call a gateway on `listen`: with no token configured, a gateway on
+    /// loopback (one user's laptop) is open, as a local development server is; anywhere
+    /// else it refuses to start, since writes would be open to anyone who can reach it.
+    pub fn for_listen(mut self, listen: std::net::SocketAddr) -> Result<Settings, String> {
+        if self.auth.tokens.is_empty() {
+            if !listen.ip().is_loopback() {
+                return Err(format!(
+                    "the gateway listens on {listen}, beyond loopback, and no token is configured: \
+                     add [[gateway.tokens]] (scope and the environment variable holding the token)"
+                ));
+            }
+            self.auth.open = true;
+        }
+        Ok(self)
+    }
+}
+
+/// The state every route shares: clients of the backends (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    catalog: CatalogServiceClient<Channel>,
+    bus: Arc<dyn Bus>,
+    settings: Arc<Settings>,
+}
+
+impl Gateway {
+    pub fn new(store: Channel, bus: Arc<dyn Bus>, settings: Settings) -> Gateway {
+        Gateway {
+            catalog: CatalogServiceClient::new(store).max_decoding_message_size(64 * 1024 * 1024),
+            bus,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub(crate) fn catalog(&self) -> CatalogServiceClient<Channel> {
+        self.catalog.clone()
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Asks the harvester to read `location_key` now.
+    pub(crate) async fn harvest(&self, location_key: &str, reason: &str) -> Result<(), ApiError> {
+        let trigger = match reason {
+            "registered" => pb::HarvestTrigger::Registered,
+            _ => pb::HarvestTrigger::Refresh,
+        };
+        let request = pb::HarvestRequest {
+            location_key: location_key.to_owned(),
+            trigger: trigger.into(),
+            reason: format!("{reason} through the API"),
+            request_id: format!("api/{}", uuid::Uuid::new_v4()),
+            ..Default::default()
+        };
+        HARVEST_REQUESTS
+            .publish(&*self.bus, &request, Some(request.request_id.clone()), None)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, location_key, "cannot ask for a harvest");
+                ApiError::unavailable("The harvester cannot be reached; try again shortly")
+            })?;
+        Ok(())
+    }
+
+    /// Every route: `/api/catalog/…`.
+    pub fn router(self) -> Router {
+        let auth = Arc::new(self.settings.auth.clone());
+        let catalog = catalog::routes()
+            .layer(axum::middleware::from_fn_with_state(auth, auth::check))
+            .layer(axum::middleware::from_fn(error::with_request))
+            .with_state(self);
+        Router::new().nest("/api/catalog", catalog)
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`.
+pub async fn serve(
+    router: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(address = ?listener.local_addr().ok(), "gateway serving HTTP");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,89 @@
+// Drives Backstage's own catalog client, unchanged, against a Cadastre gateway loaded with the
+// shared examples. Usage: node check.mjs <base URL of /api/catalog>. Exits non-zero on the first
+// call whose result is not what Backstage's catalog would answer.
+import assert from 'node:assert/strict';
+import { CatalogClient } from '@backstage/catalog-client';
+
+const baseUrl = process.argv[2];
+const client = new CatalogClient({ discoveryApi: { getBaseUrl: async () => baseUrl } });
+const checked = [];
+const check = async (name, run) => {
+  await run();
+  checked.push(name);
+};
+
+await check('getEntityByRef', async () => {
+  const artist = await client.getEntityByRef('component:default/artist-lookup');
+  assert.equal(artist.metadata.name, 'artist-lookup');
+  assert.ok(artist.metadata.uid);
+  assert.ok(artist.relations.some(r => r.type === 'ownedBy'));
+  assert.equal(await client.getEntityByRef('component:default/no-such-thing'), undefined);
+});
+
+await check('getEntitiesByRefs', async () => {
+  const { items } = await client.getEntitiesByRefs({
+    entityRefs: ['component:default/artist-lookup', 'component:default/no-such-thing', 'api:default/petstore'],
+    fields: ['kind', 'metadata.name'],
+  });
+  assert.deepEqual(items, [
+    { kind: 'Component', metadata: { name: 'artist-lookup' } },
+    undefined,
+    { kind: 'API', metadata: { name: 'petstore' } },
+  ]);
+});
+
+await check('queryEntities', async () => {
+  let page = await client.queryEntities({
+    filter: { kind: 'component' },
+    fields: ['metadata.name'],
+    limit: 3,
+    orderFields: { field: 'metadata.name', order: 'asc' },
+  });
+  const total = page.totalItems;
+  assert.ok(total > 3);
+  const names = page.items.map(e => e.metadata.name);
+  while (page.pageInfo.nextCursor) {
+    page = await client.queryEntities({ cursor: page.pageInfo.nextCursor, limit: 3 });
+    names.push(...page.items.map(e => e.metadata.name));
+  }
+  assert.equal(names.length, total);
+  assert.deepEqual(names, [...names].sort());
+  const groups = await client.queryEntities({ filter: [{ kind: 'group' }, { kind: 'user' }], limit: 0 });
+  assert.ok(groups.totalItems > 0);
+  assert.equal(groups.items.length, 0);
+});
+
+await check('getEntityFacets', async () => {
+  const { facets } = await client.getEntityFacets({ facets: ['kind', 'spec.type'], filter: { kind: 'component' } });
+  assert.deepEqual(facets.kind.map(f => f.value), ['Component']);
+  assert.ok(facets['spec.type'].some(f => f.value === 'service' && f.count > 0));
+});
+
+await check('getEntityAncestors', async () => {
+  const ancestry = await client.getEntityAncestors({ entityRef: 'component:default/artist-lookup' });
+  assert.equal(ancestry.rootEntityRef, 'component:default/artist-lookup');
+  assert.equal(ancestry.items[0].entity.metadata.name, 'artist-lookup');
+});
+
+await check('locations', async () => {
+  const target = 'https://git.example.com/org/repo/blob/main/catalog-info.yaml';
+  const added = await client.addLocation({ type: 'url', target });
+  assert.equal(added.location.target, target);
+  assert.deepEqual(added.entities, []);
+  const byId = await client.getLocationById(added.location.id);
+  assert.equal(byId.target, target);
+  const { items } = await client.getLocations();
+  assert.ok(items.some(l => l.id === added.location.id));
+  await assert.rejects(client.addLocation({ type: 'url', target }), err =>
+    err.statusCode === 409 && err.body.error.name === 'ConflictError' && /already exists/.test(err.body.error.message));
+  await client.removeLocationById(added.location.id);
+  assert.equal(await client.getLocationById(added.location.id), undefined);
+});
+
+await check('refreshEntity', async () => {
+  await client.refreshEntity('component:default/artist-lookup');
+  await assert.rejects(client.refreshEntity('component:default/no-such-thing'), err =>
+    err.statusCode === 404 && err.body.error.name === 'NotFoundError');
+});
+
+console.log(JSON.stringify({ ok: true, checked }));

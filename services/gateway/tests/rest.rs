@@ -1,0 +1,345 @@
+//! The REST API over HTTP against a real catalog-store (SQLite, the shared examples, served
+//! over gRPC on loopback) and the in-process bus: Backstage's paths, JSON shapes, status codes
+//! and error body.
+
+mod common;
+
+use std::time::Duration;
+
+use cadastre_gateway::Settings;
+use cadastre_proto::v1 as pb;
+use common::{start, start_with};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The error body Backstage's backend answers.
+fn assert_error(body: &Value, status: StatusCode, name: &str, url: &str) {
+    assert_eq!(body["error"]["name"], name, "{body}");
+    assert_eq!(body["response"]["statusCode"], status.as_u16(), "{body}");
+    assert_eq!(body["request"]["url"], url, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_by_name_uid_and_ancestry() {
+    let running = start().await;
+    let (status, entity) = running
+        .get("/entities/by-name/Component/default/Artist-Lookup")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(entity["metadata"]["name"], "artist-lookup");
+    let uid = entity["metadata"]["uid"].as_str().unwrap().to_owned();
+    assert!(
+        entity["relations"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    );
+
+    let (status, by_uid) = running.get(&format!("/entities/by-uid/{uid}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(by_uid, entity);
+
+    let (status, missing) = running
+        .get("/entities/by-name/component/default/nope")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(
+        &missing,
+        status,
+        "NotFoundError",
+        "/entities/by-name/component/default/nope",
+    );
+    assert_eq!(
+        missing["error"]["message"],
+        "No entity named 'nope' found, with kind 'component' in namespace 'default'"
+    );
+    let (status, missing) = running.get("/entities/by-uid/no-such-uid").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing["error"]["message"],
+        "No entity with uid no-such-uid"
+    );
+
+    let (status, ancestry) = running
+        .get("/entities/by-name/component/default/artist-lookup/ancestry")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ancestry["rootEntityRef"], "component:default/artist-lookup");
+    assert_eq!(
+        ancestry["items"][0]["entity"]["metadata"]["name"],
+        "artist-lookup"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_filter_project_and_page_with_cursors() {
+    let running = start().await;
+    let (status, first) = running
+        .get("/entities/by-query?filter=kind=component&fields=metadata.name,kind&limit=4&orderField=metadata.name,asc")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let total = first["totalItems"].as_u64().unwrap();
+    assert!(total > 8, "{first}");
+    assert_eq!(first["items"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        first["items"][0],
+        json!({"kind": "Component", "metadata": {"name": first["items"][0]["metadata"]["name"]}})
+    );
+    let mut names: Vec<String> = Vec::new();
+    let mut page = first;
+    loop {
+        for item in page["items"].as_array().unwrap() {
+            names.push(item["metadata"]["name"].as_str().unwrap().to_owned());
+        }
+        let Some(next) = page["pageInfo"]["nextCursor"].as_str() else {
+            break;
+        };
+        let (status, next_page) = running
+            .get(&format!(
+                "/entities/by-query?cursor={next}&limit=4&fields=metadata.name"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(next_page["pageInfo"]["prevCursor"].is_string());
+        page = next_page;
+    }
+    assert_eq!(names.len() as u64, total);
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "ordered by name");
+
+    // OR-ed filter sets, AND-ed conditions.
+    let (_, either) = running
+        .get("/entities/by-query?filter=kind=group&filter=kind=user&limit=0")
+        .await;
+    let (_, groups) = running
+        .get("/entities/by-query?filter=kind=group&limit=0")
+        .await;
+    let (_, users) = running
+        .get("/entities/by-query?filter=kind=user&limit=0")
+        .await;
+    assert_eq!(
+        either["totalItems"].as_u64().unwrap(),
+        groups["totalItems"].as_u64().unwrap() + users["totalItems"].as_u64().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refs_come_back_in_order_with_nulls() {
+    let running = start().await;
+    let (status, body) = running
+        .post(
+            "/entities/by-refs?fields=metadata.name",
+            &json!({"entityRefs": ["component:default/artist-lookup", "component:default/nope", "Component:default/artist-lookup"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"items": [{"metadata": {"name": "artist-lookup"}}, null, null]})
+    );
+    let (status, body) = running
+        .post("/entities/by-refs", &json!({"refs": []}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, status, "InputError", "/entities/by-refs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facets_count_values() {
+    let running = start().await;
+    let (status, body) = running
+        .get("/entity-facets?facet=kind&filter=kind=component,kind=api")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let kinds = body["facets"]["kind"].as_array().unwrap();
+    let values: Vec<&str> = kinds.iter().map(|v| v["value"].as_str().unwrap()).collect();
+    assert_eq!(values, vec!["API", "Component"]);
+    assert!(kinds.iter().all(|v| v["count"].as_u64().unwrap() > 0));
+    let (status, body) = running.get("/entity-facets").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["message"], "Missing facet parameter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locations_are_registered_harvested_and_removed() {
+    let mut running = start().await;
+    let target = "https://git.example.com/org/repo/blob/main/catalog-info.yaml";
+    let (status, created) = running
+        .post("/locations", &json!({"type": "url", "target": target}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["entities"], json!([]));
+    let id = created["location"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        created["location"]["entityRef"]
+            .as_str()
+            .unwrap()
+            .starts_with("location:default/generated-")
+    );
+
+    // The harvester is asked to read it.
+    let delivery = tokio::time::timeout(Duration::from_secs(5), running.harvests.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let request: pb::HarvestRequest = delivery.decode().unwrap();
+    assert_eq!(request.location_key, format!("url:{target}"));
+    assert_eq!(request.trigger(), pb::HarvestTrigger::Registered);
+    delivery.ack().await.unwrap();
+
+    let (status, again) = running
+        .post("/locations", &json!({"type": "url", "target": target}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        again["error"]["message"],
+        format!("Location url:{target} already exists")
+    );
+
+    let (_, list) = running.get("/locations").await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["data"]["id"] == id.as_str())
+    );
+    let (status, one) = running.get(&format!("/locations/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["target"], target);
+
+    let deleted = running
+        .http
+        .delete(format!("{}/locations/{id}", running.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let (status, gone) = running.get(&format!("/locations/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        gone["error"]["message"],
+        format!("Found no location with ID {id}")
+    );
+
+    let (status, refused) = running
+        .post(
+            "/locations",
+            &json!({"type": "file", "target": "/etc/passwd"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        refused["error"]["message"],
+        "Registered locations must be of an allowed type [\"url\",\"git\"]"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_a_4xx_with_the_error_body() {
+    let running = start().await;
+    for path in [
+        "/entities/by-query?filter==component",
+        "/entities/by-query?colour=red",
+        "/entities/by-query?cursor=not-a-cursor",
+        "/entities/by-query?limit=many",
+        "/entities/by-query?orderField=metadata.name,sideways",
+        "/entities/by-query?fields=spec.items[0]",
+        "/entities/by-query?totalItems=maybe",
+    ] {
+        let (status, body) = running.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_error(&body, status, "InputError", path);
+    }
+    // Bodies: not JSON, not an object, no content type, unknown keys.
+    let raw = |body: &'static str, content_type: Option<&'static str>| {
+        let mut request = running
+            .http
+            .post(format!("{}/locations", running.base))
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send()
+    };
+    for (body, content_type) in [
+        ("{not json", Some("application/json")),
+        ("[1, 2]", Some("application/json")),
+        (r#"{"type": "url", "target": "x"}"#, None),
+        (
+            r#"{"type": "url", "target": "x", "extra": 1}"#,
+            Some("application/json"),
+        ),
+    ] {
+        let response = raw(body, content_type).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["name"], "InputError", "{body}: {error}");
+    }
+    let (status, body) = running
+        .post("/refresh", &json!({"entityRef": "component:default/nope"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_scopes_guard_reads_and_writes() {
+    use cadastre_gateway::auth::{Auth, Scope};
+    let refused = Settings::default().for_listen("0.0.0.0:7007".parse().unwrap());
+    assert!(refused.unwrap_err().contains("no token is configured"));
+    let settings = Settings {
+        auth: Auth {
+            tokens: vec![
+                ("reader-token".into(), Scope::Read),
+                ("writer-token".into(), Scope::Write),
+            ],
+            anonymous_reads: false,
+            open: false,
+        },
+        ..Settings::default()
+    }
+    .for_listen("0.0.0.0:7007".parse().unwrap())
+    .unwrap();
+    let running = start_with(settings).await;
+    let call = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let mut request = running
+            .http
+            .request(method, format!("{}{path}", running.base))
+            .json(&json!({"type": "url", "target": "https://git.example.com/a/catalog-info.yaml"}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let path = "/entities/by-name/component/default/artist-lookup";
+    let anonymous = call(reqwest::Method::GET, path, None).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = anonymous.json().await.unwrap();
+    assert_error(&body, StatusCode::UNAUTHORIZED, "AuthenticationError", path);
+    assert_eq!(
+        call(reqwest::Method::GET, path, Some("reader-token"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(reqwest::Method::GET, path, Some("forged"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let read_only = call(reqwest::Method::POST, "/locations", Some("reader-token"))
+        .await
+        .unwrap();
+    assert_eq!(read_only.status(), StatusCode::FORBIDDEN);
+    let written = call(reqwest::Method::POST, "/locations", Some("writer-token"))
+        .await
+        .unwrap();
+    assert_eq!(written.status(), StatusCode::CREATED);
+}
