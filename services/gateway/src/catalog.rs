@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cadastre_proto::v1 as pb;
 use cadastre_query::{Predicate, Projection};
+use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,9 +22,16 @@ const DEFAULT_QUERY_LIMIT: u32 = 200;
 
 pub fn routes() -> Router<Gateway> {
     Router::new()
-        .route("/entities/by-query", get(query_entities))
+        .route("/entities", get(list_entities))
+        .route(
+            "/entities/by-query",
+            get(query_entities).post(query_entities_by_predicate),
+        )
         .route("/entities/by-refs", post(entities_by_refs))
-        .route("/entities/by-uid/{uid}", get(entity_by_uid))
+        .route(
+            "/entities/by-uid/{uid}",
+            get(entity_by_uid).delete(remove_entity_by_uid),
+        )
         .route(
             "/entities/by-name/{kind}/{namespace}/{name}",
             get(entity_by_name),
@@ -32,10 +40,15 @@ pub fn routes() -> Router<Gateway> {
             "/entities/by-name/{kind}/{namespace}/{name}/ancestry",
             get(ancestry),
         )
-        .route("/entity-facets", get(facets))
+        .route("/entity-facets", get(facets).post(facets_by_predicate))
         .route("/locations", get(list_locations).post(add_location))
         .route("/locations/{id}", get(get_location).delete(remove_location))
+        .route(
+            "/locations/by-entity/{kind}/{namespace}/{name}",
+            get(location_by_entity),
+        )
         .route("/refresh", post(refresh))
+        .route("/validate-entity", post(validate_entity))
 }
 
 /// The served entity JSON of a stored entity, projected to `fields` when given.
@@ -216,6 +229,14 @@ async fn query_entities(
         cursor,
         exclude_total,
     };
+    page_answer(&gateway, request).await
+}
+
+/// One `by-query` page as Backstage answers it.
+async fn page_answer(
+    gateway: &Gateway,
+    request: pb::QueryEntitiesRequest,
+) -> Result<Response, ApiError> {
     let page = gateway
         .catalog()
         .query_entities(request)
@@ -329,15 +350,25 @@ async fn facets(
         .filter(|facet| !facet.is_empty())
         .map(str::to_owned)
         .collect();
+    facets_answer(&gateway, facets, filter_of(&params)?).await
+}
+
+async fn facets_answer(
+    gateway: &Gateway,
+    facets: Vec<String>,
+    filter: Option<pb::Predicate>,
+) -> Result<Response, ApiError> {
+    let facets: Vec<String> = facets
+        .into_iter()
+        .map(|facet| facet.trim().to_owned())
+        .filter(|facet| !facet.is_empty())
+        .collect();
     if facets.is_empty() {
         return Err(ApiError::input("Missing facet parameter"));
     }
     let answer = gateway
         .catalog()
-        .get_facets(pb::GetFacetsRequest {
-            facets,
-            filter: filter_of(&params)?,
-        })
+        .get_facets(pb::GetFacetsRequest { facets, filter })
         .await?
         .into_inner();
     let facets: serde_json::Map<String, Value> = answer
@@ -522,4 +553,402 @@ async fn refresh(
         gateway.harvest(&key, "refresh").await?;
     }
     Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct QueryBody {
+    #[serde(default)]
+    query: Option<Value>,
+    #[serde(default)]
+    order_by: Vec<OrderBy>,
+    #[serde(default)]
+    full_text_filter: Option<FullTextBody>,
+    #[serde(default)]
+    fields: Vec<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: Option<u32>,
+    #[serde(default)]
+    total_items: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderBy {
+    field: String,
+    #[serde(default)]
+    order: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullTextBody {
+    #[serde(default)]
+    term: String,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+/// `POST /entities/by-query`: the same page, asked with a JSON predicate.
+async fn query_entities_by_predicate(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: QueryBody = json_body(&headers, &body)?;
+    if body.cursor.as_deref() == Some("") {
+        return Err(ApiError::input("cursor must not be empty"));
+    }
+    let filter = body
+        .query
+        .as_ref()
+        .map(|query| {
+            cadastre_query::json_predicate::parse(query).map(|p| cadastre_query::wire::to_proto(&p))
+        })
+        .transpose()?;
+    let order = body
+        .order_by
+        .iter()
+        .map(|o| {
+            cadastre_query::order::order_by(&o.field, o.order.as_deref()).map(|o| pb::OrderField {
+                field: o.field,
+                descending: o.descending,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Projection::parse(&body.fields.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let exclude_total = match body.total_items.as_deref() {
+        None | Some("include") => false,
+        Some("exclude") => true,
+        Some(other) => {
+            return Err(ApiError::input(format!(
+                "totalItems must be 'include' or 'exclude', not {other:?}"
+            )));
+        }
+    };
+    let (full_text_term, full_text_fields) = body
+        .full_text_filter
+        .map(|f| (f.term.trim().to_owned(), f.fields))
+        .unwrap_or_default();
+    let request = pb::QueryEntitiesRequest {
+        filter,
+        order,
+        full_text_term,
+        full_text_fields,
+        fields: body.fields,
+        limit: body.limit.unwrap_or(DEFAULT_QUERY_LIMIT),
+        offset: body.offset.unwrap_or(0),
+        cursor: body.cursor.unwrap_or_default(),
+        exclude_total,
+    };
+    page_answer(&gateway, request).await
+}
+
+/// Entities read per page while `GET /entities` streams them.
+const LIST_PAGE: u32 = 1_000;
+
+/// The `after` cursor of `GET /entities` (Backstage's legacy pagination).
+#[derive(serde::Serialize, Deserialize)]
+struct LegacyCursor {
+    limit: Option<u32>,
+    offset: u32,
+}
+
+/// `GET /entities`: every matching entity as one JSON array, streamed page by page; or, with
+/// `limit`/`offset`/`after`, one page and a `link` header to the next.
+async fn list_entities(
+    State(gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    let params = Params::parse(
+        query.as_deref(),
+        &["filter", "fields", "order", "limit", "offset", "after"],
+    )?;
+    let filter = filter_of(&params)?;
+    Projection::parse(&params.all("fields"))?;
+    let order: Vec<pb::OrderField> = cadastre_query::order::parse_order(&params.all("order"))?
+        .into_iter()
+        .map(|o| pb::OrderField {
+            field: o.field,
+            descending: o.descending,
+        })
+        .collect();
+    let fields = params.list("fields");
+    let mut limit = params.number("limit")?;
+    let mut offset = params.number("offset")?;
+    if let Some(after) = params.one("after")? {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(after)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<LegacyCursor>(&bytes).ok())
+            .ok_or_else(|| ApiError::input("Malformed after cursor"))?;
+        limit = decoded.limit;
+        offset = Some(decoded.offset);
+    }
+    if limit == Some(0) {
+        return Err(ApiError::input("limit must be greater than 0"));
+    }
+    let request = pb::QueryEntitiesRequest {
+        filter,
+        order,
+        fields,
+        exclude_total: true,
+        ..Default::default()
+    };
+    let paginated = limit.is_some() || offset.is_some();
+    let offset = offset.unwrap_or(0);
+    if let (true, Some(limit)) = (paginated, limit) {
+        // One page, and whether there is a next.
+        let page = gateway
+            .catalog()
+            .query_entities(pb::QueryEntitiesRequest {
+                limit: limit + 1,
+                offset,
+                ..request
+            })
+            .await?
+            .into_inner();
+        let more = page.items.len() > limit as usize;
+        let items = page
+            .items
+            .into_iter()
+            .take(limit as usize)
+            .map(|stored| entity_json(stored, &Projection::everything()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut response = axum::Json(items).into_response();
+        if more {
+            let next = LegacyCursor {
+                limit: Some(limit),
+                offset: offset + limit,
+            };
+            let cursor = base64::engine::general_purpose::STANDARD
+                .encode(serde_json::to_vec(&next).unwrap_or_default());
+            let mut kept: Vec<String> =
+                url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes())
+                    .filter(|(key, _)| !matches!(key.as_ref(), "offset" | "after" | "limit"))
+                    .map(|(key, value)| {
+                        url::form_urlencoded::Serializer::new(String::new())
+                            .append_pair(&key, &value)
+                            .finish()
+                    })
+                    .collect();
+            kept.push(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("after", &cursor)
+                    .finish(),
+            );
+            if let Ok(link) = axum::http::HeaderValue::from_str(&format!(
+                "</entities?{}>; rel=\"next\"",
+                kept.join("&")
+            )) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::LINK, link);
+            }
+        }
+        return Ok(response);
+    }
+    // Everything (after `offset`): streamed, one store page at a time.
+    let first = gateway
+        .catalog()
+        .query_entities(pb::QueryEntitiesRequest {
+            limit: LIST_PAGE,
+            offset,
+            ..request.clone()
+        })
+        .await?
+        .into_inner();
+    let catalog = gateway.catalog();
+    let chunks = futures::stream::unfold(
+        (Some(first), catalog, true),
+        |(page, mut catalog, first_chunk)| async move {
+            let page = page?;
+            let mut chunk = String::new();
+            for (index, stored) in page.items.into_iter().enumerate() {
+                let Some(entity) = stored.entity else {
+                    continue;
+                };
+                if !(first_chunk && index == 0) {
+                    chunk.push(',');
+                }
+                chunk.push_str(&String::from_utf8_lossy(&entity.body_json));
+            }
+            let next = if page.next_cursor.is_empty() {
+                None
+            } else {
+                match catalog
+                    .query_entities(pb::QueryEntitiesRequest {
+                        cursor: page.next_cursor,
+                        limit: LIST_PAGE,
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    Ok(next) => Some(next.into_inner()),
+                    Err(status) => {
+                        // The status is already sent; the body ends short of its `]`, which a
+                        // client sees as malformed JSON rather than as a complete list.
+                        tracing::error!(%status, "listing entities failed midway");
+                        return Some((
+                            Err(std::io::Error::other(status.to_string())),
+                            (None, catalog, false),
+                        ));
+                    }
+                }
+            };
+            let first_chunk = first_chunk && chunk.is_empty();
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from(chunk)),
+                (next, catalog, first_chunk),
+            ))
+        },
+    );
+    let body = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"[")) })
+        .chain(chunks)
+        .chain(futures::stream::once(async {
+            Ok(Bytes::from_static(b"]"))
+        }));
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+async fn remove_entity_by_uid(
+    State(gateway): State<Gateway>,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    let found = gateway
+        .catalog()
+        .get_entity_by_uid(pb::GetEntityByUidRequest { uid })
+        .await;
+    let entity_ref = match found {
+        Ok(stored) => stored.into_inner().entity.map(|e| e.entity_ref),
+        Err(status) if status.code() == tonic::Code::NotFound => None,
+        Err(status) => return Err(status.into()),
+    };
+    if let Some(entity_ref) = entity_ref {
+        gateway
+            .catalog()
+            .apply_batch(pb::ApplyBatchRequest {
+                removals: vec![entity_ref],
+                ..Default::default()
+            })
+            .await?;
+    }
+    // Backstage answers 204 whether or not the uid existed.
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn location_by_entity(
+    State(gateway): State<Gateway>,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let entity_ref = format!("{kind}:{namespace}/{name}").to_lowercase();
+    let missing = || ApiError::not_found(format!("No location found for entity {entity_ref}"));
+    let stored = match gateway
+        .catalog()
+        .get_entity_by_ref(pb::GetEntityByRefRequest {
+            entity_ref: entity_ref.clone(),
+        })
+        .await
+    {
+        Ok(stored) => stored.into_inner(),
+        Err(status) if status.code() == tonic::Code::NotFound => return Err(missing()),
+        Err(status) => return Err(status.into()),
+    };
+    let entity = entity_json(stored, &Projection::everything())?;
+    let origin = entity["metadata"]["annotations"]["backstage.io/managed-by-origin-location"]
+        .as_str()
+        .ok_or_else(missing)?
+        .to_owned();
+    let location = gateway
+        .catalog()
+        .list_locations(pb::ListLocationsRequest {})
+        .await?
+        .into_inner()
+        .locations
+        .into_iter()
+        .find(|l| format!("{}:{}", l.r#type, l.target) == origin)
+        .ok_or_else(missing)?;
+    Ok(axum::Json(location_json(&location)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FacetsBody {
+    facets: Vec<String>,
+    #[serde(default)]
+    query: Option<Value>,
+}
+
+/// `POST /entity-facets`: facets over a JSON predicate.
+async fn facets_by_predicate(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: FacetsBody = json_body(&headers, &body)?;
+    let filter = body
+        .query
+        .as_ref()
+        .map(|query| {
+            cadastre_query::json_predicate::parse(query).map(|p| cadastre_query::wire::to_proto(&p))
+        })
+        .transpose()?;
+    facets_answer(&gateway, body.facets, filter).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateBody {
+    entity: Value,
+    location: String,
+}
+
+/// `POST /validate-entity`: the entity checked with the catalog's rules, nothing stored.
+async fn validate_entity(headers: HeaderMap, body: Bytes) -> Response {
+    let errors = |messages: Vec<Value>| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "errors": messages })),
+        )
+            .into_response()
+    };
+    let body: ValidateBody = match json_body(&headers, &body) {
+        Ok(body) => body,
+        Err(error) => return errors(vec![json!({"name": error.name, "message": error.message})]),
+    };
+    if !body.location.starts_with("url:") {
+        return errors(vec![json!({
+            "name": "InputError",
+            "message": format!("Invalid location ref {:?}, only 'url:<target>' is supported", body.location)
+        })]);
+    }
+    match cadastre_model::Validator::default().validate(body.entity, None) {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(findings) => errors(
+            findings
+                .iter()
+                .filter(|finding| finding.is_error())
+                .map(|finding| {
+                    json!({
+                        "name": "InputError",
+                        "message": if finding.path.is_empty() {
+                            finding.message.clone()
+                        } else {
+                            format!("{}: {}", finding.path, finding.message)
+                        },
+                        "rule": finding.rule.id(),
+                    })
+                })
+                .collect(),
+        ),
+    }
 }

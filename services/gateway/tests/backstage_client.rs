@@ -55,7 +55,11 @@ async fn backstages_catalog_client_works_unchanged() {
             "getEntityFacets",
             "getEntityAncestors",
             "locations",
-            "refreshEntity"
+            "refreshEntity",
+            "getEntities",
+            "predicates",
+            "validateEntity",
+            "removeEntityByUid"
         ])
     );
 }

@@ -343,3 +343,214 @@ async fn tokens_and_scopes_guard_reads_and_writes() {
         .unwrap();
     assert_eq!(written.status(), StatusCode::CREATED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_list_streams_everything_or_pages_with_links() {
+    let running = start().await;
+    let (_, counted) = running
+        .get("/entities/by-query?filter=kind=component&limit=0")
+        .await;
+    let total = counted["totalItems"].as_u64().unwrap() as usize;
+    let (status, all) = running
+        .get("/entities?filter=kind=component&fields=metadata.name")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all.as_array().unwrap().len(), total);
+    let (_, everything) = running.get("/entities").await;
+    assert!(everything.as_array().unwrap().len() > total);
+
+    let mut url = "/entities?filter=kind=component&limit=3&order=asc:metadata.name".to_owned();
+    let mut seen = Vec::new();
+    loop {
+        let response = running
+            .http
+            .get(format!("{}{url}", running.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let link = response
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: Value = response.json().await.unwrap();
+        seen.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["metadata"]["name"].clone()),
+        );
+        match link {
+            Some(link) => {
+                assert!(link.ends_with(">; rel=\"next\""), "{link}");
+                url = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), total);
+    let (status, _) = running.get("/entities?after=garbage").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predicates_in_bodies_query_and_count() {
+    let running = start().await;
+    let (status, page) = running
+        .post(
+            "/entities/by-query",
+            &json!({"query": {"kind": "component", "spec.type": "service"}, "orderBy": [{"field": "metadata.name", "order": "desc"}], "limit": 2, "fields": ["metadata.name"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["pageInfo"]["nextCursor"].as_str().unwrap();
+    let (status, next) = running
+        .post("/entities/by-query", &json!({"cursor": cursor, "limit": 2}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert!(next["pageInfo"]["prevCursor"].is_string());
+    let (status, bad) = running
+        .post("/entities/by-query", &json!({"query": {"$nope": 1}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    let (status, facets) = running
+        .post(
+            "/entity-facets",
+            &json!({"facets": ["kind"], "query": {"kind": "api"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{facets}");
+    assert_eq!(facets["facets"]["kind"][0]["value"], "API");
+    assert_eq!(facets["facets"]["kind"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_are_removed_by_uid_and_found_by_their_location() {
+    let running = start().await;
+    let (_, entity) = running
+        .get("/entities/by-name/component/default/artist-lookup")
+        .await;
+    let uid = entity["metadata"]["uid"].as_str().unwrap();
+    let delete = |path: String| {
+        running
+            .http
+            .delete(format!("{}{path}", running.base))
+            .send()
+    };
+    assert_eq!(
+        delete(format!("/entities/by-uid/{uid}"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        delete("/entities/by-uid/unknown".into())
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let (status, _) = running
+        .get("/entities/by-name/component/default/artist-lookup")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An entity whose origin is a registered location leads back to it.
+    let location = running
+        .store
+        .add_location(
+            "url",
+            "https://git.example.com/o/r/blob/main/catalog-info.yaml",
+        )
+        .await
+        .unwrap();
+    let mut upsert = cadastre_catalog_store::Upsert {
+        body: json!({
+            "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+            "metadata": {"name": "located", "namespace": "default", "annotations": {
+                "backstage.io/managed-by-origin-location": "url:https://git.example.com/o/r/blob/main/catalog-info.yaml"}},
+            "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"}
+        }),
+        edges: Vec::new(),
+        location_key: Some("url:https://git.example.com/o/r/blob/main/catalog-info.yaml".into()),
+        origin_location: None,
+        parent_ref: None,
+        commit: None,
+    };
+    upsert.origin_location = upsert.location_key.clone();
+    running
+        .store
+        .apply_batch(cadastre_catalog_store::Batch {
+            upserts: vec![upsert],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (status, found) = running
+        .get("/locations/by-entity/component/default/located")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["id"], location.id.as_str());
+    let (status, _) = running
+        .get("/locations/by-entity/component/default/petstore")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_are_validated_without_being_stored() {
+    let running = start().await;
+    let valid = json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "fresh"}, "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"}});
+    let (status, _) = running
+        .post(
+            "/validate-entity",
+            &json!({"entity": valid, "location": "url:https://x.example.com/c.yaml"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = running
+        .get("/entities/by-name/component/default/fresh")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+    let invalid = json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+        "metadata": {"name": "Not A Name!"}, "spec": {"type": "service", "lifecycle": "production"}});
+    let (status, body) = running
+        .post(
+            "/validate-entity",
+            &json!({"entity": invalid, "location": "url:https://x.example.com/c.yaml"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let rules: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["rule"].as_str())
+        .collect();
+    assert!(
+        rules.contains(&"name-format") && rules.contains(&"spec-field-required"),
+        "{body}"
+    );
+    let (status, body) = running
+        .post(
+            "/validate-entity",
+            &json!({"entity": valid, "location": "file:/etc/x.yaml"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only 'url:<target>'")
+    );
+}

@@ -86,4 +86,35 @@ await check('refreshEntity', async () => {
     err.statusCode === 404 && err.body.error.name === 'NotFoundError');
 });
 
+await check('getEntities', async () => {
+  const { items } = await client.getEntities({ filter: { kind: 'api' }, fields: ['metadata.name'] });
+  assert.ok(items.some(e => e.metadata.name === 'petstore'));
+  const page = await client.getEntities({ filter: { kind: 'component' }, limit: 2, order: { field: 'metadata.name', order: 'asc' } });
+  assert.equal(page.items.length, 2);
+});
+
+await check('predicates', async () => {
+  const page = await client.queryEntities({ query: { kind: 'component', 'spec.type': 'service' }, limit: 2 });
+  assert.equal(page.items.length, 2);
+  assert.ok(page.totalItems >= 2);
+  const facets = await client.getEntityFacets({ facets: ['kind'], query: { kind: 'api' } });
+  assert.deepEqual(facets.facets.kind.map(f => f.value), ['API']);
+});
+
+await check('validateEntity', async () => {
+  const entity = { apiVersion: 'backstage.io/v1alpha1', kind: 'Component', metadata: { name: 'fresh' },
+    spec: { type: 'service', lifecycle: 'production', owner: 'team-a' } };
+  assert.deepEqual(await client.validateEntity(entity, 'url:https://x.example.com/c.yaml'), { valid: true });
+  const invalid = await client.validateEntity({ ...entity, metadata: { name: 'Not A Name!' } }, 'url:https://x.example.com/c.yaml');
+  assert.equal(invalid.valid, false);
+  assert.ok(invalid.errors.some(e => /name/.test(e.message)));
+});
+
+await check('removeEntityByUid', async () => {
+  const shuffle = await client.getEntityByRef('component:default/shuffle-api');
+  await client.removeEntityByUid(shuffle.metadata.uid);
+  assert.equal(await client.getEntityByRef('component:default/shuffle-api'), undefined);
+  assert.equal(await client.getLocationByEntity('component:default/artist-lookup'), undefined);
+});
+
 console.log(JSON.stringify({ ok: true, checked }));

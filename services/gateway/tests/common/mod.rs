@@ -24,6 +24,8 @@ pub struct Running {
     pub http: reqwest::Client,
     /// Harvest requests the gateway published.
     pub harvests: Box<dyn Consumer>,
+    /// The store behind the gateway, for arranging what a test needs.
+    pub store: cadastre_catalog_store::CatalogStore,
     _stop: tokio::sync::oneshot::Sender<()>,
     _harness: store_common::Harness,
 }
@@ -78,6 +80,7 @@ pub async fn start_with(settings: Settings) -> Running {
         base,
         http: reqwest::Client::new(),
         harvests,
+        store: harness.store.clone(),
         _stop: stop,
         _harness: harness,
     }
