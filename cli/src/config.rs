@@ -39,6 +39,9 @@ pub const SEARCH_STORE_URL_ENV: &str = "CADASTRE_SEARCH_STORE_URL";
 /// Environment variables overriding `gateway.listen` and `gateway.store_url`.
 pub const GATEWAY_LISTEN_ENV: &str = "CADASTRE_GATEWAY_LISTEN";
 pub const GATEWAY_STORE_URL_ENV: &str = "CADASTRE_GATEWAY_STORE_URL";
+/// Environment variables holding the webhook secrets (never in files).
+pub const GITHUB_WEBHOOK_SECRET_ENV: &str = "CADASTRE_GATEWAY_GITHUB_WEBHOOK_SECRET";
+pub const GITLAB_WEBHOOK_TOKEN_ENV: &str = "CADASTRE_GATEWAY_GITLAB_WEBHOOK_TOKEN";
 pub const SEARCH_LISTEN_ENV: &str = "CADASTRE_SEARCH_LISTEN";
 pub const SEARCH_OPENSEARCH_URL_ENV: &str = "CADASTRE_SEARCH_OPENSEARCH_URL";
 /// Environment variables holding OpenSearch basic-auth credentials (never in files).
@@ -94,6 +97,9 @@ pub struct GatewayConfig {
     pub anonymous_reads: bool,
     /// (scope, name of the environment variable holding the token): secrets stay out of files.
     pub tokens: Vec<(String, String)>,
+    /// From the environment only.
+    pub github_webhook_secret: Option<String>,
+    pub gitlab_webhook_token: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -104,6 +110,8 @@ impl Default for GatewayConfig {
             location_types: cadastre_gateway::Settings::default().location_types,
             anonymous_reads: true,
             tokens: Vec::new(),
+            github_webhook_secret: None,
+            gitlab_webhook_token: None,
         }
     }
 }
@@ -395,6 +403,9 @@ pub fn load(file: Option<&Path>, env: &dyn Environment) -> Result<Config, Config
     if let Some(url) = env.get(HARVESTER_STORE_URL_ENV) {
         config.harvester.store_url = url;
     }
+    let secret = |name: &str| env.get(name).filter(|value| !value.trim().is_empty());
+    config.gateway.github_webhook_secret = secret(GITHUB_WEBHOOK_SECRET_ENV);
+    config.gateway.gitlab_webhook_token = secret(GITLAB_WEBHOOK_TOKEN_ENV);
     if let Some(url) = env.get(GATEWAY_STORE_URL_ENV) {
         config.gateway.store_url = url;
     }

@@ -211,6 +211,10 @@ pub async fn run_gateway(config: &Config) -> anyhow::Result<()> {
             anonymous_reads: g.anonymous_reads,
             open: false,
         },
+        webhooks: cadastre_gateway::webhooks::WebhookSecrets {
+            github: g.github_webhook_secret.clone(),
+            gitlab: g.gitlab_webhook_token.clone(),
+        },
     }
     .for_listen(g.listen)
     .map_err(anyhow::Error::msg)?;

@@ -71,20 +71,35 @@ impl JetStreamBus {
         } else {
             format!("{}_{STREAM}", settings.namespace.replace('.', "_"))
         };
-        let stream = context
-            .get_or_create_stream(stream::Config {
-                name: stream_name.clone(),
-                subjects: vec![prefix(STREAM_SUBJECTS)],
-                retention: stream::RetentionPolicy::Limits,
-                storage: stream::StorageType::File,
-                discard: stream::DiscardPolicy::Old,
-                max_age: settings.max_age,
-                max_bytes: settings.max_bytes,
-                duplicate_window: DUPLICATE_WINDOW,
-                ..stream::Config::default()
-            })
-            .await
-            .map_err(|e| BusError::Connect(format!("stream {stream_name}: {e}")))?;
+        let config = stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![prefix(STREAM_SUBJECTS)],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            discard: stream::DiscardPolicy::Old,
+            max_age: settings.max_age,
+            max_bytes: settings.max_bytes,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..stream::Config::default()
+        };
+        // Services starting together race to create the stream: the losers are told the
+        // subjects overlap (nats-server 2.9) or the name is taken; the stream is then there.
+        let mut attempt = 0;
+        let stream = loop {
+            attempt += 1;
+            match context.get_or_create_stream(config.clone()).await {
+                Ok(stream) => break stream,
+                Err(error) => match context.get_stream(&stream_name).await {
+                    Ok(stream) => break stream,
+                    Err(_) if attempt < 5 => {
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                    Err(_) => {
+                        return Err(BusError::Connect(format!("stream {stream_name}: {error}")));
+                    }
+                },
+            }
+        };
         Ok(JetStreamBus {
             context,
             stream,

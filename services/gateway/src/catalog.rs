@@ -65,6 +65,25 @@ fn entity_json(stored: pb::StoredEntity, fields: &Projection) -> Result<Value, A
     })
 }
 
+/// The proto form of a JSON predicate from a body.
+fn predicate_of(query: Option<&Value>) -> Result<Option<pb::Predicate>, ApiError> {
+    Ok(query
+        .map(cadastre_query::json_predicate::parse)
+        .transpose()?
+        .map(|predicate| cadastre_query::wire::to_proto(&predicate)))
+}
+
+/// `totalItems`: `include` (the default) or `exclude`; whether to skip counting.
+fn excludes_total(value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
+        None | Some("include") => Ok(false),
+        Some("exclude") => Ok(true),
+        Some(other) => Err(ApiError::input(format!(
+            "totalItems must be 'include' or 'exclude', not {other:?}"
+        ))),
+    }
+}
+
 fn filter_of(params: &Params) -> Result<Option<pb::Predicate>, ApiError> {
     let filters = params.all("filter");
     if filters.is_empty() {
@@ -198,15 +217,7 @@ async fn query_entities(
     // Checked here so a bad path is refused whatever the store does with it.
     Projection::parse(&params.all("fields"))?;
     let order = cadastre_query::order::parse_order_field(&params.all("orderField"))?;
-    let exclude_total = match params.one("totalItems")? {
-        None | Some("include") => false,
-        Some("exclude") => true,
-        Some(other) => {
-            return Err(ApiError::input(format!(
-                "totalItems must be 'include' or 'exclude', not {other:?}"
-            )));
-        }
-    };
+    let exclude_total = excludes_total(params.one("totalItems")?)?;
     let cursor = params.one("cursor")?.unwrap_or_default().to_owned();
     let request = pb::QueryEntitiesRequest {
         filter: filter_of(&params)?,
@@ -396,12 +407,7 @@ fn location_json(location: &pb::Location) -> Value {
 }
 
 async fn list_locations(State(gateway): State<Gateway>) -> Result<Response, ApiError> {
-    let locations = gateway
-        .catalog()
-        .list_locations(pb::ListLocationsRequest {})
-        .await?
-        .into_inner()
-        .locations;
+    let locations = gateway.locations().await?;
     let items: Vec<Value> = locations
         .iter()
         .map(|location| json!({ "data": location_json(location) }))
@@ -485,11 +491,8 @@ async fn add_location(
         Ok(location) => location.into_inner(),
         Err(status) if status.code() == tonic::Code::AlreadyExists && refresh_on_conflict => {
             gateway
-                .catalog()
-                .list_locations(pb::ListLocationsRequest {})
+                .locations()
                 .await?
-                .into_inner()
-                .locations
                 .into_iter()
                 .find(|l| l.r#type == body.location_type && l.target == body.target)
                 .ok_or_else(|| ApiError::conflict(status.message().to_owned()))?
@@ -603,13 +606,7 @@ async fn query_entities_by_predicate(
     if body.cursor.as_deref() == Some("") {
         return Err(ApiError::input("cursor must not be empty"));
     }
-    let filter = body
-        .query
-        .as_ref()
-        .map(|query| {
-            cadastre_query::json_predicate::parse(query).map(|p| cadastre_query::wire::to_proto(&p))
-        })
-        .transpose()?;
+    let filter = predicate_of(body.query.as_ref())?;
     let order = body
         .order_by
         .iter()
@@ -621,15 +618,7 @@ async fn query_entities_by_predicate(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Projection::parse(&body.fields.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let exclude_total = match body.total_items.as_deref() {
-        None | Some("include") => false,
-        Some("exclude") => true,
-        Some(other) => {
-            return Err(ApiError::input(format!(
-                "totalItems must be 'include' or 'exclude', not {other:?}"
-            )));
-        }
-    };
+    let exclude_total = excludes_total(body.total_items.as_deref())?;
     let (full_text_term, full_text_fields) = body
         .full_text_filter
         .map(|f| (f.term.trim().to_owned(), f.fields))
@@ -869,11 +858,8 @@ async fn location_by_entity(
         .ok_or_else(missing)?
         .to_owned();
     let location = gateway
-        .catalog()
-        .list_locations(pb::ListLocationsRequest {})
+        .locations()
         .await?
-        .into_inner()
-        .locations
         .into_iter()
         .find(|l| format!("{}:{}", l.r#type, l.target) == origin)
         .ok_or_else(missing)?;
@@ -895,13 +881,7 @@ async fn facets_by_predicate(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body: FacetsBody = json_body(&headers, &body)?;
-    let filter = body
-        .query
-        .as_ref()
-        .map(|query| {
-            cadastre_query::json_predicate::parse(query).map(|p| cadastre_query::wire::to_proto(&p))
-        })
-        .transpose()?;
+    let filter = predicate_of(body.query.as_ref())?;
     facets_answer(&gateway, body.facets, filter).await
 }
 

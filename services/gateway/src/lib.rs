@@ -6,6 +6,7 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod params;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub struct Settings {
     /// Location types `POST /locations` accepts (Backstage allows only `url` by default).
     pub location_types: Vec<String>,
     pub auth: auth::Auth,
+    pub webhooks: webhooks::WebhookSecrets,
 }
 
 impl Default for Settings {
@@ -35,6 +37,7 @@ impl Default for Settings {
                 anonymous_reads: true,
                 ..auth::Auth::default()
             },
+            webhooks: webhooks::WebhookSecrets::default(),
         }
     }
 }
@@ -63,6 +66,7 @@ pub struct Gateway {
     catalog: CatalogServiceClient<Channel>,
     bus: Arc<dyn Bus>,
     settings: Arc<Settings>,
+    deliveries: Arc<webhooks::Deliveries>,
 }
 
 impl Gateway {
@@ -71,6 +75,7 @@ impl Gateway {
             catalog: CatalogServiceClient::new(store).max_decoding_message_size(64 * 1024 * 1024),
             bus,
             settings: Arc::new(settings),
+            deliveries: Arc::new(webhooks::Deliveries::default()),
         }
     }
 
@@ -78,8 +83,26 @@ impl Gateway {
         self.catalog.clone()
     }
 
+    /// Every registered location.
+    pub(crate) async fn locations(&self) -> Result<Vec<pb::Location>, ApiError> {
+        Ok(self
+            .catalog()
+            .list_locations(pb::ListLocationsRequest {})
+            .await?
+            .into_inner()
+            .locations)
+    }
+
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    pub(crate) fn webhook_secrets(&self) -> &webhooks::WebhookSecrets {
+        &self.settings.webhooks
+    }
+
+    pub(crate) fn deliveries(&self) -> &webhooks::Deliveries {
+        &self.deliveries
     }
 
     /// Asks the harvester to read `location_key` now.
@@ -88,11 +111,24 @@ impl Gateway {
             "registered" => pb::HarvestTrigger::Registered,
             _ => pb::HarvestTrigger::Refresh,
         };
+        let id = format!("api/{}", uuid::Uuid::new_v4());
+        self.publish_harvest(location_key, trigger, "", &id).await
+    }
+
+    /// Publishes a harvest request, de-duplicated on the bus by `id`.
+    pub(crate) async fn publish_harvest(
+        &self,
+        location_key: &str,
+        trigger: pb::HarvestTrigger,
+        commit: &str,
+        id: &str,
+    ) -> Result<(), ApiError> {
         let request = pb::HarvestRequest {
             location_key: location_key.to_owned(),
             trigger: trigger.into(),
-            reason: format!("{reason} through the API"),
-            request_id: format!("api/{}", uuid::Uuid::new_v4()),
+            reason: format!("{} through the gateway", trigger.as_str_name()),
+            commit: commit.to_owned(),
+            request_id: id.to_owned(),
             ..Default::default()
         };
         HARVEST_REQUESTS
@@ -105,14 +141,19 @@ impl Gateway {
         Ok(())
     }
 
-    /// Every route: `/api/catalog/…`.
+    /// Every route: `/api/catalog/…` (Backstage's catalog API) and `/api/webhooks/…`.
     pub fn router(self) -> Router {
         let auth = Arc::new(self.settings.auth.clone());
+        let webhooks = webhooks::routes()
+            .layer(axum::middleware::from_fn(error::with_request))
+            .with_state(self.clone());
         let catalog = catalog::routes()
             .layer(axum::middleware::from_fn_with_state(auth, auth::check))
             .layer(axum::middleware::from_fn(error::with_request))
             .with_state(self);
-        Router::new().nest("/api/catalog", catalog)
+        Router::new()
+            .nest("/api/catalog", catalog)
+            .nest("/api/webhooks", webhooks)
     }
 }
 
