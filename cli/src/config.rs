@@ -39,6 +39,8 @@ pub const SEARCH_STORE_URL_ENV: &str = "CADASTRE_SEARCH_STORE_URL";
 /// Environment variables overriding `gateway.listen` and `gateway.store_url`.
 pub const GATEWAY_LISTEN_ENV: &str = "CADASTRE_GATEWAY_LISTEN";
 pub const GATEWAY_STORE_URL_ENV: &str = "CADASTRE_GATEWAY_STORE_URL";
+/// Environment variable overriding `gateway.search_url`.
+pub const GATEWAY_SEARCH_URL_ENV: &str = "CADASTRE_GATEWAY_SEARCH_URL";
 /// Environment variables holding the webhook secrets (never in files).
 pub const GITHUB_WEBHOOK_SECRET_ENV: &str = "CADASTRE_GATEWAY_GITHUB_WEBHOOK_SECRET";
 pub const GITLAB_WEBHOOK_TOKEN_ENV: &str = "CADASTRE_GATEWAY_GITLAB_WEBHOOK_TOKEN";
@@ -85,18 +87,25 @@ pub struct Config {
 }
 
 /// The gateway's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatewayConfig {
     /// Where the HTTP server listens.
     pub listen: std::net::SocketAddr,
     /// catalog-store's gRPC address.
     pub store_url: String,
+    /// The search service's gRPC address (`/api/search`).
+    pub search_url: String,
     /// Location types `POST /api/catalog/locations` accepts.
     pub location_types: Vec<String>,
     /// Reads without a token (when tokens are configured).
     pub anonymous_reads: bool,
     /// (scope, name of the environment variable holding the token): secrets stay out of files.
     pub tokens: Vec<(String, String)>,
+    /// Requests per second per client address (0: no limit), and how many at once.
+    pub rate_limit_per_second: f64,
+    pub rate_limit_burst: f64,
+    pub request_timeout: std::time::Duration,
+    pub max_body_bytes: usize,
     /// From the environment only.
     pub github_webhook_secret: Option<String>,
     pub gitlab_webhook_token: Option<String>,
@@ -107,9 +116,14 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7007)),
             store_url: "http://127.0.0.1:7010".to_owned(),
+            search_url: "http://127.0.0.1:7011".to_owned(),
             location_types: cadastre_gateway::Settings::default().location_types,
             anonymous_reads: true,
             tokens: Vec::new(),
+            rate_limit_per_second: 0.0,
+            rate_limit_burst: 100.0,
+            request_timeout: std::time::Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
             github_webhook_secret: None,
             gitlab_webhook_token: None,
         }
@@ -274,10 +288,15 @@ struct FileConfig {
 struct GatewayFile {
     listen: Option<std::net::SocketAddr>,
     store_url: Option<String>,
+    search_url: Option<String>,
     location_types: Option<Vec<String>>,
     anonymous_reads: Option<bool>,
     #[serde(default)]
     tokens: Vec<TokenFile>,
+    rate_limit_per_second: Option<f64>,
+    rate_limit_burst: Option<f64>,
+    request_timeout_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -406,6 +425,9 @@ pub fn load(file: Option<&Path>, env: &dyn Environment) -> Result<Config, Config
     let secret = |name: &str| env.get(name).filter(|value| !value.trim().is_empty());
     config.gateway.github_webhook_secret = secret(GITHUB_WEBHOOK_SECRET_ENV);
     config.gateway.gitlab_webhook_token = secret(GITLAB_WEBHOOK_TOKEN_ENV);
+    if let Some(url) = env.get(GATEWAY_SEARCH_URL_ENV) {
+        config.gateway.search_url = url;
+    }
     if let Some(url) = env.get(GATEWAY_STORE_URL_ENV) {
         config.gateway.store_url = url;
     }
@@ -520,6 +542,9 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
     if let Some(url) = file.gateway.store_url {
         gateway.store_url = url;
     }
+    if let Some(url) = file.gateway.search_url {
+        gateway.search_url = url;
+    }
     if let Some(types) = file.gateway.location_types {
         gateway.location_types = types;
     }
@@ -527,6 +552,21 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         .gateway
         .anonymous_reads
         .unwrap_or(gateway.anonymous_reads);
+    gateway.rate_limit_per_second = file
+        .gateway
+        .rate_limit_per_second
+        .unwrap_or(gateway.rate_limit_per_second);
+    gateway.rate_limit_burst = file
+        .gateway
+        .rate_limit_burst
+        .unwrap_or(gateway.rate_limit_burst);
+    if let Some(seconds) = file.gateway.request_timeout_secs {
+        gateway.request_timeout = std::time::Duration::from_secs(seconds);
+    }
+    gateway.max_body_bytes = file
+        .gateway
+        .max_body_bytes
+        .unwrap_or(gateway.max_body_bytes);
     for token in file.gateway.tokens {
         if cadastre_gateway::auth::Scope::parse(&token.scope).is_none() {
             return Err(ConfigError::Parse {

@@ -215,10 +215,21 @@ pub async fn run_gateway(config: &Config) -> anyhow::Result<()> {
             github: g.github_webhook_secret.clone(),
             gitlab: g.gitlab_webhook_token.clone(),
         },
+        rate_limit: (g.rate_limit_per_second > 0.0).then_some(
+            cadastre_gateway::limits::RateLimit {
+                per_second: g.rate_limit_per_second,
+                burst: g.rate_limit_burst.max(1.0),
+            },
+        ),
+        request_deadline: g.request_timeout,
+        max_body_bytes: g.max_body_bytes,
     }
     .for_listen(g.listen)
     .map_err(anyhow::Error::msg)?;
-    let gateway = cadastre_gateway::Gateway::new(endpoint.connect_lazy(), bus, settings);
+    let search = tonic::transport::Endpoint::from_shared(g.search_url.clone())
+        .with_context(|| format!("gateway.search_url {:?}", g.search_url))?;
+    let gateway = cadastre_gateway::Gateway::new(endpoint.connect_lazy(), bus, settings)
+        .with_search(search.connect_lazy());
     let listener = tokio::net::TcpListener::bind(g.listen)
         .await
         .with_context(|| format!("listening on {}", g.listen))?;

@@ -76,6 +76,8 @@ impl ApiError {
             "ConflictError" => StatusCode::CONFLICT,
             "NotImplementedError" => StatusCode::NOT_IMPLEMENTED,
             "ServiceUnavailableError" => StatusCode::SERVICE_UNAVAILABLE,
+            "PayloadTooLargeError" => StatusCode::PAYLOAD_TOO_LARGE,
+            "TooManyRequestsError" => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,7 +125,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Writes the error body of responses that carry an [`ApiError`].
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
+/// Writes the error body of responses that carry an [`ApiError`], and of the framework's own
+/// refusals.
 pub async fn with_request(request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let url = request
@@ -132,16 +142,47 @@ pub async fn with_request(request: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
     let response = next.run(request).await;
-    let Some(error) = response.extensions().get::<ApiError>().cloned() else {
-        return response;
-    };
     let status = response.status();
+    let error = match response.extensions().get::<ApiError>().cloned() {
+        Some(error) => error,
+        // The framework's own refusals (unknown route, wrong method, malformed path, body
+        // too large) get the same body as ours.
+        None if (status.is_client_error() || status.is_server_error())
+            && !is_json(response.headers()) =>
+        {
+            ApiError {
+                name: match status.as_u16() {
+                    400 => "InputError",
+                    401 => "AuthenticationError",
+                    403 | 405 => "NotAllowedError",
+                    404 => "NotFoundError",
+                    413 => "PayloadTooLargeError",
+                    415 => "UnsupportedMediaTypeError",
+                    429 => "TooManyRequestsError",
+                    503 => "ServiceUnavailableError",
+                    _ => "Error",
+                },
+                message: status
+                    .canonical_reason()
+                    .unwrap_or("The request failed")
+                    .to_owned(),
+            }
+        }
+        None => return response,
+    };
     let body = json!({
         "error": {"name": error.name, "message": error.message},
         "request": {"method": method, "url": url},
         "response": {"statusCode": status.as_u16()},
     });
-    (status, axum::Json(body)).into_response()
+    let mut answer = (status, axum::Json(body)).into_response();
+    // Keep headers such as Retry-After.
+    for (name, value) in response.headers() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 pub mod auth;
 pub mod catalog;
 pub mod error;
+pub mod limits;
 pub mod params;
+pub mod search;
 pub mod webhooks;
 
 use std::future::Future;
@@ -16,17 +18,24 @@ use cadastre_bus::Bus;
 use cadastre_bus::subjects::HARVEST_REQUESTS;
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
+use cadastre_proto::v1::search_service_client::SearchServiceClient;
 use tonic::transport::Channel;
 
 pub use error::ApiError;
 
 /// What the gateway allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Location types `POST /locations` accepts (Backstage allows only `url` by default).
     pub location_types: Vec<String>,
     pub auth: auth::Auth,
     pub webhooks: webhooks::WebhookSecrets,
+    /// Per client address; `None`: no limit.
+    pub rate_limit: Option<limits::RateLimit>,
+    /// How long a request may take.
+    pub request_deadline: std::time::Duration,
+    /// The largest request body of the API routes (webhooks take up to 5 MiB, as Backstage).
+    pub max_body_bytes: usize,
 }
 
 impl Default for Settings {
@@ -38,6 +47,9 @@ impl Default for Settings {
                 ..auth::Auth::default()
             },
             webhooks: webhooks::WebhookSecrets::default(),
+            rate_limit: None,
+            request_deadline: std::time::Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -64,6 +76,7 @@ impl Settings {
 #[derive(Debug, Clone)]
 pub struct Gateway {
     catalog: CatalogServiceClient<Channel>,
+    search: Option<SearchServiceClient<Channel>>,
     bus: Arc<dyn Bus>,
     settings: Arc<Settings>,
     deliveries: Arc<webhooks::Deliveries>,
@@ -73,10 +86,23 @@ impl Gateway {
     pub fn new(store: Channel, bus: Arc<dyn Bus>, settings: Settings) -> Gateway {
         Gateway {
             catalog: CatalogServiceClient::new(store).max_decoding_message_size(64 * 1024 * 1024),
+            search: None,
             bus,
             settings: Arc::new(settings),
             deliveries: Arc::new(webhooks::Deliveries::default()),
         }
+    }
+
+    /// Answers the search routes from the search service on `channel`.
+    pub fn with_search(mut self, channel: Channel) -> Gateway {
+        self.search = Some(SearchServiceClient::new(channel));
+        self
+    }
+
+    pub(crate) fn search(&self) -> Result<SearchServiceClient<Channel>, ApiError> {
+        self.search
+            .clone()
+            .ok_or_else(|| ApiError::unavailable("Search is not configured on this gateway"))
     }
 
     pub(crate) fn catalog(&self) -> CatalogServiceClient<Channel> {
@@ -141,20 +167,53 @@ impl Gateway {
         Ok(())
     }
 
-    /// Every route: `/api/catalog/…` (Backstage's catalog API) and `/api/webhooks/…`.
+    /// Every route: `/api/catalog/…` (Backstage's catalog API), `/api/search/…` and
+    /// `/api/webhooks/…` (which check signatures instead of tokens).
     pub fn router(self) -> Router {
         let auth = Arc::new(self.settings.auth.clone());
-        let webhooks = webhooks::routes()
-            .layer(axum::middleware::from_fn(error::with_request))
-            .with_state(self.clone());
-        let catalog = catalog::routes()
-            .layer(axum::middleware::from_fn_with_state(auth, auth::check))
-            .layer(axum::middleware::from_fn(error::with_request))
-            .with_state(self);
+        let buckets = self
+            .settings
+            .rate_limit
+            .map(|limit| Arc::new(limits::Buckets::new(limit)));
+        let deadline = self.settings.request_deadline;
+        // Layers run outside in: the error body, the rate limit, the deadline, then the rest.
+        let limited = |routes: Router<Gateway>, body_limit: usize| {
+            let mut routes = routes
+                .fallback(unknown_route)
+                .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    deadline,
+                    limits::deadline,
+                ));
+            if let Some(buckets) = &buckets {
+                routes = routes.layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(buckets),
+                    limits::rate_limit,
+                ));
+            }
+            routes
+                .layer(axum::middleware::from_fn(error::with_request))
+                .with_state(self.clone())
+        };
+        let with_tokens = |routes: Router<Gateway>| {
+            routes.layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&auth),
+                auth::check,
+            ))
+        };
+        let body_limit = self.settings.max_body_bytes;
+        let catalog = limited(with_tokens(catalog::routes()), body_limit);
+        let search = limited(with_tokens(search::routes()), body_limit);
+        let webhooks = limited(webhooks::routes(), 5 * 1024 * 1024);
         Router::new()
             .nest("/api/catalog", catalog)
+            .nest("/api/search", search)
             .nest("/api/webhooks", webhooks)
     }
+}
+
+async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("No route {method} {}", uri.path()))
 }
 
 /// Serves `router` on `listener` until `shutdown`.
@@ -164,7 +223,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(address = ?listener.local_addr().ok(), "gateway serving HTTP");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The client's address is what the rate limit counts by.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cadastre_gateway::Settings;
 use cadastre_proto::v1 as pb;
-use common::{start, start_with};
+use common::{start, start_with, start_with_search};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -553,4 +553,209 @@ async fn entities_are_validated_without_being_stored() {
             .unwrap()
             .contains("only 'url:<target>'")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_answers_backstage_queries_and_suggestions() {
+    let running = start_with_search().await;
+    let search = |query: &'static str| {
+        let url = running.base.replace("/api/catalog", "/api/search");
+        let http = running.http.clone();
+        async move {
+            let response = http.get(format!("{url}{query}")).send().await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // The index catches up with the store.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        let (status, body) =
+            search("/query?term=artist&types[0]=software-catalog&filters[kind]=Component").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["numberOfResults"].as_u64().unwrap_or(0) >= 2 {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the index never caught up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let results = found["results"].as_array().unwrap();
+    assert!(results.iter().all(|r| r["document"]["kind"] == "Component"));
+    let lookup = results
+        .iter()
+        .find(|r| r["document"]["name"] == "artist-lookup")
+        .unwrap();
+    assert_eq!(lookup["type"], "software-catalog");
+    assert_eq!(
+        lookup["document"]["location"],
+        "/catalog/default/component/artist-lookup"
+    );
+    assert_eq!(lookup["highlight"]["preTag"], "<mark>");
+    assert_eq!(results[0]["rank"], 1);
+
+    let (status, page) = search("/query?term=&pageLimit=2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["results"].as_array().unwrap().len(), 2);
+    assert!(page["nextPageCursor"].is_string());
+
+    let (status, body) = search("/suggest?prefix=artist").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["suggestions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["entityRef"] == "component:default/artist-lookup")
+    );
+
+    for bad in [
+        "/query?pageLimit=500",
+        "/query?types[0]=techdocs",
+        "/query?filters[colour]=red",
+        "/query?pageCursor=zzz",
+        "/suggest?limit=99",
+    ] {
+        let (status, body) = search(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["name"], "InputError", "{bad}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_with_the_error_body() {
+    use cadastre_gateway::limits::RateLimit;
+    let settings = Settings {
+        rate_limit: Some(RateLimit {
+            per_second: 1.0,
+            burst: 3.0,
+        }),
+        max_body_bytes: 1024,
+        ..Settings::default()
+    }
+    .for_listen("127.0.0.1:7007".parse().unwrap())
+    .unwrap();
+    let running = start_with(settings).await;
+    let oversize = running
+        .http
+        .post(format!("{}/entities/by-refs", running.base))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"entityRefs": ["{}"]}}"#, "x".repeat(4096)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversize.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = oversize.json().await.unwrap();
+    assert_eq!(body["error"]["name"], "PayloadTooLargeError");
+    let (status, body) = running.get("/no-such-route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["name"], "NotFoundError");
+    // Three at once, then one a second: a quick fourth (or fifth) request waits.
+    let mut limited = None;
+    for _ in 0..3 {
+        let response = running
+            .http
+            .get(format!("{}/entities/by-query?limit=1", running.base))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("a request beyond the burst is refused");
+    assert!(limited.headers().get("retry-after").is_some());
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["name"], "TooManyRequestsError");
+}
+
+/// Random query strings built from the parameters' own vocabulary and hostile characters:
+/// every answer is a success or a 4xx with the error body, never a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_query_string_makes_a_server_error() {
+    const KEYS: &[&str] = &[
+        "filter",
+        "fields",
+        "limit",
+        "offset",
+        "orderField",
+        "order",
+        "cursor",
+        "after",
+        "totalItems",
+        "fullTextFilterTerm",
+        "fullTextFilterFields",
+        "facet",
+        "x",
+    ];
+    const PIECES: &[&str] = &[
+        "kind",
+        "=",
+        ",",
+        "component",
+        "metadata.name",
+        "spec.type",
+        "relations.ownedby",
+        "asc",
+        "desc",
+        "%",
+        "%ZZ",
+        "[0]",
+        "$",
+        "..",
+        "\u{0}",
+        "é",
+        "🚀",
+        "-1",
+        "0",
+        "99999999999",
+        "eyJ9",
+        "include",
+        "exclude",
+        " ",
+        "&",
+        "a=b=c",
+        "/",
+        ":",
+    ];
+    const PATHS: &[&str] = &[
+        "/entities/by-query",
+        "/entities",
+        "/entity-facets",
+        "/locations",
+    ];
+    let running = start().await;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for _ in 0..400 {
+        let mut query = Vec::new();
+        for _ in 0..1 + next(4) {
+            let mut value = String::new();
+            for _ in 0..next(5) {
+                value.push_str(PIECES[next(PIECES.len())]);
+            }
+            query.push(format!(
+                "{}={}",
+                KEYS[next(KEYS.len())],
+                url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+            ));
+        }
+        let path = format!("{}?{}", PATHS[next(PATHS.len())], query.join("&"));
+        let (status, body) = running.get(&path).await;
+        assert!(!status.is_server_error(), "{path}: {status} {body}");
+        if status.is_client_error() {
+            assert!(body["error"]["name"].is_string(), "{path}: {body}");
+        }
+    }
 }

@@ -26,6 +26,7 @@ pub struct Running {
     pub harvests: Box<dyn Consumer>,
     /// The store behind the gateway, for arranging what a test needs.
     pub store: cadastre_catalog_store::CatalogStore,
+    _search_dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
     _harness: store_common::Harness,
 }
@@ -39,6 +40,18 @@ pub async fn start() -> Running {
 }
 
 pub async fn start_with(settings: Settings) -> Running {
+    start_full(settings, false).await
+}
+
+/// [`start`], with the search service (tantivy, following the store) behind `/api/search`.
+pub async fn start_with_search() -> Running {
+    let open = Settings::default()
+        .for_listen("127.0.0.1:7007".parse().unwrap())
+        .unwrap();
+    start_full(open, true).await
+}
+
+async fn start_full(settings: Settings, with_search: bool) -> Running {
     let harness = store_common::sqlite().await;
     harness
         .store
@@ -60,11 +73,27 @@ pub async fn start_with(settings: Settings) -> Running {
     ));
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
     let harvests = bus.consume(&HARVESTER).await.unwrap();
-    let gateway = Gateway::new(
-        Channel::from_shared(store_url).unwrap().connect_lazy(),
-        bus,
-        settings,
-    );
+    let store_channel = Channel::from_shared(store_url).unwrap().connect_lazy();
+    let mut gateway = Gateway::new(store_channel.clone(), bus, settings);
+    let search_dir = tempfile::tempdir().unwrap();
+    if with_search {
+        let backend: Arc<dyn cadastre_search::SearchBackend> = Arc::new(
+            cadastre_search::tantivy::TantivyBackend::open(search_dir.path().join("index"))
+                .unwrap(),
+        );
+        let indexer = cadastre_search::indexer::Indexer::new(Arc::clone(&backend), store_channel);
+        let follower = Arc::clone(&indexer);
+        tokio::spawn(async move { follower.follow(std::future::pending()).await });
+        let search_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let search_url = format!("http://{}", search_listener.local_addr().unwrap());
+        tokio::spawn(cadastre_search::server::run(
+            cadastre_search::server::SearchGrpc::new(backend, Some(indexer)),
+            search_listener,
+            std::future::pending(),
+            Duration::from_secs(1),
+        ));
+        gateway = gateway.with_search(Channel::from_shared(search_url).unwrap().connect_lazy());
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api/catalog", listener.local_addr().unwrap());
     tokio::spawn(cadastre_gateway::serve(
@@ -81,6 +110,7 @@ pub async fn start_with(settings: Settings) -> Running {
         http: reqwest::Client::new(),
         harvests,
         store: harness.store.clone(),
+        _search_dir: search_dir,
         _stop: stop,
         _harness: harness,
     }
