@@ -80,6 +80,27 @@ pub struct Batch {
     pub replaced_locations: Vec<String>,
 }
 
+impl Batch {
+    /// Upserts of `bodies` as one location produced them, without relation edges (for
+    /// benchmarks and tests that fill a store quickly).
+    pub fn of_bodies(bodies: impl IntoIterator<Item = Value>, location_key: &str) -> Batch {
+        Batch {
+            upserts: bodies
+                .into_iter()
+                .map(|body| Upsert {
+                    body,
+                    edges: Vec::new(),
+                    location_key: Some(location_key.to_owned()),
+                    origin_location: Some(location_key.to_owned()),
+                    parent_ref: None,
+                    commit: None,
+                })
+                .collect(),
+            ..Batch::default()
+        }
+    }
+}
+
 /// What a batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {

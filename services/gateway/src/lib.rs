@@ -3,6 +3,7 @@
 //! Stateless: any number of replicas.
 
 pub mod auth;
+pub mod cadastre_api;
 pub mod catalog;
 pub mod error;
 pub mod limits;
@@ -204,10 +205,12 @@ impl Gateway {
         let body_limit = self.settings.max_body_bytes;
         let catalog = limited(with_tokens(catalog::routes()), body_limit);
         let search = limited(with_tokens(search::routes()), body_limit);
+        let cadastre = limited(with_tokens(cadastre_api::routes()), body_limit);
         let webhooks = limited(webhooks::routes(), 5 * 1024 * 1024);
         Router::new()
             .nest("/api/catalog", catalog)
             .nest("/api/search", search)
+            .nest("/api/cadastre/v1", cadastre)
             .nest("/api/webhooks", webhooks)
     }
 }

@@ -759,3 +759,49 @@ async fn no_query_string_makes_a_server_error() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_receipts_and_errors_beyond_backstage() {
+    let running = start().await;
+    let base = running.base.replace("/api/catalog", "/api/cadastre/v1");
+    let get = |path: String| {
+        let http = running.http.clone();
+        async move {
+            let response = http.get(path).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, history) = get(format!(
+        "{base}/entities/component/default/artist-lookup/history"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let first = &history["items"][0];
+    assert_eq!(first["change"], "created");
+    assert_eq!(first["commit"], "abc123");
+    assert_eq!(first["entity"]["metadata"]["name"], "artist-lookup");
+    let recorded = first["recordedAt"].as_str().unwrap();
+    let (status, then) = get(format!(
+        "{base}/entities/component/default/artist-lookup/as-of/{recorded}"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{then}");
+    assert_eq!(then["generation"], 1);
+    let (status, _) = get(format!(
+        "{base}/entities/component/default/artist-lookup/as-of/1999-01-01T00:00:00Z"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, receipts) = get(format!("{base}/receipts?limit=5")).await;
+    assert_eq!(status, StatusCode::OK, "{receipts}");
+    assert!(receipts["items"].is_array());
+    let (status, errors) = get(format!(
+        "{base}/processing-errors?owner=group:default/team-a"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{errors}");
+    assert!(errors["items"].is_array());
+    let (status, refused) = get(format!("{base}/processing-errors")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused["error"]["name"], "InputError");
+}

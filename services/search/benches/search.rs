@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cadastre_catalog_store::{Batch, CatalogStore, Upsert};
+use cadastre_catalog_store::{Batch, CatalogStore};
 use cadastre_search::indexer::Indexer;
 use cadastre_search::opensearch::{OpenSearchBackend, OpenSearchSettings};
 use cadastre_search::tantivy::TantivyBackend;
@@ -239,21 +239,9 @@ async fn store_with(org: &Organisation, dir: &std::path::Path) -> Channel {
     let store = CatalogStore::connect(&url).await.unwrap();
     let started = Instant::now();
     for first in (0..org.len()).step_by(STORE_BATCH) {
-        let upserts = (first..(first + STORE_BATCH).min(org.len()))
-            .map(|i| Upsert {
-                body: org.entity(i),
-                edges: Vec::new(),
-                location_key: Some("file:/bench.yaml".into()),
-                origin_location: Some("file:/bench.yaml".into()),
-                parent_ref: None,
-                commit: None,
-            })
-            .collect();
+        let bodies = (first..(first + STORE_BATCH).min(org.len())).map(|i| org.entity(i));
         store
-            .apply_batch(Batch {
-                upserts,
-                ..Batch::default()
-            })
+            .apply_batch(Batch::of_bodies(bodies, "file:/bench.yaml"))
             .await
             .unwrap();
     }
