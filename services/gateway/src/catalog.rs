@@ -49,6 +49,7 @@ pub fn routes() -> Router<Gateway> {
         )
         .route("/refresh", post(refresh))
         .route("/validate-entity", post(validate_entity))
+        .route("/analyze-location", post(analyze_location))
 }
 
 /// The served entity JSON of a stored entity, projected to `fields` when given.
@@ -931,4 +932,84 @@ async fn validate_entity(headers: HeaderMap, body: Bytes) -> Response {
                 .collect(),
         ),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AnalyzeBody {
+    location: AnalyzedLocation,
+    #[serde(default)]
+    #[allow(dead_code)]
+    catalog_filename: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalyzedLocation {
+    #[serde(rename = "type")]
+    #[allow(dead_code)]
+    location_type: String,
+    target: String,
+}
+
+/// `POST /analyze-location`: a skeleton Component for a repository URL, as Backstage proposes
+/// when no catalog file is found (this gateway reads no repository here).
+async fn analyze_location(headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let body: AnalyzeBody = json_body(&headers, &body)?;
+    let url = url::Url::parse(&body.location.target)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .ok_or_else(|| ApiError::input("The given location.target is not a URL"))?;
+    let segments: Vec<&str> = url
+        .path_segments()
+        .map(|segments| segments.filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let repository = segments
+        .get(1)
+        .or(segments.first())
+        .map(|name| name.trim_end_matches(".git"))
+        .unwrap_or("unnamed");
+    let name: String = repository
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut annotations = serde_json::Map::new();
+    let host = url.host_str().unwrap_or_default().to_lowercase();
+    let slug_key = match host.as_str() {
+        "github.com" => Some("github.com/project-slug"),
+        "gitlab.com" => Some("gitlab.com/project-slug"),
+        "bitbucket.org" => Some("bitbucket.org/repo-slug"),
+        "dev.azure.com" => Some("dev.azure.com/project-repo"),
+        _ => None,
+    };
+    if let (Some(key), [owner, repo, ..]) = (slug_key, segments.as_slice()) {
+        annotations.insert(
+            key.into(),
+            json!(format!("{owner}/{}", repo.trim_end_matches(".git"))),
+        );
+    }
+    Ok(axum::Json(json!({
+        "existingEntityFiles": [],
+        "generateEntities": [{
+            "entity": {
+                "apiVersion": "backstage.io/v1alpha1",
+                "kind": "Component",
+                "metadata": {"name": name, "annotations": annotations},
+                "spec": {"type": "other", "lifecycle": "unknown"},
+            },
+            "fields": [{
+                "field": "spec.owner",
+                "description": "Entity owner: a group or user ref, e.g. group:default/team-a",
+                "state": "needsUserInput",
+                "value": null,
+            }],
+        }],
+    }))
+    .into_response())
 }

@@ -59,7 +59,8 @@ async fn backstages_catalog_client_works_unchanged() {
             "getEntities",
             "predicates",
             "validateEntity",
-            "removeEntityByUid"
+            "removeEntityByUid",
+            "analyzeLocation"
         ])
     );
 }

@@ -805,3 +805,37 @@ async fn history_receipts_and_errors_beyond_backstage() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(refused["error"]["name"], "InputError");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyzing_a_repository_proposes_a_component() {
+    let running = start().await;
+    let (status, body) = running
+        .post(
+            "/analyze-location",
+            &json!({"location": {"type": "url", "target": "https://github.com/acme/payment-gateway"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let entity = &body["generateEntities"][0]["entity"];
+    assert_eq!(entity["metadata"]["name"], "payment-gateway");
+    assert_eq!(
+        entity["metadata"]["annotations"]["github.com/project-slug"],
+        "acme/payment-gateway"
+    );
+    assert_eq!(
+        entity["spec"],
+        json!({"type": "other", "lifecycle": "unknown"})
+    );
+    assert_eq!(body["existingEntityFiles"], json!([]));
+    let (status, body) = running
+        .post(
+            "/analyze-location",
+            &json!({"location": {"type": "url", "target": "not a url"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"]["message"],
+        "The given location.target is not a URL"
+    );
+}

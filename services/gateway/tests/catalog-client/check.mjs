@@ -117,4 +117,11 @@ await check('removeEntityByUid', async () => {
   assert.equal(await client.getLocationByEntity('component:default/artist-lookup'), undefined);
 });
 
+await check('analyzeLocation', async () => {
+  const analysis = await client.analyzeLocation({ location: { type: 'url', target: 'https://github.com/acme/payment-gateway' } });
+  assert.deepEqual(analysis.existingEntityFiles, []);
+  assert.equal(analysis.generateEntities[0].entity.metadata.name, 'payment-gateway');
+  assert.equal(analysis.generateEntities[0].entity.spec.type, 'other');
+});
+
 console.log(JSON.stringify({ ok: true, checked }));
