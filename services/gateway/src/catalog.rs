@@ -50,6 +50,7 @@ pub fn routes() -> Router<Gateway> {
         .route("/refresh", post(refresh))
         .route("/validate-entity", post(validate_entity))
         .route("/analyze-location", post(analyze_location))
+        .route("/openapi.json", get(openapi))
 }
 
 /// The served entity JSON of a stored entity, projected to `fields` when given.
@@ -1012,4 +1013,8 @@ async fn analyze_location(headers: HeaderMap, body: Bytes) -> Result<Response, A
         }],
     }))
     .into_response())
+}
+
+async fn openapi() -> Response {
+    axum::Json(crate::openapi::document()).into_response()
 }

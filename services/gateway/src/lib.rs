@@ -7,6 +7,7 @@ pub mod cadastre_api;
 pub mod catalog;
 pub mod error;
 pub mod limits;
+pub mod openapi;
 pub mod params;
 pub mod search;
 pub mod webhooks;

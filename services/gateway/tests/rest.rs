@@ -839,3 +839,53 @@ async fn analyzing_a_repository_proposes_a_component() {
         "The given location.target is not a URL"
     );
 }
+
+/// The OpenAPI document names every route the gateway serves, and each one answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_router() {
+    let running = start_with_search().await;
+    let (status, document) = running.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+    let api = running.base.replace("/api/catalog", "/api");
+    let mut checked = 0;
+    for (path, methods) in document["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            assert!(operation["summary"].is_string(), "{method} {path}");
+            let concrete = path
+                .trim_start_matches("/api")
+                .replace("{kind}", "component")
+                .replace("{namespace}", "default")
+                .replace("{name}", "artist-lookup")
+                .replace("{uid}", "some-uid")
+                .replace("{id}", "some-id")
+                .replace("{time}", "2030-01-01T00:00:00Z");
+            let request = running.http.request(
+                method.to_uppercase().parse().unwrap(),
+                format!("{api}{concrete}"),
+            );
+            let request = if method == "get" || method == "delete" {
+                request
+            } else {
+                request.json(&json!({}))
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let unrouted = status == StatusCode::METHOD_NOT_ALLOWED
+                || body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("No route"));
+            assert!(
+                !unrouted,
+                "{method} {path} is documented but not served: {status} {body}"
+            );
+            assert!(
+                !status.is_server_error(),
+                "{method} {path}: {status} {body}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, cadastre_gateway::openapi::OPERATIONS.len());
+}
