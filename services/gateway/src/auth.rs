@@ -77,7 +77,10 @@ fn needed(method: &Method, path: &str) -> Scope {
     let reading_post = path.ends_with("/entities/by-refs")
         || path.ends_with("/entities/by-query")
         || path.ends_with("/entity-facets")
-        || path.ends_with("/locations/by-query");
+        || path.ends_with("/locations/by-query")
+        || path.ends_with("/validate-files")
+        || path.ends_with("/validate-entity")
+        || path.ends_with("/analyze-location");
     if method == Method::GET || method == Method::HEAD || (method == Method::POST && reading_post) {
         Scope::Read
     } else {

@@ -21,6 +21,10 @@ pub fn routes() -> Router<Gateway> {
         )
         .route("/receipts", get(receipts))
         .route("/processing-errors", get(processing_errors))
+        .route(
+            "/validate-files",
+            axum::routing::post(crate::dry_run::validate_files),
+        )
 }
 
 fn entry_json(entry: pb::HistoryEntry) -> Value {

@@ -96,7 +96,7 @@ fn filter_of(params: &Params) -> Result<Option<pb::Predicate>, ApiError> {
 }
 
 /// A JSON object body: Backstage refuses other content types and non-objects.
-fn json_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<T, ApiError> {

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cadastre_api;
 pub mod catalog;
+pub mod dry_run;
 pub mod error;
 pub mod limits;
 pub mod openapi;
