@@ -221,12 +221,15 @@ impl Default for HarvesterConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessorConfig {
     pub max_fan_out_depth: u32,
+    /// Which kinds may come from which registered locations; none: every kind from anywhere.
+    pub kind_rules: Vec<cadastre_processor::KindRule>,
 }
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
         ProcessorConfig {
             max_fan_out_depth: cadastre_processor::Settings::default().max_fan_out_depth,
+            kind_rules: Vec::new(),
         }
     }
 }
@@ -348,6 +351,16 @@ struct HarvesterFile {
 #[serde(deny_unknown_fields)]
 struct ProcessorFile {
     max_fan_out_depth: Option<u32>,
+    #[serde(default)]
+    kind_rules: Vec<KindRuleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindRuleFile {
+    allow: Vec<String>,
+    location_type: Option<String>,
+    target_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -537,6 +550,19 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
     if let Some(depth) = file.processor.max_fan_out_depth {
         config.processor.max_fan_out_depth = depth;
     }
+    config
+        .processor
+        .kind_rules
+        .extend(
+            file.processor
+                .kind_rules
+                .into_iter()
+                .map(|rule| cadastre_processor::KindRule {
+                    allow: rule.allow,
+                    location_type: rule.location_type,
+                    target_prefix: rule.target_prefix,
+                }),
+        );
     let gateway = &mut config.gateway;
     gateway.listen = file.gateway.listen.unwrap_or(gateway.listen);
     if let Some(url) = file.gateway.store_url {

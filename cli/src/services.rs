@@ -122,6 +122,7 @@ pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
         cadastre_processor::Settings {
             max_fan_out_depth: config.processor.max_fan_out_depth,
             limits: config.limits,
+            kind_rules: config.processor.kind_rules.clone(),
         },
     ));
     let bus = connect_bus(&config.bus).await?;

@@ -175,6 +175,8 @@ rules! {
     LocationTarget = "location-target",
     /// The entity is already held by another location; the first holder keeps it.
     EntityRefConflict = "entity-ref-conflict",
+    /// The entity's kind may not come from this location (the processor's kind rules).
+    KindNotAllowed = "kind-not-allowed",
 }
 
 impl fmt::Display for Rule {

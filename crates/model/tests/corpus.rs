@@ -459,6 +459,7 @@ fn every_rule_has_a_corpus_case() {
         Rule::LocationRead,
         Rule::LocationTarget,
         Rule::EntityRefConflict,
+        Rule::KindNotAllowed,
     ];
     let missing: Vec<&str> = Rule::ALL
         .iter()

@@ -95,6 +95,16 @@ fn filter_of(params: &Params) -> Result<Option<pb::Predicate>, ApiError> {
     Ok(Some(cadastre_query::wire::to_proto(&predicate)))
 }
 
+/// The served entity as stored, passed through without parsing (the store serves it as JSON).
+fn raw_entity(stored: pb::StoredEntity) -> Result<Response, ApiError> {
+    let entity = stored.entity.ok_or_else(ApiError::internal)?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        entity.body_json,
+    )
+        .into_response())
+}
+
 /// A JSON object body: Backstage refuses other content types and non-objects.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
@@ -132,10 +142,7 @@ async fn entity_by_name(
         .get_entity_by_ref(pb::GetEntityByRefRequest { entity_ref })
         .await;
     match found {
-        Ok(stored) => Ok(
-            axum::Json(entity_json(stored.into_inner(), &Projection::everything())?)
-                .into_response(),
-        ),
+        Ok(stored) => raw_entity(stored.into_inner()),
         Err(status) if status.code() == tonic::Code::NotFound => Err(ApiError::not_found(format!(
             "No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'"
         ))),
@@ -154,10 +161,7 @@ async fn entity_by_uid(
         .get_entity_by_uid(pb::GetEntityByUidRequest { uid: uid.clone() })
         .await
     {
-        Ok(stored) => Ok(
-            axum::Json(entity_json(stored.into_inner(), &Projection::everything())?)
-                .into_response(),
-        ),
+        Ok(stored) => raw_entity(stored.into_inner()),
         Err(status) if status.code() == tonic::Code::NotFound => {
             Err(ApiError::not_found(format!("No entity with uid {uid}")))
         }

@@ -156,10 +156,7 @@ pub async fn validate_files(
                     "entity-ref-conflict",
                     true,
                     "metadata.name",
-                    format!(
-                        "{entity_ref} is also defined in {}",
-                        body.files[first].path
-                    ),
+                    format!("{entity_ref} is also defined in {}", body.files[first].path),
                 ));
                 continue;
             }

@@ -901,7 +901,8 @@ async fn files_are_checked_against_the_whole_catalog() {
     let edited = original.replace("description: Artist Lookup", "description: Finds artists");
     let new_one = "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: brand-new\nspec:\n  type: service\n  lifecycle: production\n  owner: team-a\n";
     let orphaned = "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: lonely\nspec:\n  type: service\n  lifecycle: production\n  owner: team-nobody\n";
-    let broken = "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: Bad Name\n";
+    let broken =
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: Bad Name\n";
     let cadastre = running.base.replace("/api/catalog", "/api/cadastre/v1");
     let check = |body: Value| {
         let http = running.http.clone();
@@ -921,14 +922,33 @@ async fn files_are_checked_against_the_whole_catalog() {
     .await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["valid"], false);
-    let findings = |index: usize| report["files"][index]["findings"].as_array().unwrap().clone();
-    let rules = |index: usize| findings(index).iter().map(|f| f["rule"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
-    assert!(findings(0).iter().all(|f| f["severity"] != "error"), "{report}");
+    let findings = |index: usize| {
+        report["files"][index]["findings"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let rules = |index: usize| {
+        findings(index)
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        findings(0).iter().all(|f| f["severity"] != "error"),
+        "{report}"
+    );
     assert!(findings(1).is_empty(), "{report}");
     assert_eq!(rules(2), vec!["entity-ref-conflict"]);
     assert_eq!(rules(3), vec!["owner-unknown"]);
-    let name_error = findings(4).into_iter().find(|f| f["rule"] == "name-format").unwrap();
-    assert_eq!((name_error["line"].as_u64(), name_error["column"].as_u64()), (Some(4), Some(9)));
+    let name_error = findings(4)
+        .into_iter()
+        .find(|f| f["rule"] == "name-format")
+        .unwrap();
+    assert_eq!(
+        (name_error["line"].as_u64(), name_error["column"].as_u64()),
+        (Some(4), Some(9))
+    );
     let change = |entity_ref: &str| {
         report["changes"]
             .as_array()
@@ -938,8 +958,14 @@ async fn files_are_checked_against_the_whole_catalog() {
             .cloned()
             .unwrap()
     };
-    assert_eq!(change("component:default/artist-lookup")["change"], "updated");
-    assert_eq!(change("component:default/artist-lookup")["fields"], json!(["metadata.description"]));
+    assert_eq!(
+        change("component:default/artist-lookup")["change"],
+        "updated"
+    );
+    assert_eq!(
+        change("component:default/artist-lookup")["fields"],
+        json!(["metadata.description"])
+    );
     assert_eq!(change("component:default/brand-new")["change"], "created");
 
     let (_, unchanged) = check(json!({"files": [{"path": "a.yaml", "content": original}]})).await;
@@ -947,9 +973,14 @@ async fn files_are_checked_against_the_whole_catalog() {
     assert_eq!(unchanged["changes"][0]["change"], "unchanged");
     let (_, clash) = check(json!({"files": [{"path": "a.yaml", "content": original}], "location": "url:https://elsewhere.example.com/catalog-info.yaml"})).await;
     assert_eq!(clash["valid"], false);
-    assert_eq!(clash["files"][0]["findings"][0]["rule"], "entity-ref-conflict");
+    assert_eq!(
+        clash["files"][0]["findings"][0]["rule"],
+        "entity-ref-conflict"
+    );
     // Nothing was stored.
-    let (status, _) = running.get("/entities/by-name/component/default/brand-new").await;
+    let (status, _) = running
+        .get("/entities/by-name/component/default/brand-new")
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = check(json!({"files": []})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

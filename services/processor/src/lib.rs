@@ -31,6 +31,8 @@ pub struct Settings {
     /// Location entities may chain this deep (a registered location is depth 0).
     pub max_fan_out_depth: u32,
     pub limits: Limits,
+    /// Which kinds may come from which locations; none: every kind from anywhere.
+    pub kind_rules: Vec<KindRule>,
 }
 
 impl Default for Settings {
@@ -38,8 +40,43 @@ impl Default for Settings {
         Settings {
             max_fan_out_depth: 8,
             limits: Limits::default(),
+            kind_rules: Vec::new(),
         }
     }
+}
+
+/// Kinds allowed from the locations a rule names (as Backstage's `catalog.rules`): an
+/// entity is kept when some rule matching its location allows its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KindRule {
+    /// Kinds, case-insensitive.
+    pub allow: Vec<String>,
+    /// Only locations of this type (`url`, `git`, `file`), if given.
+    pub location_type: Option<String>,
+    /// Only locations whose target starts with this, if given.
+    pub target_prefix: Option<String>,
+}
+
+impl KindRule {
+    fn matches(&self, location_key: &str) -> bool {
+        let (location_type, target) = location_key.split_once(':').unwrap_or(("", location_key));
+        self.location_type
+            .as_deref()
+            .is_none_or(|t| t == location_type)
+            && self
+                .target_prefix
+                .as_deref()
+                .is_none_or(|p| target.starts_with(p))
+    }
+}
+
+/// Whether `kind` may come from the registered location `origin` under `rules`.
+pub fn kind_allowed(rules: &[KindRule], kind: &str, origin: &str) -> bool {
+    rules.is_empty()
+        || rules
+            .iter()
+            .filter(|rule| rule.matches(origin))
+            .any(|rule| rule.allow.iter().any(|k| k.eq_ignore_ascii_case(kind)))
 }
 
 /// The processor's output for one harvest.
@@ -146,6 +183,19 @@ impl Processor {
                     continue;
                 };
                 let entity_ref = valid.entity.canonical_ref();
+                if !kind_allowed(&self.settings.kind_rules, &valid.entity.kind, &origin) {
+                    let finding = Finding::error(
+                        Rule::KindNotAllowed,
+                        "kind",
+                        format!(
+                            "kind {} may not come from location {origin} (processor.kind_rules)",
+                            valid.entity.kind
+                        ),
+                    );
+                    keep(&finding, Some(&entity_ref));
+                    processed.summary.failed_documents += 1;
+                    continue;
+                }
                 let mut body = valid.entity.to_value();
                 if let Some(object) = body.as_object_mut() {
                     object.remove("relations");

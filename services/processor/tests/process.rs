@@ -358,3 +358,51 @@ spec:
     );
     assert!(errors_of(&processed, "file:/srv/api.yaml").is_empty());
 }
+
+#[test]
+fn kind_rules_decide_which_kinds_a_location_may_bring() {
+    let rules = vec![
+        cadastre_processor::KindRule {
+            allow: vec!["Component".into(), "API".into()],
+            location_type: Some("url".into()),
+            target_prefix: None,
+        },
+        cadastre_processor::KindRule {
+            allow: vec!["Group".into()],
+            location_type: Some("url".into()),
+            target_prefix: Some("https://git.example.com/org/people/".into()),
+        },
+    ];
+    let processor = Processor::new(
+        Validator::default(),
+        Settings {
+            kind_rules: rules,
+            ..Settings::default()
+        },
+    );
+    let both = b"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: svc\nspec:\n  type: service\n  lifecycle: production\n  owner: team-a\n---\napiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata:\n  name: team-a\nspec:\n  type: team\n  children: []\n";
+    let target = "https://git.example.com/org/repo/blob/main/catalog-info.yaml";
+    let processed = processor.process(&harvested(
+        &format!("url:{target}"),
+        vec![document(target, both)],
+    ));
+    let kinds: Vec<String> = bodies(&processed)
+        .iter()
+        .map(|b| b["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, vec!["Component"]);
+    let errors = errors_of(&processed, &format!("url:{target}"));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].entity_ref, "group:default/team-a");
+    assert_eq!(errors[0].finding.as_ref().unwrap().rule, "kind-not-allowed");
+
+    // The people repository may bring groups.
+    let people = "https://git.example.com/org/people/blob/main/catalog-info.yaml";
+    let processed = processor.process(&harvested(
+        &format!("url:{people}"),
+        vec![document(people, both)],
+    ));
+    assert_eq!(bodies(&processed).len(), 2);
+    // Without rules, every kind from anywhere.
+    assert!(cadastre_processor::kind_allowed(&[], "Anything", "file:/x"));
+}
