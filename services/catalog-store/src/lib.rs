@@ -116,7 +116,25 @@ impl CatalogStore {
         } else {
             options.max_connections(16);
         }
-        let db = Database::connect(options).await?;
+        let db = if url.starts_with("sqlite:") {
+            // Opening sets the journal mode, which needs the database to itself for a moment:
+            // stores opening one new file together may find it locked. Try again, for a while.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                match Database::connect(options.clone()).await {
+                    Ok(db) => break db,
+                    Err(error)
+                        if error.to_string().contains("database is locked")
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        } else {
+            Database::connect(options).await?
+        };
         Self::open(db).await
     }
 
