@@ -43,6 +43,7 @@ pub fn routes() -> Router<Gateway> {
         .route("/entity-facets", get(facets).post(facets_by_predicate))
         .route("/locations", get(list_locations).post(add_location))
         .route("/locations/{id}", get(get_location).delete(remove_location))
+        .route("/locations/by-query", post(query_locations))
         .route(
             "/locations/by-entity/{kind}/{namespace}/{name}",
             get(location_by_entity),
@@ -1021,4 +1022,118 @@ async fn analyze_location(headers: HeaderMap, body: Bytes) -> Result<Response, A
 
 async fn openapi() -> Response {
     axum::Json(crate::openapi::document()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationsQueryBody {
+    #[serde(default)]
+    query: Option<Value>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// The `POST /locations/by-query` cursor: the page size, the last id, the query.
+#[derive(serde::Serialize, Deserialize)]
+struct LocationsCursor {
+    limit: u32,
+    #[serde(rename = "afterId")]
+    after_id: String,
+    query: Option<Value>,
+}
+
+/// Whether a location (its `id`, `type`, `target`, `entityRef`) satisfies `predicate`;
+/// values compare case-insensitively, as entity predicates do.
+fn location_matches(predicate: &Predicate, location: &pb::Location) -> bool {
+    use cadastre_query::Condition;
+    match predicate {
+        Predicate::All(items) => items.iter().all(|p| location_matches(p, location)),
+        Predicate::Any(items) => items.iter().any(|p| location_matches(p, location)),
+        Predicate::Not(inner) => !location_matches(inner, location),
+        Predicate::Field { key, condition } => {
+            let value = match key.as_str() {
+                "id" => Some(&location.id),
+                "type" => Some(&location.r#type),
+                "target" => Some(&location.target),
+                "entityref" => Some(&location.entity_ref),
+                _ => None,
+            }
+            .map(|value| value.to_lowercase());
+            match condition {
+                Condition::Exists(exists) => value.is_some() == *exists,
+                Condition::In(values) => value.is_some_and(|v| values.contains(&v)),
+                Condition::HasPrefix(prefix) => value.is_some_and(|v| v.starts_with(prefix)),
+                Condition::Relation { .. } => false,
+            }
+        }
+    }
+}
+
+/// `POST /locations/by-query`: registered locations matching a predicate, ordered by id, in
+/// pages with a cursor.
+async fn query_locations(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    let body: LocationsQueryBody = json_body(&headers, &body)?;
+    let (limit, after, query) = match body.cursor.as_deref() {
+        Some(cursor) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<LocationsCursor>(&bytes).ok())
+                .ok_or_else(|| ApiError::input("Malformed cursor"))?;
+            (decoded.limit, Some(decoded.after_id), decoded.query)
+        }
+        None => (body.limit.unwrap_or(1_000), None, body.query),
+    };
+    if limit == 0 {
+        return Err(ApiError::input("limit must be at least 1"));
+    }
+    let predicate = query
+        .as_ref()
+        .map(cadastre_query::json_predicate::parse)
+        .transpose()?;
+    let mut matching: Vec<pb::Location> = gateway
+        .locations()
+        .await?
+        .into_iter()
+        .filter(|l| predicate.as_ref().is_none_or(|p| location_matches(p, l)))
+        .collect();
+    matching.sort_by(|a, b| a.id.cmp(&b.id));
+    let total = matching.len();
+    let page: Vec<&pb::Location> = matching
+        .iter()
+        .filter(|l| after.as_deref().is_none_or(|after| l.id.as_str() > after))
+        .take(limit as usize + 1)
+        .collect();
+    let more = page.len() > limit as usize;
+    let items: Vec<Value> = page
+        .iter()
+        .take(limit as usize)
+        .map(|l| location_json(l))
+        .collect();
+    let mut page_info = serde_json::Map::new();
+    if more && let Some(last) = page.get(limit as usize - 1) {
+        let cursor = LocationsCursor {
+            limit,
+            after_id: last.id.clone(),
+            query,
+        };
+        page_info.insert(
+            "nextCursor".into(),
+            Value::String(
+                base64::engine::general_purpose::STANDARD
+                    .encode(serde_json::to_vec(&cursor).unwrap_or_default()),
+            ),
+        );
+    }
+    Ok(
+        axum::Json(json!({"items": items, "totalItems": total, "pageInfo": page_info}))
+            .into_response(),
+    )
 }

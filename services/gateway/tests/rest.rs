@@ -985,3 +985,63 @@ async fn files_are_checked_against_the_whole_catalog() {
     let (status, _) = check(json!({"files": []})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locations_are_queried_with_predicates_in_pages() {
+    let running = start().await;
+    for n in 0..5 {
+        let (status, _) = running
+            .post("/locations", &json!({"type": "url", "target": format!("https://git.example.com/r{n}/catalog-info.yaml")}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    running
+        .post(
+            "/locations",
+            &json!({"type": "git", "target": "https://git.example.com/other.git"}),
+        )
+        .await;
+    let (status, first) = running
+        .post(
+            "/locations/by-query",
+            &json!({"query": {"type": "URL"}, "limit": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["totalItems"], 5);
+    let mut seen: Vec<String> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut cursor = first["pageInfo"]["nextCursor"].as_str().map(str::to_owned);
+    while let Some(next) = cursor {
+        let (_, page) = running
+            .post("/locations/by-query", &json!({"cursor": next}))
+            .await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["id"].as_str().unwrap().to_owned()),
+        );
+        cursor = page["pageInfo"]["nextCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen.len(), 5);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+    let (_, prefixed) = running
+        .post(
+            "/locations/by-query",
+            &json!({"query": {"target": {"$hasPrefix": "https://git.example.com/r1"}}}),
+        )
+        .await;
+    assert_eq!(prefixed["totalItems"], 1);
+    let (status, _) = running
+        .post("/locations/by-query", &json!({"cursor": "nope"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
