@@ -214,5 +214,18 @@ async fn a_signed_push_is_harvested_and_a_forged_one_changes_nothing() {
     assert_eq!(replay["status"], "ignored");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(description(&http, &base).await.as_deref(), Some("second"));
+
+    // A signed push without a delivery id is still harvested (nothing to recognise replays by).
+    let body = push("", &third);
+    let accepted = http
+        .post(format!("{base}/api/webhooks/github"))
+        .header("x-github-event", "push")
+        .header("x-hub-signature-256", sign(&body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), reqwest::StatusCode::ACCEPTED);
+    wait_for_description(&http, &base, "third").await;
     let _ = stop.send(true);
 }

@@ -17,6 +17,19 @@ use crate::Gateway;
 use crate::error::ApiError;
 use crate::params::Params;
 
+/// The query parameters of `GET /entities/by-query`.
+pub(crate) const BY_QUERY_PARAMS: &[&str] = &[
+    "filter",
+    "fields",
+    "limit",
+    "offset",
+    "orderField",
+    "fullTextFilterTerm",
+    "fullTextFilterFields",
+    "cursor",
+    "totalItems",
+];
+
 /// `by-query` pages hold this many entities unless asked otherwise (Backstage's default).
 const DEFAULT_QUERY_LIMIT: u32 = 200;
 
@@ -206,20 +219,7 @@ async fn query_entities(
     State(gateway): State<Gateway>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(
-        query.as_deref(),
-        &[
-            "filter",
-            "fields",
-            "limit",
-            "offset",
-            "orderField",
-            "fullTextFilterTerm",
-            "fullTextFilterFields",
-            "cursor",
-            "totalItems",
-        ],
-    )?;
+    let params = Params::parse(query.as_deref(), BY_QUERY_PARAMS)?;
     let fields = params.list("fields");
     // Checked here so a bad path is refused whatever the store does with it.
     Projection::parse(&params.all("fields"))?;
@@ -760,18 +760,18 @@ async fn list_entities(
         .await?
         .into_inner();
     let catalog = gateway.catalog();
+    // Later pages follow the cursor, which carries the filter and order but not the fields.
+    let fields = request.fields;
     let chunks = futures::stream::unfold(
-        (Some(first), catalog, true),
-        |(page, mut catalog, first_chunk)| async move {
+        (Some(first), catalog, fields, false),
+        |(page, mut catalog, fields, mut wrote_any)| async move {
             let page = page?;
             let mut chunk = String::new();
-            for (index, stored) in page.items.into_iter().enumerate() {
-                let Some(entity) = stored.entity else {
-                    continue;
-                };
-                if !(first_chunk && index == 0) {
+            for entity in page.items.into_iter().filter_map(|stored| stored.entity) {
+                if wrote_any {
                     chunk.push(',');
                 }
+                wrote_any = true;
                 chunk.push_str(&String::from_utf8_lossy(&entity.body_json));
             }
             let next = if page.next_cursor.is_empty() {
@@ -781,6 +781,7 @@ async fn list_entities(
                     .query_entities(pb::QueryEntitiesRequest {
                         cursor: page.next_cursor,
                         limit: LIST_PAGE,
+                        fields: fields.clone(),
                         ..Default::default()
                     })
                     .await
@@ -792,15 +793,14 @@ async fn list_entities(
                         tracing::error!(%status, "listing entities failed midway");
                         return Some((
                             Err(std::io::Error::other(status.to_string())),
-                            (None, catalog, false),
+                            (None, catalog, fields, wrote_any),
                         ));
                     }
                 }
             };
-            let first_chunk = first_chunk && chunk.is_empty();
             Some((
                 Ok::<_, std::io::Error>(Bytes::from(chunk)),
-                (next, catalog, first_chunk),
+                (next, catalog, fields, wrote_any),
             ))
         },
     );

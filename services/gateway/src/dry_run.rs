@@ -230,7 +230,8 @@ pub async fn validate_files(
             changes.push(json!({"entityRef": entity_ref, "change": "created", "fields": []}));
             continue;
         };
-        if let (Some(location), Some(holder)) = (&body.location, Some(&existing.location_key))
+        let holder = &existing.location_key;
+        if let Some(location) = &body.location
             && !holder.is_empty()
             && !holder.starts_with(location.trim_end_matches('/'))
             && existing.origin_location != *location

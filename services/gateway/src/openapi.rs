@@ -35,17 +35,7 @@ const fn op(
 }
 
 const FILTER: &[&str] = &["filter", "fields"];
-const BY_QUERY: &[&str] = &[
-    "filter",
-    "fields",
-    "limit",
-    "offset",
-    "orderField",
-    "fullTextFilterTerm",
-    "fullTextFilterFields",
-    "cursor",
-    "totalItems",
-];
+const BY_QUERY: &[&str] = crate::catalog::BY_QUERY_PARAMS;
 
 /// Every operation the gateway serves (webhooks aside, which are documented in the README).
 pub const OPERATIONS: &[Operation] = &[

@@ -2,8 +2,8 @@
 //! secret) and GitLab (`X-Gitlab-Token`). A verified push to a branch that registered locations
 //! read asks the harvester to read exactly those locations at the pushed commit; anything
 //! else is acknowledged and ignored. A bad or missing signature is 401 and nothing is
-//! published. A delivery seen before is ignored (here, and by the bus's de-duplication across
-//! replicas).
+//! published. A delivery this gateway handled before is ignored; across replicas the bus drops
+//! repeated requests for the same location and commit.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -46,14 +46,20 @@ impl std::fmt::Debug for WebhookSecrets {
 pub struct Deliveries(Mutex<(HashSet<String>, VecDeque<String>)>);
 
 impl Deliveries {
-    /// Whether `id` is new (and remembers it).
-    fn first_time(&self, id: &str) -> bool {
+    /// Whether `id` was handled before.
+    fn seen(&self, id: &str) -> bool {
+        self.0.lock().is_ok_and(|seen| seen.0.contains(id))
+    }
+
+    /// Remembers `id` as handled (after its harvests were asked for: a delivery that failed
+    /// half-way is handled again when the host retries it).
+    fn remember(&self, id: &str) {
         let Ok(mut seen) = self.0.lock() else {
-            return true;
+            return;
         };
         let (set, order) = &mut *seen;
         if !set.insert(id.to_owned()) {
-            return false;
+            return;
         }
         order.push_back(id.to_owned());
         if order.len() > REMEMBERED_DELIVERIES
@@ -61,7 +67,6 @@ impl Deliveries {
         {
             set.remove(&oldest);
         }
-        true
     }
 }
 
@@ -118,9 +123,7 @@ async fn github(
         return Err(unauthenticated("invalid signature"));
     }
     let event = header(&headers, "x-github-event").unwrap_or_default();
-    let delivery = header(&headers, "x-github-delivery")
-        .unwrap_or_default()
-        .to_owned();
+    let delivery = header(&headers, "x-github-delivery").map(|id| format!("github/{id}"));
     if event != "push" {
         return Ok(ignored(&format!("event {event:?} is not a push")));
     }
@@ -144,7 +147,7 @@ async fn github(
             .unwrap_or_default()
             .to_owned(),
     };
-    harvest_push(&gateway, &format!("github/{delivery}"), &push).await
+    harvest_push(&gateway, delivery, &push).await
 }
 
 async fn gitlab(
@@ -163,9 +166,7 @@ async fn gitlab(
         return Err(unauthenticated("invalid token"));
     }
     let event = header(&headers, "x-gitlab-event").unwrap_or_default();
-    let delivery = header(&headers, "x-gitlab-event-uuid")
-        .unwrap_or_default()
-        .to_owned();
+    let delivery = header(&headers, "x-gitlab-event-uuid").map(|id| format!("gitlab/{id}"));
     if event != "Push Hook" {
         return Ok(ignored(&format!("event {event:?} is not a push")));
     }
@@ -190,7 +191,7 @@ async fn gitlab(
             .unwrap_or_default()
             .to_owned(),
     };
-    harvest_push(&gateway, &format!("gitlab/{delivery}"), &push).await
+    harvest_push(&gateway, delivery, &push).await
 }
 
 fn ignored(reason: &str) -> Response {
@@ -274,10 +275,15 @@ impl Push {
 
 async fn harvest_push(
     gateway: &Gateway,
-    delivery: &str,
+    delivery: Option<String>,
     push: &Push,
 ) -> Result<Response, ApiError> {
-    if !gateway.deliveries().first_time(delivery) {
+    // Without a delivery id there is nothing to recognise a replay by here; the bus still
+    // drops repeats of the same location and commit within its window.
+    let delivery = delivery.filter(|id| !id.ends_with('/'));
+    if let Some(id) = &delivery
+        && gateway.deliveries().seen(id)
+    {
         return Ok(ignored("this delivery was handled before"));
     }
     let locations = gateway.locations().await?;
@@ -292,11 +298,14 @@ async fn harvest_push(
                 key,
                 pb::HarvestTrigger::Webhook,
                 &push.commit,
-                &format!("{delivery}/{key}"),
+                &format!("webhook/{}/{key}", push.commit),
             )
             .await?;
     }
-    tracing::info!(delivery, commit = %push.commit, locations = touched.len(), "push received");
+    if let Some(id) = &delivery {
+        gateway.deliveries().remember(id);
+    }
+    tracing::info!(delivery = delivery.as_deref().unwrap_or("-"), commit = %push.commit, locations = touched.len(), "push received");
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({"status": "accepted", "locations": touched})),
@@ -367,8 +376,9 @@ mod tests {
     #[test]
     fn deliveries_are_handled_once() {
         let deliveries = Deliveries::default();
-        assert!(deliveries.first_time("a"));
-        assert!(!deliveries.first_time("a"));
-        assert!(deliveries.first_time("b"));
+        assert!(!deliveries.seen("a"));
+        deliveries.remember("a");
+        assert!(deliveries.seen("a"));
+        assert!(!deliveries.seen("b"));
     }
 }

@@ -359,6 +359,34 @@ async fn the_legacy_list_streams_everything_or_pages_with_links() {
     let (_, everything) = running.get("/entities").await;
     assert!(everything.as_array().unwrap().len() > total);
 
+    // Past the first store page (1,000), the fields still apply.
+    let bodies = (0..1_100).map(|i| {
+        json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Resource",
+            "metadata": {"name": format!("bucket-{i:04}"), "namespace": "default", "description": "x"},
+            "spec": {"type": "s3", "owner": "team-a"}})
+    });
+    running
+        .store
+        .apply_batch(cadastre_catalog_store::Batch::of_bodies(
+            bodies,
+            "file:/buckets.yaml",
+        ))
+        .await
+        .unwrap();
+    let (status, buckets) = running
+        .get("/entities?filter=kind=resource&fields=metadata.name")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let buckets = buckets.as_array().unwrap();
+    assert!(buckets.len() >= 1_100);
+    assert!(
+        buckets
+            .iter()
+            .all(|b| b.as_object().unwrap().keys().eq(["metadata"])
+                && b["metadata"].as_object().unwrap().len() == 1),
+        "fields lost on a later page"
+    );
+
     let mut url = "/entities?filter=kind=component&limit=3&order=asc:metadata.name".to_owned();
     let mut seen = Vec::new();
     loop {
