@@ -260,11 +260,6 @@ async fn page_answer(
         .query_entities(request)
         .await?
         .into_inner();
-    let items = page
-        .items
-        .into_iter()
-        .map(|stored| entity_json(stored, &Projection::everything()))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut page_info = serde_json::Map::new();
     if !page.next_cursor.is_empty() {
         page_info.insert("nextCursor".into(), page.next_cursor.into());
@@ -272,12 +267,30 @@ async fn page_answer(
     if !page.prev_cursor.is_empty() {
         page_info.insert("prevCursor".into(), page.prev_cursor.into());
     }
-    Ok(axum::Json(json!({
-        "items": items,
-        "totalItems": page.total_items,
-        "pageInfo": page_info,
-    }))
-    .into_response())
+    // The items are the store's served (and projected) JSON: written out as they are.
+    let mut body = b"{\"items\":".to_vec();
+    body.extend(json_array(page.items));
+    body.extend(format!(",\"totalItems\":{},\"pageInfo\":", page.total_items).into_bytes());
+    body.extend(Value::Object(page_info).to_string().into_bytes());
+    body.push(b'}');
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// A JSON array of the entities' served bodies, copied as they are.
+fn json_array(items: Vec<pb::StoredEntity>) -> Vec<u8> {
+    let mut array = vec![b'['];
+    for (index, entity) in items.into_iter().filter_map(|item| item.entity).enumerate() {
+        if index > 0 {
+            array.push(b',');
+        }
+        array.extend(entity.body_json);
+    }
+    array.push(b']');
+    array
 }
 
 #[derive(Deserialize)]
@@ -710,13 +723,12 @@ async fn list_entities(
             .await?
             .into_inner();
         let more = page.items.len() > limit as usize;
-        let items = page
-            .items
-            .into_iter()
-            .take(limit as usize)
-            .map(|stored| entity_json(stored, &Projection::everything()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut response = axum::Json(items).into_response();
+        let items: Vec<pb::StoredEntity> = page.items.into_iter().take(limit as usize).collect();
+        let mut response = (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json_array(items),
+        )
+            .into_response();
         if more {
             let next = LegacyCursor {
                 limit: Some(limit),
