@@ -174,11 +174,11 @@ fn register_tokenizers(index: &Index) -> Result<()> {
     Ok(())
 }
 
-/// One open index: its reader and its single writer.
+/// One open index: its reader and its single writer (taken out when the index is closed).
 struct OpenIndex {
     index: Index,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    writer: Mutex<Option<IndexWriter>>,
     fields: Fields,
 }
 
@@ -209,13 +209,26 @@ impl OpenIndex {
         Ok(OpenIndex {
             index,
             reader,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
             fields,
         })
     }
 
+    /// Stops the writer and waits for its merge threads, so nothing writes into the folder
+    /// after this returns and it can be deleted.
+    fn close(&self) -> Result<()> {
+        let writer = self.writer.lock().map_err(index_error)?.take();
+        if let Some(writer) = writer {
+            writer.wait_merging_threads().map_err(index_error)?;
+        }
+        Ok(())
+    }
+
     fn write(&self, batch: IndexBatch) -> Result<()> {
-        let mut writer = self.writer.lock().map_err(index_error)?;
+        let mut guard = self.writer.lock().map_err(index_error)?;
+        let writer = guard
+            .as_mut()
+            .ok_or_else(|| SearchError::Index("the index was closed".into()))?;
         for entity_ref in batch
             .removals
             .iter()
@@ -232,7 +245,7 @@ impl OpenIndex {
             let mut commit = writer.prepare_commit().map_err(index_error)?;
             commit.set_payload(&json!({ "sequence": sequence }).to_string());
             commit.commit().map_err(index_error)?;
-            drop(writer);
+            drop(guard);
             self.reader.reload().map_err(index_error)?;
         }
         Ok(())
@@ -722,6 +735,19 @@ impl TantivyBackend {
             .ok_or_else(|| SearchError::Index(format!("no index {name:?}")))
     }
 
+    /// Deletes an index's folder once its writer (if it was open) has stopped: a merge still
+    /// running would otherwise add files while the folder is being removed.
+    async fn delete_folder(&self, name: &str, open: Option<Arc<OpenIndex>>) -> Result<()> {
+        let path = self.root.join(name);
+        blocking(move || {
+            if let Some(open) = open {
+                open.close()?;
+            }
+            Ok(std::fs::remove_dir_all(path)?)
+        })
+        .await
+    }
+
     fn serving_index(&self) -> Result<Arc<OpenIndex>> {
         let state = self.state.read().map_err(index_error)?;
         Ok(state.open[&state.serving].clone())
@@ -792,25 +818,23 @@ impl SearchBackend for TantivyBackend {
         // The new index must be known (and committed) before it is named in CURRENT.
         self.index(index)?;
         blocking(move || write_current(&root, &name)).await?;
-        let old = {
+        let (old, closing) = {
             let mut state = self.state.write().map_err(index_error)?;
             let old = std::mem::replace(&mut state.serving, index.to_owned());
-            state.open.remove(&old);
-            old
+            let closing = state.open.remove(&old);
+            (old, closing)
         };
         tracing::info!(from = %old, to = %index, "search index switched");
-        let path = self.root.join(&old);
         // Searches still holding the old index keep their open files (POSIX unlink).
-        blocking(move || Ok(std::fs::remove_dir_all(path)?)).await
+        self.delete_folder(&old, closing).await
     }
 
     async fn drop_index(&self, index: &str) -> Result<()> {
         if self.serving().await? == index {
             return Err(SearchError::Index(format!("{index} is serving")));
         }
-        self.state.write().map_err(index_error)?.open.remove(index);
-        let path = self.root.join(index);
-        blocking(move || Ok(std::fs::remove_dir_all(path)?)).await
+        let closing = self.state.write().map_err(index_error)?.open.remove(index);
+        self.delete_folder(index, closing).await
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
