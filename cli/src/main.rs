@@ -41,6 +41,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Run everything in one process: the catalog, its API and web UI on --listen, state in
+    /// --data-dir, the given catalogs (the bundled examples by default) registered at start.
+    Up {
+        /// Holds the database, the search index and the harvester's cache.
+        #[arg(long, default_value = ".cadastre")]
+        data_dir: PathBuf,
+        /// Address of the web UI and the API.
+        #[arg(long, default_value = "127.0.0.1:7007")]
+        listen: std::net::SocketAddr,
+        /// A catalog file, or a folder of them, to register (repeatable). Default: ./examples.
+        #[arg(long = "catalog", value_name = "PATH")]
+        catalogs: Vec<PathBuf>,
+    },
     /// Run catalog-store, the system of record, serving gRPC until SIGINT or SIGTERM.
     Store {
         /// postgres://… or sqlite://path?mode=rwc (overrides store.database_url).
@@ -107,6 +120,8 @@ fn main() -> ExitCode {
     };
     let default_level = match cli.command {
         Command::Validate { .. } => "warn",
+        // The progress lines say what happens; the services speak up when something is wrong.
+        Command::Up { .. } => "warn,cadastre::up=info",
         Command::Store { .. }
         | Command::Harvester { .. }
         | Command::Processor { .. }
@@ -151,6 +166,23 @@ fn main() -> ExitCode {
                 Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
                 Err(error) => fail(&error.to_string()),
             }
+        }
+        Command::Up {
+            data_dir,
+            listen,
+            catalogs,
+        } => {
+            let catalogs = if catalogs.is_empty() {
+                default_catalogs()
+            } else {
+                catalogs
+            };
+            let options = cadastre::up::Options {
+                data_dir,
+                listen,
+                catalogs,
+            };
+            serve(cadastre::up::run(config, options))
         }
         Command::Store {
             database_url,
@@ -206,6 +238,17 @@ fn main() -> ExitCode {
             }
             serve(cadastre::services::run_search(&search))
         }
+    }
+}
+
+/// `./examples` when it is there (a clone of this repository); otherwise nothing.
+fn default_catalogs() -> Vec<PathBuf> {
+    let examples = PathBuf::from("examples");
+    if examples.is_dir() {
+        vec![examples]
+    } else {
+        tracing::warn!("no --catalog given and no ./examples folder: the catalog starts empty");
+        Vec::new()
     }
 }
 

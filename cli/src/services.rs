@@ -1,5 +1,8 @@
-//! `cadastre harvester` and `cadastre processor`: each service as its own process, on NATS,
+//! `cadastre harvester|processor|search|gateway`: each service as its own process, on NATS,
 //! until SIGINT or SIGTERM. (`cadastre store` joins the bus too when one is configured.)
+//!
+//! Each `run_*` connects what the service needs and calls its `serve_*`, which `cadastre up`
+//! also calls, with the in-process bus and one shutdown for all.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +50,16 @@ impl Shutdown {
         Shutdown(listen)
     }
 
+    /// Fires when `stop` is sent `true` (or dropped).
+    pub fn from_watch(stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        Shutdown(stop)
+    }
+
+    /// Whether the stop was asked for already.
+    pub fn is_stopping(&self) -> bool {
+        *self.0.borrow()
+    }
+
     pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut listen = self.0.clone();
         async move {
@@ -56,6 +69,17 @@ impl Shutdown {
 }
 
 pub async fn run_harvester(config: &Config) -> anyhow::Result<()> {
+    let bus = connect_bus(&config.bus).await?;
+    serve_harvester(config, bus, Shutdown::on_signal()).await
+}
+
+/// Answers harvest requests and, every `refresh_interval`, asks for every registered
+/// location to be read again.
+pub async fn serve_harvester(
+    config: &Config,
+    bus: Arc<dyn Bus>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let h = &config.harvester;
     let mut credentials = cadastre_harvester::Credentials::default();
     for (host, variable) in &h.credentials_env {
@@ -77,8 +101,6 @@ pub async fn run_harvester(config: &Config) -> anyhow::Result<()> {
     };
     let harvester =
         Arc::new(cadastre_harvester::Harvester::new(settings).map_err(anyhow::Error::msg)?);
-    let bus = connect_bus(&config.bus).await?;
-    let shutdown = Shutdown::on_signal();
     let worker = tokio::spawn(cadastre_harvester::service::run(
         Arc::clone(&bus),
         harvester,
@@ -116,6 +138,16 @@ pub async fn run_harvester(config: &Config) -> anyhow::Result<()> {
 }
 
 pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
+    let bus = connect_bus(&config.bus).await?;
+    serve_processor(config, bus, Shutdown::on_signal()).await
+}
+
+/// Turns harvested files into entity batches.
+pub async fn serve_processor(
+    config: &Config,
+    bus: Arc<dyn Bus>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let validator = Validator::new(config.registry()?);
     let processor = Arc::new(cadastre_processor::Processor::new(
         validator,
@@ -125,8 +157,6 @@ pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
             kind_rules: config.processor.kind_rules.clone(),
         },
     ));
-    let bus = connect_bus(&config.bus).await?;
-    let shutdown = Shutdown::on_signal();
     tracing::info!("processor running");
     cadastre_processor::service::run(bus, processor, shutdown.wait()).await?;
     tracing::info!("processor stopped");
@@ -134,6 +164,19 @@ pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
 }
 
 pub async fn run_search(config: &crate::config::SearchConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    serve_search(config, listener, Shutdown::on_signal()).await
+}
+
+/// Opens the index (OpenSearch or tantivy), follows the store's change feed into it when
+/// `indexing`, and serves `SearchService` on `listener`.
+pub async fn serve_search(
+    config: &crate::config::SearchConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     use cadastre_search::SearchBackend;
     let backend: Arc<dyn SearchBackend> = match &config.opensearch_url {
         Some(url) => {
@@ -159,7 +202,6 @@ pub async fn run_search(config: &crate::config::SearchConfig) -> anyhow::Result<
             Arc::new(backend)
         }
     };
-    let shutdown = Shutdown::on_signal();
     let indexer = if config.indexing {
         let endpoint = tonic::transport::Endpoint::from_shared(config.store_url.clone())
             .with_context(|| format!("search.store_url {:?}", config.store_url))?;
@@ -176,9 +218,6 @@ pub async fn run_search(config: &crate::config::SearchConfig) -> anyhow::Result<
     } else {
         None
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
     cadastre_search::server::run(
         cadastre_search::server::SearchGrpc::new(backend, indexer),
         listener,
@@ -191,10 +230,23 @@ pub async fn run_search(config: &crate::config::SearchConfig) -> anyhow::Result<
 }
 
 pub async fn run_gateway(config: &Config) -> anyhow::Result<()> {
+    let bus = connect_bus(&config.bus).await?;
+    let listener = tokio::net::TcpListener::bind(config.gateway.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.gateway.listen))?;
+    serve_gateway(config, bus, listener, Shutdown::on_signal()).await
+}
+
+/// Serves the REST API (and the web UI) on `listener`, in front of the store and search.
+pub async fn serve_gateway(
+    config: &Config,
+    bus: Arc<dyn Bus>,
+    listener: tokio::net::TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let g = &config.gateway;
     let endpoint = tonic::transport::Endpoint::from_shared(g.store_url.clone())
         .with_context(|| format!("gateway.store_url {:?}", g.store_url))?;
-    let bus = connect_bus(&config.bus).await?;
     let mut tokens = Vec::new();
     for (scope, variable) in &g.tokens {
         let token = std::env::var(variable)
@@ -231,10 +283,6 @@ pub async fn run_gateway(config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("gateway.search_url {:?}", g.search_url))?;
     let gateway = cadastre_gateway::Gateway::new(endpoint.connect_lazy(), bus, settings)
         .with_search(search.connect_lazy());
-    let listener = tokio::net::TcpListener::bind(g.listen)
-        .await
-        .with_context(|| format!("listening on {}", g.listen))?;
-    let shutdown = Shutdown::on_signal();
     cadastre_gateway::serve(gateway.router(), listener, shutdown.wait()).await?;
     tracing::info!("gateway stopped");
     Ok(())

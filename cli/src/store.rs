@@ -2,8 +2,10 @@
 //! record), until SIGINT or SIGTERM.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context as _;
+use cadastre_bus::Bus;
 use cadastre_catalog_store::CatalogStore;
 
 use crate::config::{BusConfig, StoreConfig};
@@ -11,6 +13,29 @@ use crate::config::{BusConfig, StoreConfig};
 /// Connects (creating a SQLite file's folder if needed), migrates, and serves gRPC; with a
 /// bus configured, also applies the processor's batches and relays the change feed.
 pub async fn run(config: &StoreConfig, bus: &BusConfig) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let bus = match bus.nats_url {
+        Some(_) => Some(crate::services::connect_bus(bus).await?),
+        None => None,
+    };
+    let relay = bus.is_some();
+    serve(
+        store,
+        config,
+        bus,
+        relay,
+        listener,
+        crate::services::Shutdown::on_signal(),
+    )
+    .await
+}
+
+/// Connects to the configured database (creating a SQLite file's folder if needed) and
+/// migrates it.
+pub async fn open(config: &StoreConfig) -> anyhow::Result<CatalogStore> {
     if let Some(path) = sqlite_path(&config.database_url)
         && let Some(parent) = Path::new(path)
             .parent()
@@ -23,29 +48,39 @@ pub async fn run(config: &StoreConfig, bus: &BusConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to {}", redact(&config.database_url)))?;
     store.set_orphan_policy(config.orphans);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let shutdown = crate::services::Shutdown::on_signal();
+    Ok(store)
+}
+
+/// Serves gRPC on `listener`; with a bus, also applies the processor's batches from it and,
+/// when `relay_changes`, publishes the change feed to it (for consumers on NATS).
+pub async fn serve(
+    store: CatalogStore,
+    config: &StoreConfig,
+    bus: Option<Arc<dyn Bus>>,
+    relay_changes: bool,
+    listener: tokio::net::TcpListener,
+    shutdown: crate::services::Shutdown,
+) -> anyhow::Result<()> {
     let mut bus_tasks = Vec::new();
-    if bus.nats_url.is_some() {
-        let bus = crate::services::connect_bus(bus).await?;
+    if let Some(bus) = bus {
         bus_tasks.push(tokio::spawn({
-            let (bus, store, stop) = (std::sync::Arc::clone(&bus), store.clone(), shutdown.wait());
+            let (bus, store, stop) = (Arc::clone(&bus), store.clone(), shutdown.wait());
             async move {
                 cadastre_catalog_store::bus::apply_batches(bus, store, stop)
                     .await
                     .map_err(anyhow::Error::from)
             }
         }));
-        bus_tasks.push(tokio::spawn({
-            let (store, stop) = (store.clone(), shutdown.wait());
-            async move {
-                cadastre_catalog_store::bus::relay_changes(bus, store, stop)
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
-        }));
+        if relay_changes {
+            bus_tasks.push(tokio::spawn({
+                let (store, stop) = (store.clone(), shutdown.wait());
+                async move {
+                    cadastre_catalog_store::bus::relay_changes(bus, store, stop)
+                        .await
+                        .map_err(anyhow::Error::from)
+                }
+            }));
+        }
     }
     cadastre_catalog_store::server::run(store, listener, shutdown.wait(), config.grace_period)
         .await?;

@@ -41,6 +41,12 @@ pub const STORE_WRITER: ConsumerSpec = ConsumerSpec::new("catalog-store", ENTITY
 /// The search service's replicas share the change feed.
 pub const SEARCH_INDEXER: ConsumerSpec = ConsumerSpec::new("search", ENTITY_CHANGES.name);
 
+/// `cadastre up` counts harvested files and processed entities for its progress display.
+pub const PROGRESS_HARVESTED: ConsumerSpec =
+    ConsumerSpec::new("progress-harvested", HARVESTED.name).with_max_in_flight(1024);
+pub const PROGRESS_BATCHES: ConsumerSpec =
+    ConsumerSpec::new("progress-batches", ENTITY_BATCHES.name).with_max_in_flight(1024);
+
 /// A subject and the one message type it carries.
 #[derive(Debug)]
 pub struct Subject<M> {

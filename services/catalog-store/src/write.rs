@@ -246,7 +246,9 @@ impl CatalogStore {
             upserts: vec![Upsert {
                 body,
                 edges: Vec::new(),
-                location_key: Some(key.clone()),
+                // Registration produces it, not a harvest of the location: a harvest that
+                // replaces what the location holds must leave it (it goes with the location).
+                location_key: None,
                 origin_location: Some(key),
                 parent_ref: None,
                 commit: None,

@@ -824,15 +824,27 @@ async fn registers_and_removes_locations(store: &CatalogStore) {
         "team-a",
         "url:https://github.com/acme/repo/tree/main/catalog-info.yaml",
     );
+    child.location_key = Some(key.clone());
     child.origin_location = Some(key.clone());
     child.parent_ref = Some(location.entity_ref.clone());
+    // A harvest of the location replaces what it holds; the generated entity is not its to
+    // replace.
     store
         .apply_batch(Batch {
             upserts: vec![child],
+            replaced_locations: vec![key.clone()],
             ..Batch::default()
         })
         .await
         .unwrap();
+    assert!(
+        store
+            .entity_by_ref(&location.entity_ref)
+            .await
+            .unwrap()
+            .is_some(),
+        "the generated entity outlives a harvest of its location"
+    );
     let removed = store.remove_location(&location.id).await.unwrap();
     assert_eq!(removed, 2, "the generated entity and what came through it");
     assert!(

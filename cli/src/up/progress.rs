@@ -1,0 +1,198 @@
+//! The import progress `cadastre up` shows on the terminal: files and entities read (counted
+//! from the bus, as the harvester and processor publish them), entities stored and indexed
+//! (asked of the store and search), and documents refused with errors.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cadastre_bus::Bus;
+use cadastre_bus::subjects::{PROGRESS_BATCHES, PROGRESS_HARVESTED};
+use cadastre_proto::v1 as pb;
+use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
+use cadastre_proto::v1::search_service_client::SearchServiceClient;
+use tonic::transport::Channel;
+
+use crate::services::Shutdown;
+
+/// What the bus has carried so far.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub files_read: AtomicU64,
+    pub entities_read: AtomicU64,
+    pub errors: AtomicU64,
+    /// Locations whose harvest the processor has turned into a batch.
+    pub locations_processed: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// One line of progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub files_read: u64,
+    pub entities_read: u64,
+    pub stored: u64,
+    pub indexed: u64,
+    pub errors: u64,
+}
+
+impl std::fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} files read, {} entities read, {} stored, {} indexed, {} errors",
+            self.files_read, self.entities_read, self.stored, self.indexed, self.errors
+        )
+    }
+}
+
+/// Counts what passes on the bus until `shutdown`. Joins its consumers before returning, so
+/// nothing published afterwards is missed.
+pub async fn count(
+    bus: Arc<dyn Bus>,
+    counts: Arc<Counts>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let mut harvested = bus.consume(&PROGRESS_HARVESTED).await?;
+    let mut batches = bus.consume(&PROGRESS_BATCHES).await?;
+    tokio::spawn({
+        let counts = Arc::clone(&counts);
+        let stop = shutdown.wait();
+        async move {
+            tokio::pin!(stop);
+            loop {
+                let delivery = tokio::select! {
+                    () = &mut stop => return,
+                    delivery = harvested.next() => delivery,
+                };
+                let Ok(delivery) = delivery else { return };
+                if let Ok(location) = delivery.decode::<pb::HarvestedLocation>() {
+                    counts
+                        .files_read
+                        .fetch_add(location.documents.len() as u64, Ordering::Relaxed);
+                }
+                let _ = delivery.ack().await;
+            }
+        }
+    });
+    tokio::spawn({
+        let stop = shutdown.wait();
+        async move {
+            tokio::pin!(stop);
+            loop {
+                let delivery = tokio::select! {
+                    () = &mut stop => return,
+                    delivery = batches.next() => delivery,
+                };
+                let Ok(delivery) = delivery else { return };
+                if let Ok(batch) = delivery.decode::<pb::ProcessedBatch>() {
+                    let upserts = batch.batch.as_ref().map_or(0, |b| b.upserts.len() as u64);
+                    let receipt = batch.receipt.unwrap_or_default();
+                    counts
+                        .entities_read
+                        .fetch_add(upserts + u64::from(receipt.failed), Ordering::Relaxed);
+                    counts
+                        .errors
+                        .fetch_add(u64::from(receipt.failed), Ordering::Relaxed);
+                    if let Ok(mut seen) = counts.locations_processed.lock() {
+                        seen.insert(batch.location_key);
+                    }
+                }
+                let _ = delivery.ack().await;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Prints a line whenever the numbers move (at most once a second) until the import settles:
+/// every registered location processed, nothing moving for two seconds, and search caught up
+/// with the store. Then prints the summary and returns.
+pub async fn report(
+    counts: Arc<Counts>,
+    registered: Vec<String>,
+    store: Channel,
+    search: Channel,
+    ui: String,
+    shutdown: Shutdown,
+) {
+    let mut store = CatalogServiceClient::new(store);
+    let mut search = SearchServiceClient::new(search);
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let mut last: Option<Snapshot> = None;
+    let mut quiet_ticks = 0;
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let Ok(now) = snapshot(&counts, &mut store, &mut search).await else {
+            continue;
+        };
+        if last == Some(now) {
+            quiet_ticks += 1;
+        } else {
+            quiet_ticks = 0;
+            terminal_line(&format!("importing: {now}"));
+        }
+        last = Some(now);
+        let all_processed = counts
+            .locations_processed
+            .lock()
+            .map(|seen| registered.iter().all(|key| seen.contains(key)))
+            .unwrap_or(false);
+        if all_processed && quiet_ticks >= 2 && caught_up(&mut store, &mut search).await {
+            terminal_line(&format!(
+                "ready: {} entities, {} indexed, {} documents with errors; the catalog is at {ui}",
+                now.stored, now.indexed, now.errors
+            ));
+            return;
+        }
+    }
+}
+
+async fn snapshot(
+    counts: &Counts,
+    store: &mut CatalogServiceClient<Channel>,
+    search: &mut SearchServiceClient<Channel>,
+) -> Result<Snapshot, tonic::Status> {
+    let stored = store
+        .query_entities(pb::QueryEntitiesRequest {
+            limit: 0,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .total_items;
+    let indexed = search
+        .get_index_status(pb::GetIndexStatusRequest {})
+        .await?
+        .into_inner()
+        .documents;
+    Ok(Snapshot {
+        files_read: counts.files_read.load(Ordering::Relaxed),
+        entities_read: counts.entities_read.load(Ordering::Relaxed),
+        stored,
+        indexed,
+        errors: counts.errors.load(Ordering::Relaxed),
+    })
+}
+
+/// Whether search has applied every change the store has recorded.
+async fn caught_up(
+    store: &mut CatalogServiceClient<Channel>,
+    search: &mut SearchServiceClient<Channel>,
+) -> bool {
+    let head = store.get_feed_head(pb::GetFeedHeadRequest {}).await;
+    let status = search.get_index_status(pb::GetIndexStatusRequest {}).await;
+    match (head, status) {
+        (Ok(head), Ok(status)) => status.into_inner().sequence >= head.into_inner().sequence,
+        _ => false,
+    }
+}
+
+/// Progress is for the person at the terminal, beside the logs: plain lines on stderr.
+fn terminal_line(line: &str) {
+    let _ = writeln!(std::io::stderr(), "cadastre: {line}");
+}
