@@ -281,6 +281,18 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(to_proto_location(location)))
     }
 
+    async fn update_location(
+        &self,
+        request: Request<pb::UpdateLocationRequest>,
+    ) -> Result<Response<pb::Location>, Status> {
+        let request = request.into_inner();
+        let location = self
+            .store
+            .update_location(&request.id, &request.r#type, &request.target)
+            .await?;
+        Ok(Response::new(to_proto_location(location)))
+    }
+
     async fn remove_location(
         &self,
         request: Request<pb::RemoveLocationRequest>,

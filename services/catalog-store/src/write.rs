@@ -191,15 +191,66 @@ impl CatalogStore {
 
     /// Registers a location and its generated Location entity.
     pub async fn add_location(&self, location_type: &str, target: &str) -> Result<Location> {
-        if location_type.trim().is_empty() || target.trim().is_empty() {
-            return Err(StoreError::InvalidArgument(
-                "a location needs a type and a target".into(),
-            ));
-        }
+        check_location(location_type, target)?;
         let _writer = self.inner.writer.lock().await;
         let txn = self.begin_write().await?;
+        self.refuse_taken(&txn, location_type, target).await?;
+        let location = Location {
+            id: uuid::Uuid::new_v4().to_string(),
+            location_type: location_type.to_owned(),
+            target: target.to_owned(),
+            entity_ref: String::new(),
+            created_at: now_micros(),
+        };
+        let (location, outcome) = self.insert_location_in(&txn, location).await?;
+        txn.commit().await?;
+        self.publish_head(outcome.last_sequence);
+        Ok(location)
+    }
+
+    /// Points a location somewhere else, keeping its id: what came through the old target
+    /// goes (as on removal) and a new generated Location entity is emitted for the new one.
+    pub async fn update_location(
+        &self,
+        id: &str,
+        location_type: &str,
+        target: &str,
+    ) -> Result<Location> {
+        check_location(location_type, target)?;
+        let _writer = self.inner.writer.lock().await;
+        let txn = self.begin_write().await?;
+        let old = self
+            .location_by_id(&txn, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("Found no location with ID {id}")))?;
+        if old.location_type == location_type && old.target == target {
+            return Ok(old);
+        }
+        self.refuse_taken(&txn, location_type, target).await?;
+        let forgotten = self.forget_location_in(&txn, &old).await?;
+        let mut sql = Sql::new(self.backend());
+        sql.push("DELETE FROM locations WHERE id = ")
+            .bind(id.to_owned());
+        txn.execute_raw(sql.build()).await?;
+        let location = Location {
+            location_type: location_type.to_owned(),
+            target: target.to_owned(),
+            ..old
+        };
+        let (location, outcome) = self.insert_location_in(&txn, location).await?;
+        txn.commit().await?;
+        self.publish_head(outcome.last_sequence.max(forgotten.last_sequence));
+        Ok(location)
+    }
+
+    async fn refuse_taken(
+        &self,
+        txn: &DatabaseTransaction,
+        location_type: &str,
+        target: &str,
+    ) -> Result<()> {
         if self
-            .find_location_by_key(&txn, location_type, target)
+            .find_location_by_key(txn, location_type, target)
             .await?
             .is_some()
         {
@@ -207,15 +258,18 @@ impl CatalogStore {
                 "Location {location_type}:{target} already exists"
             )));
         }
-        let key = format!("{location_type}:{target}");
+        Ok(())
+    }
+
+    /// Inserts the location's row and its generated Location entity (named after the key).
+    async fn insert_location_in(
+        &self,
+        txn: &DatabaseTransaction,
+        mut location: Location,
+    ) -> Result<(Location, BatchOutcome)> {
+        let key = location.key();
         let name = format!("generated-{}", hex::encode(Sha1::digest(key.as_bytes())));
-        let location = Location {
-            id: uuid::Uuid::new_v4().to_string(),
-            location_type: location_type.to_owned(),
-            target: target.to_owned(),
-            entity_ref: format!("location:default/{name}"),
-            created_at: now_micros(),
-        };
+        location.entity_ref = format!("location:default/{name}");
         let mut sql = Sql::new(self.backend());
         sql.push("INSERT INTO locations (id, type, target, entity_ref, created_at) VALUES (")
             .bind(location.id.clone())
@@ -240,7 +294,7 @@ impl CatalogStore {
                     cadastre_model::entity::annotations::MANAGED_BY_ORIGIN_LOCATION: key,
                 }
             },
-            "spec": {"type": location_type, "target": target}
+            "spec": {"type": location.location_type, "target": location.target}
         });
         let batch = Batch {
             upserts: vec![Upsert {
@@ -256,10 +310,8 @@ impl CatalogStore {
             ..Batch::default()
         };
         let prepared = prepare(&batch)?;
-        let outcome = self.apply_in(&txn, &batch, prepared).await?;
-        txn.commit().await?;
-        self.publish_head(outcome.last_sequence);
-        Ok(location)
+        let outcome = self.apply_in(txn, &batch, prepared).await?;
+        Ok((location, outcome))
     }
 
     /// Unregisters a location; every entity that came through it goes too. Returns how many.
@@ -270,13 +322,30 @@ impl CatalogStore {
             .location_by_id(&txn, id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("Found no location with ID {id}")))?;
+        let outcome = self.forget_location_in(&txn, &location).await?;
+        let mut sql = Sql::new(self.backend());
+        sql.push("DELETE FROM locations WHERE id = ")
+            .bind(id.to_owned());
+        txn.execute_raw(sql.build()).await?;
+        txn.commit().await?;
+        self.publish_head(outcome.last_sequence);
+        Ok(u64::from(outcome.removed))
+    }
+
+    /// Removes every entity that came through `location` (its generated entity included) and
+    /// the processing errors of it and the locations it fanned out to.
+    async fn forget_location_in(
+        &self,
+        txn: &DatabaseTransaction,
+        location: &Location,
+    ) -> Result<BatchOutcome> {
         let key = location.key();
         let mut sql = Sql::new(self.backend());
         sql.push("SELECT entity_ref, location_key FROM entities WHERE origin_location = ")
             .bind(key.clone());
         let rows = txn.query_all_raw(sql.build()).await?;
         let mut removals = Vec::with_capacity(rows.len());
-        let mut location_keys: BTreeSet<String> = BTreeSet::from([key.clone()]);
+        let mut location_keys: BTreeSet<String> = BTreeSet::from([key]);
         for row in rows {
             removals.push(row.try_get::<String>("", "entity_ref")?);
             if let Some(child_key) = row.try_get::<Option<String>>("", "location_key")? {
@@ -288,11 +357,7 @@ impl CatalogStore {
             ..Batch::default()
         };
         let prepared = prepare(&batch)?;
-        let outcome = self.apply_in(&txn, &batch, prepared).await?;
-        let mut sql = Sql::new(self.backend());
-        sql.push("DELETE FROM locations WHERE id = ")
-            .bind(id.to_owned());
-        txn.execute_raw(sql.build()).await?;
+        let outcome = self.apply_in(txn, &batch, prepared).await?;
         let keys: Vec<String> = location_keys.into_iter().collect();
         for chunk in keys.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
@@ -300,9 +365,7 @@ impl CatalogStore {
                 .bind_list(chunk);
             txn.execute_raw(sql.build()).await?;
         }
-        txn.commit().await?;
-        self.publish_head(outcome.last_sequence);
-        Ok(u64::from(outcome.removed))
+        Ok(outcome)
     }
 
     /// Entities no longer produced are removed or kept as orphans, as configured.
@@ -1485,4 +1548,13 @@ mod tests {
             Err(StoreError::InvalidArgument(_))
         ));
     }
+}
+
+fn check_location(location_type: &str, target: &str) -> Result<()> {
+    if location_type.trim().is_empty() || target.trim().is_empty() {
+        return Err(StoreError::InvalidArgument(
+            "a location needs a type and a target".into(),
+        ));
+    }
+    Ok(())
 }

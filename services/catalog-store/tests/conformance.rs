@@ -845,6 +845,71 @@ async fn registers_and_removes_locations(store: &CatalogStore) {
             .is_some(),
         "the generated entity outlives a harvest of its location"
     );
+    // Pointing the location elsewhere keeps its id, forgets what came through the old target
+    // and emits a generated entity for the new one.
+    let other = store
+        .add_location("url", "https://github.com/acme/other/blob/main/c.yaml")
+        .await
+        .unwrap();
+    let taken = store
+        .update_location(&location.id, &other.location_type, &other.target)
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, StoreError::AlreadyExists(_)), "{taken:?}");
+    assert!(matches!(
+        store
+            .update_location("no-such-id", "url", "https://x/y.yaml")
+            .await
+            .unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+    let moved = store
+        .update_location(
+            &location.id,
+            "url",
+            "https://github.com/acme/moved/blob/main/c.yaml",
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.id, location.id);
+    assert_ne!(moved.entity_ref, location.entity_ref);
+    assert!(
+        store
+            .entity_by_ref(&location.entity_ref)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .entity_by_ref("component:default/svc")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .entity_by_ref(&moved.entity_ref)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.remove_location(&other.id).await.unwrap();
+    let location = moved;
+    let key = location.key();
+    let mut child = component(
+        "svc",
+        "team-a",
+        "url:https://github.com/acme/moved/tree/main/catalog-info.yaml",
+    );
+    child.origin_location = Some(key.clone());
+    store
+        .apply_batch(Batch {
+            upserts: vec![child],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
     let removed = store.remove_location(&location.id).await.unwrap();
     assert_eq!(removed, 2, "the generated entity and what came through it");
     assert!(
