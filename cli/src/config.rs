@@ -106,6 +106,8 @@ pub struct GatewayConfig {
     pub rate_limit_burst: f64,
     pub request_timeout: std::time::Duration,
     pub max_body_bytes: usize,
+    /// Entities kept for by-name lookups, invalidated by the store's change feed (0: none).
+    pub entity_cache_entries: usize,
     /// From the environment only.
     pub github_webhook_secret: Option<String>,
     pub gitlab_webhook_token: Option<String>,
@@ -124,6 +126,7 @@ impl Default for GatewayConfig {
             rate_limit_burst: 100.0,
             request_timeout: std::time::Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
+            entity_cache_entries: 100_000,
             github_webhook_secret: None,
             gitlab_webhook_token: None,
         }
@@ -300,6 +303,7 @@ struct GatewayFile {
     rate_limit_burst: Option<f64>,
     request_timeout_secs: Option<u64>,
     max_body_bytes: Option<usize>,
+    entity_cache_entries: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -593,6 +597,10 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         .gateway
         .max_body_bytes
         .unwrap_or(gateway.max_body_bytes);
+    gateway.entity_cache_entries = file
+        .gateway
+        .entity_cache_entries
+        .unwrap_or(gateway.entity_cache_entries);
     for token in file.gateway.tokens {
         if cadastre_gateway::auth::Scope::parse(&token.scope).is_none() {
             return Err(ConfigError::Parse {

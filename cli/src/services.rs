@@ -81,26 +81,7 @@ pub async fn serve_harvester(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let h = &config.harvester;
-    let mut credentials = cadastre_harvester::Credentials::default();
-    for (host, variable) in &h.credentials_env {
-        let value = std::env::var(variable).with_context(|| {
-            format!("harvester.credentials_env: {variable} (for {host}) is not set")
-        })?;
-        credentials.0.insert(host.to_ascii_lowercase(), value);
-    }
-    let settings = cadastre_harvester::Settings {
-        max_file_bytes: config.limits.max_file_bytes as u64,
-        timeout: h.timeout,
-        allowed_hosts: h.allowed_hosts.clone(),
-        allow_private_addresses: h.allow_private_addresses,
-        allow_local_repositories: h.allow_local_repositories,
-        credentials,
-        cache_dir: h.cache_dir.clone(),
-        ca_file: h.ca_file.clone(),
-        ..cadastre_harvester::Settings::default()
-    };
-    let harvester =
-        Arc::new(cadastre_harvester::Harvester::new(settings).map_err(anyhow::Error::msg)?);
+    let harvester = Arc::new(harvester(config)?);
     let worker = tokio::spawn(cadastre_harvester::service::run(
         Arc::clone(&bus),
         harvester,
@@ -137,6 +118,42 @@ pub async fn serve_harvester(
     Ok(())
 }
 
+/// The harvester the configuration describes (credentials read from the environment).
+pub fn harvester(config: &Config) -> anyhow::Result<cadastre_harvester::Harvester> {
+    let h = &config.harvester;
+    let mut credentials = cadastre_harvester::Credentials::default();
+    for (host, variable) in &h.credentials_env {
+        let value = std::env::var(variable).with_context(|| {
+            format!("harvester.credentials_env: {variable} (for {host}) is not set")
+        })?;
+        credentials.0.insert(host.to_ascii_lowercase(), value);
+    }
+    let settings = cadastre_harvester::Settings {
+        max_file_bytes: config.limits.max_file_bytes as u64,
+        timeout: h.timeout,
+        allowed_hosts: h.allowed_hosts.clone(),
+        allow_private_addresses: h.allow_private_addresses,
+        allow_local_repositories: h.allow_local_repositories,
+        credentials,
+        cache_dir: h.cache_dir.clone(),
+        ca_file: h.ca_file.clone(),
+        ..cadastre_harvester::Settings::default()
+    };
+    cadastre_harvester::Harvester::new(settings).map_err(anyhow::Error::msg)
+}
+
+/// The processor the configuration describes (custom kinds, kind rules, limits).
+pub fn processor(config: &Config) -> anyhow::Result<cadastre_processor::Processor> {
+    Ok(cadastre_processor::Processor::new(
+        Validator::new(config.registry()?),
+        cadastre_processor::Settings {
+            max_fan_out_depth: config.processor.max_fan_out_depth,
+            limits: config.limits,
+            kind_rules: config.processor.kind_rules.clone(),
+        },
+    ))
+}
+
 pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
     let bus = connect_bus(&config.bus).await?;
     serve_processor(config, bus, Shutdown::on_signal()).await
@@ -148,15 +165,7 @@ pub async fn serve_processor(
     bus: Arc<dyn Bus>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let validator = Validator::new(config.registry()?);
-    let processor = Arc::new(cadastre_processor::Processor::new(
-        validator,
-        cadastre_processor::Settings {
-            max_fan_out_depth: config.processor.max_fan_out_depth,
-            limits: config.limits,
-            kind_rules: config.processor.kind_rules.clone(),
-        },
-    ));
+    let processor = Arc::new(processor(config)?);
     tracing::info!("processor running");
     cadastre_processor::service::run(bus, processor, shutdown.wait()).await?;
     tracing::info!("processor stopped");
@@ -281,8 +290,17 @@ pub async fn serve_gateway(
     .map_err(anyhow::Error::msg)?;
     let search = tonic::transport::Endpoint::from_shared(g.search_url.clone())
         .with_context(|| format!("gateway.search_url {:?}", g.search_url))?;
-    let gateway = cadastre_gateway::Gateway::new(endpoint.connect_lazy(), bus, settings)
-        .with_search(search.connect_lazy());
+    // Dry runs read locations in the gateway, with the harvester's and processor's settings.
+    let previewer = cadastre_gateway::preview::Previewer::new(
+        Arc::new(harvester(config)?),
+        Arc::new(processor(config)?),
+    );
+    let mut gateway = cadastre_gateway::Gateway::new(endpoint.connect_lazy(), bus, settings)
+        .with_search(search.connect_lazy())
+        .with_previewer(previewer);
+    if g.entity_cache_entries > 0 {
+        gateway = gateway.with_entity_cache(g.entity_cache_entries, shutdown.wait());
+    }
     cadastre_gateway::serve(gateway.router(), listener, shutdown.wait()).await?;
     tracing::info!("gateway stopped");
     Ok(())

@@ -107,6 +107,21 @@ async fn up_serves_the_examples_refuses_a_second_instance_and_keeps_data_across_
         logs,
     )
     .await;
+    // The web UI: the catalog lists the examples, an entity page shows one with its owner.
+    eventually(
+        &http,
+        &format!("{base}/?filter=kind=component"),
+        |body| body.contains("<html") && body.contains("petstore"),
+        logs,
+    )
+    .await;
+    eventually(
+        &http,
+        &format!("{base}/catalog/default/component/petstore"),
+        |body| body.contains("petstore") && body.contains("/catalog/default/group/"),
+        logs,
+    )
+    .await;
     // Progress on the terminal, ending in a summary once everything is stored and indexed.
     let deadline = Instant::now() + Duration::from_secs(60);
     let log = loop {

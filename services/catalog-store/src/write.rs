@@ -1491,6 +1491,15 @@ impl EntityColumns {
     }
 }
 
+fn check_location(location_type: &str, target: &str) -> Result<()> {
+    if location_type.trim().is_empty() || target.trim().is_empty() {
+        return Err(StoreError::InvalidArgument(
+            "a location needs a type and a target".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1548,13 +1557,4 @@ mod tests {
             Err(StoreError::InvalidArgument(_))
         ));
     }
-}
-
-fn check_location(location_type: &str, target: &str) -> Result<()> {
-    if location_type.trim().is_empty() || target.trim().is_empty() {
-        return Err(StoreError::InvalidArgument(
-            "a location needs a type and a target".into(),
-        ));
-    }
-    Ok(())
 }

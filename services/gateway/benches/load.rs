@@ -1,6 +1,7 @@
 //! Load on the REST API: a synthetic catalog in catalog-store (SQLite) behind the gateway, all
 //! in this process, and 64 concurrent HTTP clients on loopback for a fixed time per route.
-//! Prints requests per second and p50/p99 for by-name lookups and a filtered query.
+//! Prints requests per second and p50/p99 for by-name lookups (through the store, and from
+//! the gateway's entity cache once warmed) and a filtered query.
 //!
 //! ```sh
 //! cargo bench -p cadastre-gateway --bench load -- 100000
@@ -131,20 +132,28 @@ async fn main() {
     let settings = Settings::default()
         .for_listen("127.0.0.1:7007".parse().unwrap())
         .unwrap();
-    let gateway = Gateway::new(
-        tonic::transport::Channel::from_shared(store_url)
-            .unwrap()
-            .connect_lazy(),
-        bus,
-        settings,
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/api/catalog", listener.local_addr().unwrap());
-    tokio::spawn(cadastre_gateway::serve(
-        gateway.router(),
-        listener,
-        std::future::pending(),
-    ));
+    let store_channel = tonic::transport::Channel::from_shared(store_url)
+        .unwrap()
+        .connect_lazy();
+    let gateway = Gateway::new(store_channel.clone(), Arc::clone(&bus), settings.clone());
+    // A second gateway on the same store, with the entity cache (as `cadastre gateway` runs).
+    let cached = Gateway::new(store_channel, bus, settings)
+        .with_entity_cache(2 * options.size, std::future::pending());
+    let cache = cached.entity_cache_handle().unwrap();
+    let mut bases = Vec::new();
+    for gateway in [gateway, cached] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        bases.push(format!(
+            "http://{}/api/catalog",
+            listener.local_addr().unwrap()
+        ));
+        tokio::spawn(cadastre_gateway::serve(
+            gateway.router(),
+            listener,
+            std::future::pending(),
+        ));
+    }
+    let (base, cached_base) = (bases[0].clone(), bases[1].clone());
 
     let refs: Arc<Vec<String>> = Arc::new((0..org.len()).map(|i| org.entity_ref(i)).collect());
     let by_name = {
@@ -159,10 +168,35 @@ async fn main() {
     let filtered = Arc::new(|_: usize, _: usize| {
         "/entities/by-query?filter=kind=component,spec.type=service&limit=20&fields=metadata.name,spec.owner".to_owned()
     }) as Arc<dyn Fn(usize, usize) -> String + Send + Sync>;
-    // Warm the connections and caches.
+    // Warm the connections, and the entity cache with every entity once.
     load(&base, Duration::from_millis(300), Arc::clone(&by_name)).await;
+    let http = reqwest::Client::new();
+    let warm_started = Instant::now();
+    while cache.len() < org.len() && warm_started.elapsed() < Duration::from_secs(120) {
+        for entity_ref in refs.iter().take(org.len()) {
+            if cache.get(entity_ref).is_some() {
+                continue;
+            }
+            let (kind, rest) = entity_ref.split_once(':').unwrap();
+            let (namespace, name) = rest.split_once('/').unwrap();
+            let url = format!("{cached_base}/entities/by-name/{kind}/{namespace}/{name}");
+            let _ = http.get(&url).send().await.unwrap().bytes().await;
+        }
+    }
+    eprintln!(
+        "entity cache warmed: {} entities in {:.1?}",
+        cache.len(),
+        warm_started.elapsed()
+    );
     let rows = [
-        ("by-name", load(&base, options.duration, by_name).await),
+        (
+            "by-name (store over gRPC)",
+            load(&base, options.duration, Arc::clone(&by_name)).await,
+        ),
+        (
+            "by-name (entity cache)",
+            load(&cached_base, options.duration, by_name).await,
+        ),
         (
             "filtered query (20)",
             load(&base, options.duration, filtered).await,

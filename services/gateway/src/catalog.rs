@@ -55,7 +55,12 @@ pub fn routes() -> Router<Gateway> {
         )
         .route("/entity-facets", get(facets).post(facets_by_predicate))
         .route("/locations", get(list_locations).post(add_location))
-        .route("/locations/{id}", get(get_location).delete(remove_location))
+        .route(
+            "/locations/{id}",
+            get(get_location)
+                .put(update_location)
+                .delete(remove_location),
+        )
         .route("/locations/by-query", post(query_locations))
         .route(
             "/locations/by-entity/{kind}/{namespace}/{name}",
@@ -68,7 +73,10 @@ pub fn routes() -> Router<Gateway> {
 }
 
 /// The served entity JSON of a stored entity, projected to `fields` when given.
-fn entity_json(stored: pb::StoredEntity, fields: &Projection) -> Result<Value, ApiError> {
+pub(crate) fn entity_json(
+    stored: pb::StoredEntity,
+    fields: &Projection,
+) -> Result<Value, ApiError> {
     let entity = stored.entity.ok_or_else(ApiError::internal)?;
     let value: Value = serde_json::from_slice(&entity.body_json).map_err(|error| {
         tracing::error!(%error, entity = %entity.entity_ref, "a stored body is not JSON");
@@ -101,11 +109,16 @@ fn excludes_total(value: Option<&str>) -> Result<bool, ApiError> {
 }
 
 fn filter_of(params: &Params) -> Result<Option<pb::Predicate>, ApiError> {
-    let filters = params.all("filter");
+    legacy_filter(&params.all("filter"))
+}
+
+/// The proto predicate of Backstage `filter` values (sets OR-ed); `None` when there are none.
+/// Shared with the web UI, whose facet links are `filter` values too.
+pub(crate) fn legacy_filter(filters: &[&str]) -> Result<Option<pb::Predicate>, ApiError> {
     if filters.is_empty() {
         return Ok(None);
     }
-    let predicate = cadastre_query::legacy_filter::parse(&filters)?;
+    let predicate = cadastre_query::legacy_filter::parse(filters)?;
     Ok(Some(cadastre_query::wire::to_proto(&predicate)))
 }
 
@@ -150,13 +163,37 @@ async fn entity_by_name(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     Params::parse(query.as_deref(), &[])?;
+    raw_entity(stored_by_name(&gateway, &kind, &namespace, &name).await?)
+}
+
+/// The stored entity `kind:namespace/name` (case-insensitive), or Backstage's 404 (the web UI's
+/// entity page looks entities up the same way).
+pub(crate) async fn stored_by_name(
+    gateway: &Gateway,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<pb::StoredEntity, ApiError> {
     let entity_ref = format!("{kind}:{namespace}/{name}").to_lowercase();
+    let cache = gateway.entity_cache();
+    if let Some(stored) = cache.and_then(|cache| cache.get(&entity_ref)) {
+        return Ok(pb::StoredEntity::clone(&stored));
+    }
+    let ticket = cache.and_then(|cache| cache.ticket(&entity_ref));
     let found = gateway
         .catalog()
-        .get_entity_by_ref(pb::GetEntityByRefRequest { entity_ref })
+        .get_entity_by_ref(pb::GetEntityByRefRequest {
+            entity_ref: entity_ref.clone(),
+        })
         .await;
     match found {
-        Ok(stored) => raw_entity(stored.into_inner()),
+        Ok(stored) => {
+            let stored = stored.into_inner();
+            if let (Some(cache), Some(ticket)) = (cache, ticket) {
+                cache.insert(&entity_ref, ticket, std::sync::Arc::new(stored.clone()));
+            }
+            Ok(stored)
+        }
         Err(status) if status.code() == tonic::Code::NotFound => Err(ApiError::not_found(format!(
             "No entity named '{name}' found, with kind '{kind}' in namespace '{namespace}'"
         ))),
@@ -397,13 +434,8 @@ async fn facets_answer(
     if facets.is_empty() {
         return Err(ApiError::input("Missing facet parameter"));
     }
-    let answer = gateway
-        .catalog()
-        .get_facets(pb::GetFacetsRequest { facets, filter })
+    let facets: serde_json::Map<String, Value> = facet_counts(gateway, facets, filter)
         .await?
-        .into_inner();
-    let facets: serde_json::Map<String, Value> = answer
-        .facets
         .into_iter()
         .map(|facet| {
             let values = facet
@@ -415,6 +447,21 @@ async fn facets_answer(
         })
         .collect();
     Ok(axum::Json(json!({ "facets": facets })).into_response())
+}
+
+/// The counts of each value of `facets` over the entities matching `filter` (also what the
+/// web UI's facet filters show).
+pub(crate) async fn facet_counts(
+    gateway: &Gateway,
+    facets: Vec<String>,
+    filter: Option<pb::Predicate>,
+) -> Result<Vec<pb::Facet>, ApiError> {
+    Ok(gateway
+        .catalog()
+        .get_facets(pb::GetFacetsRequest { facets, filter })
+        .await?
+        .into_inner()
+        .facets)
 }
 
 fn location_json(location: &pb::Location) -> Value {
@@ -465,6 +512,88 @@ enum Presence {
     Optional,
 }
 
+fn check_location_type(gateway: &Gateway, location_type: &str) -> Result<(), ApiError> {
+    let allowed = &gateway.settings().location_types;
+    if !allowed.iter().any(|t| t == location_type) {
+        return Err(ApiError::input(format!(
+            "Registered locations must be of an allowed type {}",
+            serde_json::to_string(allowed).unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /locations?dryRun=true`: the location read and processed now, nothing stored.
+async fn dry_run_location(
+    gateway: &Gateway,
+    location_type: &str,
+    target: &str,
+) -> Result<Response, ApiError> {
+    let previewer = gateway
+        .previewer()
+        .ok_or_else(|| ApiError::unavailable("Dry runs are not configured on this gateway"))?;
+    let exists = gateway
+        .locations()
+        .await?
+        .iter()
+        .any(|l| l.r#type == location_type && l.target == target);
+    let preview = previewer.preview(location_type, target).await;
+    if !preview.errors.is_empty() {
+        return Err(ApiError::input(preview.errors.join("; ")));
+    }
+    let key = format!("{location_type}:{target}");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "exists": exists,
+            "location": {
+                "id": key,
+                "type": location_type,
+                "target": target,
+                "entityRef": cadastre_processor::generated_location_ref(&key),
+            },
+            "entities": preview.entities,
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateLocationBody {
+    #[serde(rename = "type")]
+    location_type: String,
+    target: String,
+}
+
+/// `PUT /locations/{id}`: the location points elsewhere, keeping its id; what came through
+/// the old target goes and the new one is read.
+async fn update_location(
+    State(gateway): State<Gateway>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: UpdateLocationBody = json_body(&headers, &body)?;
+    check_location_type(&gateway, &body.location_type)?;
+    let location = gateway
+        .catalog()
+        .update_location(pb::UpdateLocationRequest {
+            id,
+            r#type: body.location_type,
+            target: body.target,
+        })
+        .await?
+        .into_inner();
+    gateway
+        .harvest(
+            &format!("{}:{}", location.r#type, location.target),
+            "registered",
+        )
+        .await?;
+    Ok(axum::Json(location_json(&location)).into_response())
+}
+
 async fn add_location(
     State(gateway): State<Gateway>,
     RawQuery(query): RawQuery,
@@ -472,17 +601,9 @@ async fn add_location(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref(), &["dryRun", "onConflict"])?;
-    if params
+    let dry_run = params
         .one("dryRun")?
-        .is_some_and(|value| matches!(value.to_lowercase().as_str(), "true" | "yes" | "1"))
-    {
-        return Err(ApiError {
-            name: "NotImplementedError",
-            message:
-                "dryRun registration is not supported yet; use POST /api/catalog/validate-entity"
-                    .into(),
-        });
-    }
+        .is_some_and(|value| matches!(value.to_lowercase().as_str(), "true" | "yes" | "1"));
     let refresh_on_conflict = match params.one("onConflict")? {
         None | Some("reject") => false,
         Some("refresh") => true,
@@ -493,12 +614,9 @@ async fn add_location(
         }
     };
     let body: LocationBody = json_body(&headers, &body)?;
-    let allowed = &gateway.settings().location_types;
-    if !allowed.contains(&body.location_type) {
-        return Err(ApiError::input(format!(
-            "Registered locations must be of an allowed type {}",
-            serde_json::to_string(allowed).unwrap_or_default()
-        )));
+    check_location_type(&gateway, &body.location_type)?;
+    if dry_run {
+        return dry_run_location(&gateway, &body.location_type, &body.target).await;
     }
     let added = gateway
         .catalog()
@@ -957,7 +1075,6 @@ async fn validate_entity(headers: HeaderMap, body: Bytes) -> Response {
 struct AnalyzeBody {
     location: AnalyzedLocation,
     #[serde(default)]
-    #[allow(dead_code)]
     catalog_filename: Option<String>,
 }
 
@@ -970,23 +1087,39 @@ struct AnalyzedLocation {
     target: String,
 }
 
-/// `POST /analyze-location`: a skeleton Component for a repository URL, as Backstage proposes
-/// when no catalog file is found (this gateway reads no repository here).
-async fn analyze_location(headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+/// `POST /analyze-location`: the catalog files the repository already holds (read as a git
+/// location, with the harvester's and processor's code), or, when it holds none (or cannot be
+/// read), a skeleton Component as Backstage proposes.
+async fn analyze_location(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let body: AnalyzeBody = json_body(&headers, &body)?;
     let url = url::Url::parse(&body.location.target)
         .ok()
-        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .filter(|url| matches!(url.scheme(), "http" | "https" | "file"))
         .ok_or_else(|| ApiError::input("The given location.target is not a URL"))?;
+    let existing = existing_entity_files(&gateway, &url, body.catalog_filename.as_deref()).await?;
+    if !existing.is_empty() {
+        return Ok(axum::Json(json!({
+            "existingEntityFiles": existing,
+            "generateEntities": [],
+        }))
+        .into_response());
+    }
     let segments: Vec<&str> = url
         .path_segments()
         .map(|segments| segments.filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
-    let repository = segments
-        .get(1)
-        .or(segments.first())
-        .map(|name| name.trim_end_matches(".git"))
-        .unwrap_or("unnamed");
+    // `https://host/owner/repo/…` names the repository second; a local path names it last.
+    let repository = if url.scheme() == "file" {
+        segments.last()
+    } else {
+        segments.get(1).or(segments.first())
+    }
+    .map(|name| name.trim_end_matches(".git"))
+    .unwrap_or("unnamed");
     let name: String = repository
         .chars()
         .map(|c| {
@@ -1030,6 +1163,59 @@ async fn analyze_location(headers: HeaderMap, body: Bytes) -> Result<Response, A
         }],
     }))
     .into_response())
+}
+
+/// The entities in the repository's `catalogFilename` files (default `catalog-info.yaml`,
+/// anywhere in it), each with its file and whether the catalog has it already.
+async fn existing_entity_files(
+    gateway: &Gateway,
+    repository: &url::Url,
+    catalog_filename: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    let Some(previewer) = gateway.previewer() else {
+        return Ok(Vec::new());
+    };
+    let filename = catalog_filename.unwrap_or("catalog-info.yaml");
+    if filename.is_empty() || filename.contains(['/', '#', '&']) {
+        return Err(ApiError::input(format!(
+            "catalogFilename must be a file name, not {filename:?}"
+        )));
+    }
+    let mut repository = repository.clone();
+    repository.set_fragment(None);
+    let target = format!("{repository}#path=**/{filename}");
+    let found = match previewer.entities_in("git", &target).await {
+        Ok(found) => found,
+        Err(reason) => {
+            tracing::info!(%repository, %reason, "analyze-location: the repository cannot be read");
+            return Ok(Vec::new());
+        }
+    };
+    let refs: Vec<String> = found
+        .iter()
+        .map(|found| crate::preview::entity_ref(&found.entity))
+        .collect();
+    let registered = gateway
+        .catalog()
+        .get_entities_by_refs(pb::GetEntitiesByRefsRequest {
+            entity_refs: refs,
+            fields: vec!["kind".into()],
+            filter: None,
+        })
+        .await?
+        .into_inner()
+        .items;
+    Ok(found
+        .into_iter()
+        .zip(registered)
+        .map(|(found, registered)| {
+            json!({
+                "entity": found.entity,
+                "isRegistered": registered.entity.is_some(),
+                "location": {"type": "url", "target": found.file},
+            })
+        })
+        .collect())
 }
 
 async fn openapi() -> Response {

@@ -6,11 +6,14 @@ pub mod auth;
 pub mod cadastre_api;
 pub mod catalog;
 pub mod dry_run;
+pub mod entity_cache;
 pub mod error;
 pub mod limits;
 pub mod openapi;
 pub mod params;
+pub mod preview;
 pub mod search;
+pub mod ui;
 pub mod webhooks;
 
 use std::future::Future;
@@ -83,6 +86,10 @@ pub struct Gateway {
     bus: Arc<dyn Bus>,
     settings: Arc<Settings>,
     deliveries: Arc<webhooks::Deliveries>,
+    /// Entities by ref, kept in step with the store's change feed (by-name lookups).
+    entities: Option<Arc<entity_cache::EntityCache>>,
+    /// Reads locations for `POST /locations?dryRun=true` and `POST /analyze-location`.
+    previewer: Option<preview::Previewer>,
 }
 
 impl Gateway {
@@ -93,7 +100,43 @@ impl Gateway {
             bus,
             settings: Arc::new(settings),
             deliveries: Arc::new(webhooks::Deliveries::default()),
+            entities: None,
+            previewer: None,
         }
+    }
+
+    /// Keeps up to `capacity` entities for by-name lookups, following the store's change feed
+    /// (until `shutdown`) to forget each one that changes. Must be called within a runtime.
+    pub fn with_entity_cache(
+        mut self,
+        capacity: usize,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Gateway {
+        let cache = Arc::new(entity_cache::EntityCache::new(capacity));
+        tokio::spawn(Arc::clone(&cache).follow(self.catalog.clone(), shutdown));
+        self.entities = Some(cache);
+        self
+    }
+
+    /// Answers dry-run registrations and repository analysis by reading locations with
+    /// `previewer`.
+    pub fn with_previewer(mut self, previewer: preview::Previewer) -> Gateway {
+        self.previewer = Some(previewer);
+        self
+    }
+
+    /// The entity cache, if [`Gateway::with_entity_cache`] made one.
+    pub fn entity_cache(&self) -> Option<&entity_cache::EntityCache> {
+        self.entities.as_deref()
+    }
+
+    /// A handle on the entity cache that outlives the router (tests look inside it).
+    pub fn entity_cache_handle(&self) -> Option<Arc<entity_cache::EntityCache>> {
+        self.entities.clone()
+    }
+
+    pub(crate) fn previewer(&self) -> Option<&preview::Previewer> {
+        self.previewer.as_ref()
     }
 
     /// Answers the search routes from the search service on `channel`.
@@ -170,8 +213,9 @@ impl Gateway {
         Ok(())
     }
 
-    /// Every route: `/api/catalog/…` (Backstage's catalog API), `/api/search/…` and
-    /// `/api/webhooks/…` (which check signatures instead of tokens).
+    /// Every route: `/api/catalog/…` (Backstage's catalog API), `/api/search/…`,
+    /// `/api/webhooks/…` (which check signatures instead of tokens) and the web UI (`/`,
+    /// `/search`, `/catalog/…`, `/static/…`).
     pub fn router(self) -> Router {
         let auth = Arc::new(self.settings.auth.clone());
         let buckets = self
@@ -180,9 +224,8 @@ impl Gateway {
             .map(|limit| Arc::new(limits::Buckets::new(limit)));
         let deadline = self.settings.request_deadline;
         // Layers run outside in: the error body, the rate limit, the deadline, then the rest.
-        let limited = |routes: Router<Gateway>, body_limit: usize| {
+        let limits = |routes: Router<Gateway>, body_limit: usize| {
             let mut routes = routes
-                .fallback(unknown_route)
                 .layer(axum::extract::DefaultBodyLimit::max(body_limit))
                 .layer(axum::middleware::from_fn_with_state(
                     deadline,
@@ -195,6 +238,9 @@ impl Gateway {
                 ));
             }
             routes
+        };
+        let limited = |routes: Router<Gateway>, body_limit: usize| {
+            limits(routes.fallback(unknown_route), body_limit)
                 .layer(axum::middleware::from_fn(error::with_request))
                 .with_state(self.clone())
         };
@@ -209,11 +255,16 @@ impl Gateway {
         let search = limited(with_tokens(search::routes()), body_limit);
         let cadastre = limited(with_tokens(cadastre_api::routes()), body_limit);
         let webhooks = limited(webhooks::routes(), 5 * 1024 * 1024);
+        // The web UI reads like the read API (same tokens and limits); its errors are pages.
+        let ui = limits(with_tokens(ui::routes()), body_limit)
+            .layer(axum::middleware::from_fn(ui::html_errors))
+            .with_state(self.clone());
         Router::new()
             .nest("/api/catalog", catalog)
             .nest("/api/search", search)
             .nest("/api/cadastre/v1", cadastre)
             .nest("/api/webhooks", webhooks)
+            .merge(ui)
     }
 }
 

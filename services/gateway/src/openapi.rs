@@ -130,7 +130,7 @@ pub const OPERATIONS: &[Operation] = &[
     op(
         "post",
         "/catalog/locations",
-        "Register a location (harvested at once)",
+        "Register a location (harvested at once); with dryRun, read it now and answer what it would add",
         &["dryRun", "onConflict"],
         true,
         201,
@@ -141,6 +141,14 @@ pub const OPERATIONS: &[Operation] = &[
         "One registered location",
         &[],
         false,
+        200,
+    ),
+    op(
+        "put",
+        "/catalog/locations/{id}",
+        "Point a location at another type and target, keeping its id",
+        &[],
+        true,
         200,
     ),
     op(

@@ -13,7 +13,7 @@ use crate::Gateway;
 use crate::error::ApiError;
 
 /// Backstage's `search.maxTermLength` and `search.maxPageLimit`.
-const MAX_TERM_LENGTH: usize = 100;
+pub(crate) const MAX_TERM_LENGTH: usize = 100;
 const MAX_PAGE_LIMIT: u32 = 100;
 /// The only document type: catalog entities.
 const CATALOG_TYPE: &str = "software-catalog";
@@ -27,7 +27,8 @@ pub fn routes() -> Router<Gateway> {
         .route("/suggest", get(suggest))
 }
 
-fn pairs(query: Option<&str>) -> Vec<(String, String)> {
+/// The `(key, value)` pairs of a query string, in order (the web UI reads its own the same way).
+pub(crate) fn pairs(query: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .map(|(key, value)| (key.into_owned(), value.into_owned()))
         .collect()

@@ -868,6 +868,86 @@ async fn analyzing_a_repository_proposes_a_component() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyzing_a_repository_finds_its_catalog_files() {
+    use cadastre_testkit::{component_yaml, git};
+    let running = start().await;
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(repo.path().join("services/billing")).unwrap();
+    std::fs::write(
+        repo.path().join("services/billing/catalog-info.yaml"),
+        component_yaml("billing", "team-b"),
+    )
+    .unwrap();
+    // Already in the catalog (the examples hold it).
+    std::fs::write(
+        repo.path().join("catalog-info.yaml"),
+        component_yaml("petstore", "team-c"),
+    )
+    .unwrap();
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "catalog"]);
+    let target = url::Url::from_directory_path(repo.path())
+        .unwrap()
+        .to_string();
+
+    let (status, body) = running
+        .post(
+            "/analyze-location",
+            &json!({"location": {"type": "url", "target": target}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["generateEntities"], json!([]));
+    let files = body["existingEntityFiles"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{body}");
+    let billing = files
+        .iter()
+        .find(|f| f["entity"]["metadata"]["name"] == "billing")
+        .unwrap();
+    assert_eq!(billing["isRegistered"], false);
+    assert_eq!(billing["location"]["type"], "url");
+    assert!(
+        billing["location"]["target"]
+            .as_str()
+            .unwrap()
+            .ends_with("/blob/HEAD/services/billing/catalog-info.yaml"),
+        "{billing}"
+    );
+    let petstore = files
+        .iter()
+        .find(|f| f["entity"]["metadata"]["name"] == "petstore")
+        .unwrap();
+    assert_eq!(petstore["isRegistered"], true);
+
+    // Another file name finds nothing there, so a skeleton is proposed, named after the
+    // repository folder.
+    let (status, body) = running
+        .post(
+            "/analyze-location",
+            &json!({"location": {"type": "url", "target": target}, "catalogFilename": "backstage.yaml"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["existingEntityFiles"], json!([]));
+    let name = repo.path().file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        body["generateEntities"][0]["entity"]["metadata"]["name"]
+            .as_str()
+            .unwrap(),
+        name.chars()
+            .map(
+                |c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            )
+            .collect::<String>()
+    );
+}
+
 /// The OpenAPI document names every route the gateway serves, and each one answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_matches_the_router() {
@@ -1072,4 +1152,241 @@ async fn locations_are_queried_with_predicates_in_pages() {
         .post("/locations/by-query", &json!({"cursor": "nope"}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_location_is_pointed_elsewhere_keeping_its_id() {
+    let mut running = start().await;
+    let old = "https://git.example.com/org/old/blob/main/catalog-info.yaml";
+    let new = "https://git.example.com/org/new/blob/main/catalog-info.yaml";
+    let taken = "https://git.example.com/org/taken/blob/main/catalog-info.yaml";
+    let (_, created) = running
+        .post("/locations", &json!({"type": "url", "target": old}))
+        .await;
+    let id = created["location"]["id"].as_str().unwrap().to_owned();
+    running
+        .post("/locations", &json!({"type": "url", "target": taken}))
+        .await;
+    for _ in 0..2 {
+        let delivery = tokio::time::timeout(Duration::from_secs(5), running.harvests.next())
+            .await
+            .unwrap()
+            .unwrap();
+        delivery.ack().await.unwrap();
+    }
+    let put = |path: String, body: Value| {
+        let http = running.http.clone();
+        let url = format!("{}{path}", running.base);
+        async move {
+            let response = http.put(url).json(&body).send().await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    let (status, moved) = put(
+        format!("/locations/{id}"),
+        json!({"type": "url", "target": new}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["id"], id.as_str());
+    assert_eq!(moved["target"], new);
+    assert_ne!(moved["entityRef"], created["location"]["entityRef"]);
+    // The new target is read at once.
+    let delivery = tokio::time::timeout(Duration::from_secs(5), running.harvests.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let request: pb::HarvestRequest = delivery.decode().unwrap();
+    assert_eq!(request.location_key, format!("url:{new}"));
+    delivery.ack().await.unwrap();
+    let (_, one) = running.get(&format!("/locations/{id}")).await;
+    assert_eq!(one["target"], new);
+
+    let (status, body) = put(
+        format!("/locations/{id}"),
+        json!({"type": "url", "target": taken}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = put(
+        "/locations/no-such-id".into(),
+        json!({"type": "url", "target": "https://git.example.com/x/y.yaml"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "Found no location with ID no-such-id"
+    );
+    let (status, body) = put(
+        format!("/locations/{id}"),
+        json!({"type": "file", "target": "/etc/passwd"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = put(
+        format!("/locations/{id}"),
+        json!({"type": "url", "target": new, "colour": "red"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reads_the_location_now_and_stores_nothing() {
+    let settings = Settings {
+        location_types: vec!["url".into(), "file".into()],
+        ..Settings::default()
+    }
+    .for_listen("127.0.0.1:7007".parse().unwrap())
+    .unwrap();
+    let mut running = start_with(settings).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("catalog-info.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata:\n  name: team-z-all\nspec:\n  targets: [./dry-service.yaml]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dry-service.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: dry-service\nspec:\n  type: service\n  lifecycle: production\n  owner: team-z\n",
+    )
+    .unwrap();
+    let target = dir.path().join("catalog-info.yaml");
+    let target = target.to_str().unwrap();
+
+    let (status, preview) = running
+        .post(
+            "/locations?dryRun=true",
+            &json!({"type": "file", "target": target}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{preview}");
+    assert_eq!(preview["exists"], false);
+    assert_eq!(preview["location"]["id"], format!("file:{target}"));
+    let refs: Vec<String> = preview["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["kind"].as_str().unwrap(),
+                e["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(refs[0].starts_with("Location:generated-"), "{refs:?}");
+    assert!(refs.contains(&"Location:team-z-all".to_owned()), "{refs:?}");
+    assert!(
+        refs.contains(&"Component:dry-service".to_owned()),
+        "{refs:?}"
+    );
+    // Nothing stored, nothing asked of the harvester.
+    let (status, _) = running
+        .get("/entities/by-name/component/default/dry-service")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, locations) = running.get("/locations").await;
+    assert!(!locations.to_string().contains("catalog-info.yaml"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), running.harvests.next())
+            .await
+            .is_err()
+    );
+
+    // An error anywhere down the fan-out refuses the dry run, saying where and why.
+    std::fs::write(
+        dir.path().join("dry-service.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: Not Valid!\nspec:\n  type: service\n  lifecycle: production\n  owner: team-z\n",
+    )
+    .unwrap();
+    let (status, refused) = running
+        .post(
+            "/locations?dryRun=yes",
+            &json!({"type": "file", "target": target}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("dry-service.yaml"), "{message}");
+    assert!(message.contains("[name-format]"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_lookups_follow_every_change_in_the_store() {
+    let running = common::start_with_entity_cache().await;
+    let path = "/entities/by-name/component/default/petstore";
+    let cache = running.entity_cache.clone().unwrap();
+    // The cache fills only once it follows the change feed; keep asking until it holds it.
+    let (status, before) = running.get(path).await;
+    assert_eq!(status, StatusCode::OK);
+    let etag = before["metadata"]["etag"].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cache.get("component:default/petstore").is_none() {
+        assert!(std::time::Instant::now() < deadline, "never cached");
+        let (_, again) = running.get(path).await;
+        assert_eq!(again["metadata"]["etag"], etag);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The store changes behind the gateway's back: the feed makes the cache forget.
+    let mut changed = before.clone();
+    changed["metadata"]["description"] = json!("changed behind the gateway");
+    for key in ["uid", "etag", "generation"] {
+        changed["metadata"].as_object_mut().unwrap().remove(key);
+    }
+    changed.as_object_mut().unwrap().remove("relations");
+    changed.as_object_mut().unwrap().remove("status");
+    let location = running
+        .store
+        .entity_by_ref("component:default/petstore")
+        .await
+        .unwrap()
+        .unwrap()
+        .location_key
+        .unwrap();
+    running
+        .store
+        .apply_batch(cadastre_catalog_store::Batch::of_bodies(
+            [changed],
+            &location,
+        ))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, now) = running.get(path).await;
+        if now["metadata"]["description"] == "changed behind the gateway" {
+            assert_ne!(now["metadata"]["etag"], etag);
+            assert!(
+                cache
+                    .get("component:default/petstore")
+                    .is_none_or(|cached| cached.entity.as_ref().unwrap().etag != etag),
+                "the cache still holds the old entity"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {now}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And a removal is not served from the cache either.
+    running
+        .store
+        .apply_batch(cadastre_catalog_store::Batch {
+            removals: vec!["component:default/petstore".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running.get(path).await.0 != StatusCode::NOT_FOUND {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

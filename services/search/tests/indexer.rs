@@ -138,7 +138,9 @@ impl Running {
 
     /// Every (ref, etag) a caught-up index serves, paged with cursors; each ref once.
     async fn indexed(&mut self) -> BTreeMap<String, String> {
-        self.pages().await.expect("a ref on two pages of an index at rest")
+        self.pages()
+            .await
+            .expect("a ref on two pages of an index at rest")
     }
 
     /// Every (ref, etag) on the pages, or `None` if a ref showed twice.

@@ -6,6 +6,8 @@
 #[path = "../../../catalog-store/tests/common/mod.rs"]
 mod store_common;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,8 @@ pub struct Running {
     pub harvests: Box<dyn Consumer>,
     /// The store behind the gateway, for arranging what a test needs.
     pub store: cadastre_catalog_store::CatalogStore,
+    /// The gateway's entity cache, when started with one.
+    pub entity_cache: Option<Arc<cadastre_gateway::entity_cache::EntityCache>>,
     _search_dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
     _harness: store_common::Harness,
@@ -40,7 +44,7 @@ pub async fn start() -> Running {
 }
 
 pub async fn start_with(settings: Settings) -> Running {
-    start_full(settings, false).await
+    start_full(settings, false, false).await
 }
 
 /// [`start`], with the search service (tantivy, following the store) behind `/api/search`.
@@ -48,10 +52,18 @@ pub async fn start_with_search() -> Running {
     let open = Settings::default()
         .for_listen("127.0.0.1:7007".parse().unwrap())
         .unwrap();
-    start_full(open, true).await
+    start_full(open, true, false).await
 }
 
-async fn start_full(settings: Settings, with_search: bool) -> Running {
+/// [`start`], with the gateway's entity cache following the store's change feed.
+pub async fn start_with_entity_cache() -> Running {
+    let open = Settings::default()
+        .for_listen("127.0.0.1:7007".parse().unwrap())
+        .unwrap();
+    start_full(open, false, true).await
+}
+
+async fn start_full(settings: Settings, with_search: bool, entity_cache: bool) -> Running {
     let harness = store_common::sqlite().await;
     harness
         .store
@@ -74,8 +86,23 @@ async fn start_full(settings: Settings, with_search: bool) -> Running {
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
     let harvests = bus.consume(&HARVESTER).await.unwrap();
     let store_channel = Channel::from_shared(store_url).unwrap().connect_lazy();
-    let mut gateway = Gateway::new(store_channel.clone(), bus, settings);
     let search_dir = tempfile::tempdir().unwrap();
+    // Dry runs read locations with the harvester's and the processor's own code.
+    let previewer = cadastre_gateway::preview::Previewer::new(
+        Arc::new(
+            cadastre_harvester::Harvester::new(cadastre_harvester::Settings {
+                cache_dir: search_dir.path().join("harvester"),
+                allow_local_repositories: true,
+                ..cadastre_harvester::Settings::default()
+            })
+            .unwrap(),
+        ),
+        Arc::new(cadastre_processor::Processor::new(
+            cadastre_model::Validator::default(),
+            cadastre_processor::Settings::default(),
+        )),
+    );
+    let mut gateway = Gateway::new(store_channel.clone(), bus, settings).with_previewer(previewer);
     if with_search {
         let backend: Arc<dyn cadastre_search::SearchBackend> = Arc::new(
             cadastre_search::tantivy::TantivyBackend::open(search_dir.path().join("index"))
@@ -94,6 +121,10 @@ async fn start_full(settings: Settings, with_search: bool) -> Running {
         ));
         gateway = gateway.with_search(Channel::from_shared(search_url).unwrap().connect_lazy());
     }
+    if entity_cache {
+        gateway = gateway.with_entity_cache(1_000, std::future::pending());
+    }
+    let entity_cache = gateway.entity_cache_handle();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api/catalog", listener.local_addr().unwrap());
     tokio::spawn(cadastre_gateway::serve(
@@ -110,6 +141,7 @@ async fn start_full(settings: Settings, with_search: bool) -> Running {
         http: reqwest::Client::new(),
         harvests,
         store: harness.store.clone(),
+        entity_cache,
         _search_dir: search_dir,
         _stop: stop,
         _harness: harness,
@@ -141,4 +173,48 @@ impl Running {
         let text = response.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
+}
+
+/// `tests/<folder>` with its npm packages installed (`npm ci`, from its package-lock.json)
+/// unless `node_modules/<package>` is there already (scripts/test installs them up front).
+pub fn npm_project(folder: &str, package: &str) -> PathBuf {
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(folder);
+    if !project.join("node_modules").join(package).exists() {
+        let install = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&project)
+            .output()
+            .expect("npm runs");
+        assert!(
+            install.status.success(),
+            "npm ci failed:\n{}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+    }
+    project
+}
+
+/// Runs `node <script> <args…>` in `project` (off the async runtime, so the gateway keeps
+/// serving) and reads the one JSON report it prints; fails with its output when it fails.
+pub async fn node_report(project: PathBuf, script: &str, args: Vec<String>) -> Value {
+    let script = script.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(&script)
+            .args(&args)
+            .current_dir(&project)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the node check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
 }

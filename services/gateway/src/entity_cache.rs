@@ -1,0 +1,270 @@
+//! Entities by ref, kept in the gateway and invalidated by catalog-store's change feed, so a
+//! by-name lookup (the call Backstage's frontend makes most) costs a map lookup instead of a
+//! gRPC round trip and a query.
+//!
+//! Correctness rests on two rules. A lookup that misses takes a [`Ticket`] before asking the
+//! store, and its answer is kept only if nothing invalidated that key's shard (and the feed
+//! did not drop) in between; so an answer older than a change the feed already reported is
+//! never kept. And while the feed is not followed, nothing is cached (everything is dropped
+//! when it breaks), since changes could then go unnoticed. An entry is at most as stale as the
+//! feed is late: milliseconds.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cadastre_proto::v1 as pb;
+use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
+use tonic::transport::Channel;
+
+const SHARDS: usize = 64;
+
+/// A bounded map of entity ref (lower case) to the stored entity.
+#[derive(Debug)]
+pub struct EntityCache {
+    shards: Box<[Shard]>,
+    per_shard: usize,
+    /// Odd while the change feed is followed; bumped on every connect and disconnect.
+    feed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    /// Bumped (under the lock) whenever a key of this shard is invalidated.
+    epoch: AtomicU64,
+    entries: Mutex<HashMap<String, Arc<pb::StoredEntity>>>,
+}
+
+/// Taken before asking the store; an answer is kept only if the ticket is still good.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    shard: usize,
+    epoch: u64,
+    feed: u64,
+}
+
+impl EntityCache {
+    /// A cache of at most about `capacity` entities.
+    pub fn new(capacity: usize) -> EntityCache {
+        EntityCache {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+            feed: AtomicU64::new(0),
+        }
+    }
+
+    pub fn get(&self, entity_ref: &str) -> Option<Arc<pb::StoredEntity>> {
+        self.lock(self.shard_of(entity_ref))
+            .get(entity_ref)
+            .cloned()
+    }
+
+    /// A ticket for a lookup of `entity_ref`; `None` while the feed is not followed.
+    pub fn ticket(&self, entity_ref: &str) -> Option<Ticket> {
+        let feed = self.feed.load(Ordering::Acquire);
+        if feed.is_multiple_of(2) {
+            return None;
+        }
+        let shard = self.shard_of(entity_ref);
+        Some(Ticket {
+            shard,
+            epoch: self.shards[shard].epoch.load(Ordering::Acquire),
+            feed,
+        })
+    }
+
+    /// Keeps `entity` if `ticket` is still good: no invalidation in its shard and no break in
+    /// the feed since it was taken.
+    pub fn insert(&self, entity_ref: &str, ticket: Ticket, entity: Arc<pb::StoredEntity>) {
+        let shard = &self.shards[ticket.shard];
+        let mut entries = self.lock(ticket.shard);
+        if shard.epoch.load(Ordering::Acquire) != ticket.epoch
+            || self.feed.load(Ordering::Acquire) != ticket.feed
+        {
+            return;
+        }
+        if entries.len() >= self.per_shard
+            && !entries.contains_key(entity_ref)
+            && let Some(victim) = entries.keys().next().cloned()
+        {
+            // Any entry: hash order is as good as random here, and costs nothing to keep.
+            entries.remove(&victim);
+        }
+        entries.insert(entity_ref.to_owned(), entity);
+    }
+
+    /// Forgets `entity_ref` and voids the tickets of its shard.
+    pub fn invalidate(&self, entity_ref: &str) {
+        let shard = self.shard_of(entity_ref);
+        let mut entries = self.lock(shard);
+        self.shards[shard].epoch.fetch_add(1, Ordering::AcqRel);
+        entries.remove(entity_ref);
+    }
+
+    /// How many entities are kept.
+    pub fn len(&self) -> usize {
+        (0..SHARDS).map(|shard| self.lock(shard).len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn connected(&self) {
+        if self.feed.load(Ordering::Acquire).is_multiple_of(2) {
+            self.feed.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Stops caching and drops everything: changes may now go unseen.
+    fn disconnected(&self) {
+        if !self.feed.load(Ordering::Acquire).is_multiple_of(2) {
+            self.feed.fetch_add(1, Ordering::AcqRel);
+        }
+        for shard in 0..SHARDS {
+            self.lock(shard).clear();
+        }
+    }
+
+    /// Follows the store's change feed until `shutdown`, invalidating every changed ref;
+    /// reconnects (from the head, with the cache emptied) when the feed breaks.
+    pub async fn follow(
+        self: Arc<Self>,
+        store: CatalogServiceClient<Channel>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        tokio::select! {
+            () = &mut shutdown => {}
+            () = self.follow_forever(store) => {}
+        }
+        self.disconnected();
+    }
+
+    async fn follow_forever(&self, mut store: CatalogServiceClient<Channel>) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.follow_once(&mut store).await {
+                Ok(()) => delay = Duration::from_millis(100),
+                Err(status) => {
+                    tracing::warn!(error = %status.message(), "entity cache: the change feed broke; not caching until it is back");
+                }
+            }
+            self.disconnected();
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        store: &mut CatalogServiceClient<Channel>,
+    ) -> Result<(), tonic::Status> {
+        let head = store
+            .get_feed_head(pb::GetFeedHeadRequest {})
+            .await?
+            .into_inner()
+            .sequence;
+        let mut changes = store
+            .watch_changes(pb::WatchChangesRequest {
+                after_sequence: head,
+                follow: true,
+            })
+            .await?
+            .into_inner();
+        // Every change after `head` will come through this stream: caching is safe from now.
+        self.connected();
+        tracing::debug!(head, "entity cache following the change feed");
+        while let Some(change) = changes.message().await? {
+            self.invalidate(&change.entity_ref);
+        }
+        Ok(())
+    }
+
+    fn shard_of(&self, entity_ref: &str) -> usize {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(entity_ref);
+        (hash as usize) % SHARDS
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, HashMap<String, Arc<pb::StoredEntity>>> {
+        // The map holds plain data; a panic elsewhere while it was locked leaves it usable.
+        self.shards[shard]
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entity(etag: &str) -> Arc<pb::StoredEntity> {
+        Arc::new(pb::StoredEntity {
+            content_hash: etag.to_owned(),
+            ..Default::default()
+        })
+    }
+
+    fn connected(capacity: usize) -> EntityCache {
+        let cache = EntityCache::new(capacity);
+        cache.connected();
+        cache
+    }
+
+    #[test]
+    fn nothing_is_cached_while_the_feed_is_not_followed() {
+        let cache = EntityCache::new(100);
+        assert!(cache.ticket("component:default/a").is_none());
+        cache.connected();
+        let ticket = cache.ticket("component:default/a").unwrap();
+        cache.insert("component:default/a", ticket, entity("1"));
+        assert_eq!(cache.get("component:default/a").unwrap().content_hash, "1");
+        cache.disconnected();
+        assert!(cache.get("component:default/a").is_none());
+        assert!(cache.ticket("component:default/a").is_none());
+    }
+
+    #[test]
+    fn an_answer_older_than_an_invalidation_is_not_kept() {
+        let cache = connected(100);
+        let ticket = cache.ticket("component:default/a").unwrap();
+        // The feed reports a change while the store's (older) answer is on its way.
+        cache.invalidate("component:default/a");
+        cache.insert("component:default/a", ticket, entity("old"));
+        assert!(cache.get("component:default/a").is_none());
+        let ticket = cache.ticket("component:default/a").unwrap();
+        cache.insert("component:default/a", ticket, entity("new"));
+        assert_eq!(
+            cache.get("component:default/a").unwrap().content_hash,
+            "new"
+        );
+        cache.invalidate("component:default/a");
+        assert!(cache.get("component:default/a").is_none());
+    }
+
+    #[test]
+    fn a_ticket_from_before_a_reconnect_is_void() {
+        let cache = connected(100);
+        let ticket = cache.ticket("component:default/a").unwrap();
+        cache.disconnected();
+        cache.connected();
+        cache.insert("component:default/a", ticket, entity("1"));
+        assert!(cache.get("component:default/a").is_none());
+    }
+
+    #[test]
+    fn the_size_stays_bounded() {
+        let cache = connected(SHARDS * 2);
+        for i in 0..10_000 {
+            let key = format!("component:default/c{i}");
+            let ticket = cache.ticket(&key).unwrap();
+            cache.insert(&key, ticket, entity("1"));
+        }
+        assert!(cache.len() <= SHARDS * 2, "{}", cache.len());
+        assert!(cache.len() >= SHARDS, "{}", cache.len());
+    }
+}

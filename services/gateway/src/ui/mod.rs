@@ -1,0 +1,70 @@
+//! The web UI, rendered on the server as plain HTML from the same backends as the REST API:
+//! the catalog (`/`), search (`/search`) and entity pages
+//! (`/catalog/{namespace}/{kind}/{name}`). Pages work without JavaScript; `app.js` only adds
+//! suggestions to the search box. Static files are embedded and served under hashed names
+//! (`assets`). The gateway mounts these routes behind the same tokens and limits as the
+//! read API; errors become HTML pages ([`html_errors`]) instead of Backstage's JSON body.
+
+mod assets;
+mod catalog_page;
+mod entity_page;
+mod html;
+mod layout;
+mod search_page;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+
+use crate::Gateway;
+use crate::error::ApiError;
+
+/// The UI's routes; anything else under `/` is the UI's 404 page.
+pub fn routes() -> Router<Gateway> {
+    Router::new()
+        .route("/", get(catalog_page::catalog))
+        .route("/search", get(search_page::search))
+        .route(
+            "/catalog/{namespace}/{kind}/{name}",
+            get(entity_page::entity),
+        )
+        .route("/static/{file}", get(assets::serve))
+        .fallback(not_found)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("There is no page at {}", uri.path()))
+}
+
+/// Turns error answers (an [`ApiError`] from a handler, the auth check or the limits, or the
+/// framework's own refusals) into HTML pages with the same status, keeping headers such as
+/// `Retry-After`.
+pub async fn html_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let message = match response.extensions().get::<ApiError>() {
+        Some(error) => error.message.clone(),
+        None if (status.is_client_error() || status.is_server_error())
+            && !response.headers().contains_key(header::CONTENT_TYPE) =>
+        {
+            status
+                .canonical_reason()
+                .unwrap_or("The request failed")
+                .to_owned()
+        }
+        None => return response,
+    };
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(%status, message, "a page failed");
+    }
+    let mut page = layout::respond(status, layout::error_page(status, &message));
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            page.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    page
+}

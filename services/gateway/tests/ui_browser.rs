@@ -1,0 +1,85 @@
+//! The web UI in a real headless Chromium: `tests/browser/check.mjs` drives Debian's
+//! `/usr/bin/chromium` with playwright-core (from the npm registry; playwright's own browser
+//! download is not used) against a gateway loaded with the shared examples, and writes a
+//! screenshot of each page to `target/ui-screenshots/`. Needs `chromium`, `node` and `npm`
+//! (scripts/test installs them); without Chromium the test fails, it never skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Where screenshots go: `<target dir>/ui-screenshots`.
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("ui-screenshots")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_works_in_a_real_browser() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's browser with \
+         `apt-get install -y chromium chromium-driver` (scripts/test does)"
+    );
+    let project = common::npm_project("browser", "playwright-core");
+    let running = common::start_with_search().await;
+    // The search index follows the store: wait until it holds the examples.
+    let mut indexed = false;
+    for _ in 0..200 {
+        let response = running
+            .http
+            .get(
+                running
+                    .base
+                    .replace("/api/catalog", "/api/search/suggest?prefix=artist-lo"),
+            )
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if body["suggestions"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+        {
+            indexed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        indexed,
+        "the search index never caught up with the examples"
+    );
+    let origin = running.base.trim_end_matches("/api/catalog").to_owned();
+    let shots = screenshot_dir();
+    std::fs::create_dir_all(&shots).unwrap();
+    let report = common::node_report(
+        project,
+        "check.mjs",
+        vec![origin, shots.to_string_lossy().into_owned()],
+    )
+    .await;
+    assert_eq!(report["ok"], true);
+    assert_eq!(
+        report["checked"],
+        serde_json::json!([
+            "catalog",
+            "filter by kind",
+            "search suggestions",
+            "entity page",
+            "follow a relation",
+            "search results",
+            "phone width",
+            "dark mode",
+            "keyboard focus",
+            "no console errors"
+        ])
+    );
+    for shot in report["screenshots"].as_array().unwrap() {
+        assert!(Path::new(shot.as_str().unwrap()).exists(), "{shot}");
+    }
+}
