@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { CatalogClient } from '@backstage/catalog-client';
 
 const baseUrl = process.argv[2];
+// A catalog file on disk for the dry-run registration (file locations are allowed here).
+const dryRunFile = process.argv[3];
 const client = new CatalogClient({ discoveryApi: { getBaseUrl: async () => baseUrl } });
 const checked = [];
 const check = async (name, run) => {
@@ -78,6 +80,16 @@ await check('locations', async () => {
     err.statusCode === 409 && err.body.error.name === 'ConflictError' && /already exists/.test(err.body.error.message));
   await client.removeLocationById(added.location.id);
   assert.equal(await client.getLocationById(added.location.id), undefined);
+});
+
+await check('addLocation dryRun', async () => {
+  const result = await client.addLocation({ type: 'file', target: dryRunFile, dryRun: true });
+  assert.equal(result.exists, false);
+  assert.equal(result.location.type, 'file');
+  assert.equal(result.location.target, dryRunFile);
+  assert.equal(result.entities[0].kind, 'Location');
+  assert.ok(result.entities.some(e => e.kind === 'Component' && e.metadata.name === 'dry-run-service'));
+  assert.equal(await client.getEntityByRef('component:default/dry-run-service'), undefined);
 });
 
 await check('refreshEntity', async () => {
