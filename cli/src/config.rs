@@ -49,6 +49,31 @@ pub const SEARCH_OPENSEARCH_URL_ENV: &str = "CADASTRE_SEARCH_OPENSEARCH_URL";
 /// Environment variables holding OpenSearch basic-auth credentials (never in files).
 pub const SEARCH_OPENSEARCH_USERNAME_ENV: &str = "CADASTRE_SEARCH_OPENSEARCH_USERNAME";
 pub const SEARCH_OPENSEARCH_PASSWORD_ENV: &str = "CADASTRE_SEARCH_OPENSEARCH_PASSWORD";
+/// Environment variable overriding `admin.listen` (`/live`, `/ready`, `/metrics`, gRPC health).
+pub const ADMIN_LISTEN_ENV: &str = "CADASTRE_ADMIN_LISTEN";
+
+/// Every environment variable Cadastre reads itself (deployment files are checked against
+/// this list). Token and credential variables are named in configuration instead, and
+/// OpenTelemetry's standard `OTEL_*` variables are read by the exporter.
+pub const ENVIRONMENT: &[&str] = &[
+    CONFIG_ENV,
+    MAX_FILE_BYTES_ENV,
+    STORE_DATABASE_URL_ENV,
+    STORE_LISTEN_ENV,
+    BUS_NATS_URL_ENV,
+    HARVESTER_STORE_URL_ENV,
+    SEARCH_STORE_URL_ENV,
+    GATEWAY_LISTEN_ENV,
+    GATEWAY_STORE_URL_ENV,
+    GATEWAY_SEARCH_URL_ENV,
+    GITHUB_WEBHOOK_SECRET_ENV,
+    GITLAB_WEBHOOK_TOKEN_ENV,
+    SEARCH_LISTEN_ENV,
+    SEARCH_OPENSEARCH_URL_ENV,
+    SEARCH_OPENSEARCH_USERNAME_ENV,
+    SEARCH_OPENSEARCH_PASSWORD_ENV,
+    ADMIN_LISTEN_ENV,
+];
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -84,6 +109,14 @@ pub struct Config {
     pub processor: ProcessorConfig,
     pub search: SearchConfig,
     pub gateway: GatewayConfig,
+    pub admin: AdminConfig,
+}
+
+/// Where a service answers `/live`, `/ready`, `/metrics` and the gRPC health check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Unset: no admin server (`cadastre up` serves these on the gateway's port).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// The gateway's settings.
@@ -287,6 +320,14 @@ struct FileConfig {
     search: SearchFile,
     #[serde(default)]
     gateway: GatewayFile,
+    #[serde(default)]
+    admin: AdminFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -447,6 +488,12 @@ pub fn load(file: Option<&Path>, env: &dyn Environment) -> Result<Config, Config
     }
     if let Some(url) = env.get(GATEWAY_STORE_URL_ENV) {
         config.gateway.store_url = url;
+    }
+    if let Some(value) = env.get(ADMIN_LISTEN_ENV) {
+        config.admin.listen = Some(value.trim().parse().map_err(|e| ConfigError::Environment {
+            name: ADMIN_LISTEN_ENV.to_owned(),
+            message: format!("{value:?}: {e}"),
+        })?);
     }
     if let Some(value) = env.get(GATEWAY_LISTEN_ENV) {
         config.gateway.listen = value.trim().parse().map_err(|e| ConfigError::Environment {
@@ -612,6 +659,9 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
             });
         }
         gateway.tokens.push((token.scope, token.env));
+    }
+    if file.admin.listen.is_some() {
+        config.admin.listen = file.admin.listen;
     }
     let search = &mut config.search;
     let f = file.search;

@@ -118,23 +118,16 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
-    let default_level = match cli.command {
-        Command::Validate { .. } => "warn",
-        // The progress lines say what happens; the services speak up when something is wrong.
-        Command::Up { .. } => "warn,cadastre::up=info",
-        Command::Store { .. }
-        | Command::Harvester { .. }
-        | Command::Processor { .. }
-        | Command::Search { .. }
-        | Command::Gateway { .. } => "info",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Services set up logging (and trace export) inside their runtime, under their name.
+    if let Command::Validate { .. } = cli.command {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
 
     let mut config = match config::load(cli.config.as_deref(), &ProcessEnvironment) {
         Ok(config) => config,
@@ -182,7 +175,12 @@ fn main() -> ExitCode {
                 listen,
                 catalogs,
             };
-            serve(cadastre::up::run(config, options))
+            // The progress lines say what happens; the services speak up when something is wrong.
+            serve(
+                "cadastre",
+                "warn,cadastre::up=info",
+                cadastre::up::run(config, options),
+            )
         }
         Command::Store {
             database_url,
@@ -195,19 +193,31 @@ fn main() -> ExitCode {
             if nats_url.is_some() {
                 config.bus.nats_url = nats_url;
             }
-            serve(cadastre::store::run(&store, &config.bus))
+            serve(
+                "cadastre-store",
+                "info",
+                cadastre::store::run(&store, &config.bus, config.admin.listen),
+            )
         }
         Command::Harvester { nats_url } => {
             if nats_url.is_some() {
                 config.bus.nats_url = nats_url;
             }
-            serve(cadastre::services::run_harvester(&config))
+            serve(
+                "cadastre-harvester",
+                "info",
+                cadastre::services::run_harvester(&config),
+            )
         }
         Command::Processor { nats_url } => {
             if nats_url.is_some() {
                 config.bus.nats_url = nats_url;
             }
-            serve(cadastre::services::run_processor(&config))
+            serve(
+                "cadastre-processor",
+                "info",
+                cadastre::services::run_processor(&config),
+            )
         }
         Command::Gateway {
             listen,
@@ -221,7 +231,11 @@ fn main() -> ExitCode {
             if nats_url.is_some() {
                 config.bus.nats_url = nats_url;
             }
-            serve(cadastre::services::run_gateway(&config))
+            serve(
+                "cadastre-gateway",
+                "info",
+                cadastre::services::run_gateway(&config),
+            )
         }
         Command::Search {
             store_url,
@@ -236,7 +250,11 @@ fn main() -> ExitCode {
             if opensearch_url.is_some() {
                 search.opensearch_url = opensearch_url;
             }
-            serve(cadastre::services::run_search(&search))
+            serve(
+                "cadastre-search",
+                "info",
+                cadastre::services::run_search(&search, config.admin.listen),
+            )
         }
     }
 }
@@ -252,13 +270,26 @@ fn default_catalogs() -> Vec<PathBuf> {
     }
 }
 
-/// Runs a service to completion on a multi-threaded runtime.
-fn serve(service: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+/// Runs a service to completion on a multi-threaded runtime, with logs (filtered by
+/// `RUST_LOG`, else `default_filter`) and, when an OTLP endpoint is configured, traces under
+/// `name`.
+fn serve(
+    name: &str,
+    default_filter: &str,
+    service: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("starting the runtime: {error}")),
     };
-    match runtime.block_on(service) {
+    let outcome = runtime.block_on(async {
+        let telemetry = cadastre_telemetry::init(name, default_filter)?;
+        let outcome = service.await;
+        // Flushes the spans still buffered before the process exits.
+        drop(telemetry);
+        outcome
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&format!("{error:#}")),
     }

@@ -35,6 +35,37 @@ pub async fn connect_bus(config: &BusConfig) -> anyhow::Result<Arc<dyn Bus>> {
     Ok(Arc::new(bus))
 }
 
+/// Serves `/live`, `/ready`, `/metrics` and gRPC health on `listen` (when set) until
+/// `shutdown`.
+pub async fn start_admin(
+    listen: Option<std::net::SocketAddr>,
+    ready: cadastre_telemetry::admin::Readiness,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let Some(listen) = listen else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("admin.listen: binding {listen}"))?;
+    let stop = shutdown.wait();
+    tokio::spawn(async move {
+        if let Err(error) = cadastre_telemetry::admin::serve(listener, ready, stop).await {
+            tracing::error!(%error, "the admin endpoints stopped");
+        }
+    });
+    Ok(())
+}
+
+/// Ready while the bus answers.
+pub fn bus_readiness(bus: &Arc<dyn Bus>) -> cadastre_telemetry::admin::Readiness {
+    let bus = Arc::clone(bus);
+    cadastre_telemetry::admin::readiness(move || {
+        let bus = Arc::clone(&bus);
+        async move { bus.check().await.map_err(|error| error.to_string()) }
+    })
+}
+
 /// A shutdown signal several tasks can wait for.
 #[derive(Debug, Clone)]
 pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
@@ -70,7 +101,9 @@ impl Shutdown {
 
 pub async fn run_harvester(config: &Config) -> anyhow::Result<()> {
     let bus = connect_bus(&config.bus).await?;
-    serve_harvester(config, bus, Shutdown::on_signal()).await
+    let shutdown = Shutdown::on_signal();
+    start_admin(config.admin.listen, bus_readiness(&bus), &shutdown).await?;
+    serve_harvester(config, bus, shutdown).await
 }
 
 /// Answers harvest requests and, every `refresh_interval`, asks for every registered
@@ -156,7 +189,9 @@ pub fn processor(config: &Config) -> anyhow::Result<cadastre_processor::Processo
 
 pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
     let bus = connect_bus(&config.bus).await?;
-    serve_processor(config, bus, Shutdown::on_signal()).await
+    let shutdown = Shutdown::on_signal();
+    start_admin(config.admin.listen, bus_readiness(&bus), &shutdown).await?;
+    serve_processor(config, bus, shutdown).await
 }
 
 /// Turns harvested files into entity batches.
@@ -172,11 +207,14 @@ pub async fn serve_processor(
     Ok(())
 }
 
-pub async fn run_search(config: &crate::config::SearchConfig) -> anyhow::Result<()> {
+pub async fn run_search(
+    config: &crate::config::SearchConfig,
+    admin: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    serve_search(config, listener, Shutdown::on_signal()).await
+    serve_search(config, listener, admin, Shutdown::on_signal()).await
 }
 
 /// Opens the index (OpenSearch or tantivy), follows the store's change feed into it when
@@ -184,6 +222,7 @@ pub async fn run_search(config: &crate::config::SearchConfig) -> anyhow::Result<
 pub async fn serve_search(
     config: &crate::config::SearchConfig,
     listener: tokio::net::TcpListener,
+    admin: Option<std::net::SocketAddr>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     use cadastre_search::SearchBackend;
@@ -211,6 +250,18 @@ pub async fn serve_search(
             Arc::new(backend)
         }
     };
+    let ready = {
+        let backend = Arc::clone(&backend);
+        cadastre_telemetry::admin::readiness(move || {
+            let backend = Arc::clone(&backend);
+            async move {
+                let index = backend.serving().await.map_err(|e| e.to_string())?;
+                backend.count(&index).await.map_err(|e| e.to_string())?;
+                Ok(())
+            }
+        })
+    };
+    start_admin(admin, ready, &shutdown).await?;
     let indexer = if config.indexing {
         let endpoint = tonic::transport::Endpoint::from_shared(config.store_url.clone())
             .with_context(|| format!("search.store_url {:?}", config.store_url))?;
@@ -243,7 +294,14 @@ pub async fn run_gateway(config: &Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.gateway.listen)
         .await
         .with_context(|| format!("listening on {}", config.gateway.listen))?;
-    serve_gateway(config, bus, listener, Shutdown::on_signal()).await
+    serve_gateway(
+        config,
+        bus,
+        listener,
+        config.admin.listen,
+        Shutdown::on_signal(),
+    )
+    .await
 }
 
 /// Serves the REST API (and the web UI) on `listener`, in front of the store and search.
@@ -251,6 +309,7 @@ pub async fn serve_gateway(
     config: &Config,
     bus: Arc<dyn Bus>,
     listener: tokio::net::TcpListener,
+    admin: Option<std::net::SocketAddr>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let g = &config.gateway;
@@ -301,6 +360,8 @@ pub async fn serve_gateway(
     if g.entity_cache_entries > 0 {
         gateway = gateway.with_entity_cache(g.entity_cache_entries, shutdown.wait());
     }
+    // The gateway answers /live, /ready and /metrics on its own port too.
+    start_admin(admin, gateway.readiness(), &shutdown).await?;
     cadastre_gateway::serve(gateway.router(), listener, shutdown.wait()).await?;
     tracing::info!("gateway stopped");
     Ok(())

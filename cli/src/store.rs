@@ -12,7 +12,11 @@ use crate::config::{BusConfig, StoreConfig};
 
 /// Connects (creating a SQLite file's folder if needed), migrates, and serves gRPC; with a
 /// bus configured, also applies the processor's batches and relays the change feed.
-pub async fn run(config: &StoreConfig, bus: &BusConfig) -> anyhow::Result<()> {
+pub async fn run(
+    config: &StoreConfig,
+    bus: &BusConfig,
+    admin: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let store = open(config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -22,15 +26,22 @@ pub async fn run(config: &StoreConfig, bus: &BusConfig) -> anyhow::Result<()> {
         None => None,
     };
     let relay = bus.is_some();
-    serve(
-        store,
-        config,
-        bus,
-        relay,
-        listener,
-        crate::services::Shutdown::on_signal(),
-    )
-    .await
+    let shutdown = crate::services::Shutdown::on_signal();
+    let ready = {
+        let (store, bus) = (store.clone(), bus.clone());
+        cadastre_telemetry::admin::readiness(move || {
+            let (store, bus) = (store.clone(), bus.clone());
+            async move {
+                store.ping().await.map_err(|e| format!("database: {e}"))?;
+                if let Some(bus) = bus {
+                    bus.check().await.map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        })
+    };
+    crate::services::start_admin(admin, ready, &shutdown).await?;
+    serve(store, config, bus, relay, listener, shutdown).await
 }
 
 /// Connects to the configured database (creating a SQLite file's folder if needed) and

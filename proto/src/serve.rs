@@ -58,7 +58,10 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping.send(());
     };
+    // Each call gets a span (child of the caller's trace context) and its latency recorded.
     let serve = tonic::transport::Server::builder()
+        .trace_fn(cadastre_telemetry::propagation::grpc_server_span)
+        .layer(cadastre_telemetry::grpc_metrics::GrpcMetricsLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, signal);
     let deadline = async move {

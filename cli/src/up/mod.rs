@@ -117,14 +117,16 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     {
         let (config, shutdown) = (Arc::clone(&config), shutdown.clone());
         services.spawn(async move {
-            let served = services::serve_search(&config.search, search_listener, shutdown).await;
+            let served =
+                services::serve_search(&config.search, search_listener, None, shutdown).await;
             ("search", served)
         });
     }
     {
         let (config, bus, shutdown) = (Arc::clone(&config), Arc::clone(&bus), shutdown.clone());
         services.spawn(async move {
-            let served = services::serve_gateway(&config, bus, gateway_listener, shutdown).await;
+            let served =
+                services::serve_gateway(&config, bus, gateway_listener, None, shutdown).await;
             ("gateway", served)
         });
     }

@@ -170,6 +170,11 @@ pub trait Bus: Send + Sync + fmt::Debug {
     /// Joins the durable consumer `spec.name` (created when missing): every consumer joined
     /// under one name shares its messages, each delivered to one of them.
     async fn consume(&self, spec: &ConsumerSpec) -> Result<Box<dyn Consumer>>;
+
+    /// Whether the bus can be used now (readiness checks). The in-process bus always can.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One member of a durable consumer.

@@ -44,6 +44,7 @@ impl Default for StreamSettings {
 
 #[derive(Debug, Clone)]
 pub struct JetStreamBus {
+    client: async_nats::Client,
     context: jetstream::Context,
     stream: stream::Stream,
     namespace: String,
@@ -58,7 +59,7 @@ impl JetStreamBus {
             .connect(url)
             .await
             .map_err(|e| BusError::Connect(format!("{url}: {e}")))?;
-        let context = jetstream::new(client);
+        let context = jetstream::new(client.clone());
         let prefix = |name: &str| {
             if settings.namespace.is_empty() {
                 name.to_owned()
@@ -101,6 +102,7 @@ impl JetStreamBus {
             }
         };
         Ok(JetStreamBus {
+            client,
             context,
             stream,
             namespace: settings.namespace,
@@ -150,6 +152,13 @@ impl JetStreamBus {
 impl Bus for JetStreamBus {
     async fn publish(&self, subject: &str, message: Outgoing) -> Result<Published> {
         self.publish_wire(subject, message).await
+    }
+
+    async fn check(&self) -> Result<()> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(BusError::Connect(format!("NATS connection is {state}"))),
+        }
     }
 
     async fn consume(&self, spec: &ConsumerSpec) -> Result<Box<dyn Consumer>> {

@@ -79,7 +79,15 @@ impl<M: prost::Message + Default> Subject<M> {
         id: Option<String>,
         trace: Option<&TraceContext>,
     ) -> Result<Published> {
-        let trace = trace.cloned().unwrap_or_else(TraceContext::new_root);
+        // The current span's context when traces are exported (so the receiver's span is its
+        // child); else the caller's, else a new trace.
+        let traceparent =
+            cadastre_telemetry::propagation::current_traceparent().unwrap_or_else(|| {
+                trace
+                    .cloned()
+                    .unwrap_or_else(TraceContext::new_root)
+                    .to_header()
+            });
         let mut outgoing = Outgoing {
             payload: Bytes::from(message.encode_to_vec()),
             // De-duplication ids are per subject: the stream holds every subject, and a
@@ -87,9 +95,9 @@ impl<M: prost::Message + Default> Subject<M> {
             id: id.map(|id| format!("{}:{id}", self.name)),
             ..Outgoing::default()
         };
-        outgoing
-            .headers
-            .insert(TRACEPARENT.to_owned(), trace.to_header());
+        outgoing.headers.insert(TRACEPARENT.to_owned(), traceparent);
+        cadastre_telemetry::metrics::counter!("cadastre_bus_published_total", "subject" => self.name)
+            .increment(1);
         bus.publish(self.name, outgoing).await
     }
 }

@@ -54,25 +54,52 @@ where
         let trace = delivery.trace();
         let span = tracing::info_span!(
             "handle",
+            otel.kind = "consumer",
             consumer = spec.name,
             subject = %delivery.subject,
             attempt = delivery.attempt,
             trace_id = trace.as_ref().map(TraceContext::trace_id_hex).unwrap_or_default(),
         );
+        continue_trace(&span, &delivery);
+        count_consumed(spec, &delivery);
         let outcome = tracing::Instrument::instrument(handle(message, trace), span).await;
-        settle(delivery, outcome).await?;
+        settle(spec, delivery, outcome).await?;
+    }
+}
+
+/// Makes the publisher's span (from the delivery's `traceparent`) the parent of `span`.
+fn continue_trace(span: &tracing::Span, delivery: &crate::Delivery) {
+    if let Some(parent) = delivery.headers.get(crate::TRACEPARENT) {
+        cadastre_telemetry::propagation::set_parent(span, parent);
+    }
+}
+
+fn count_consumed(spec: &ConsumerSpec, delivery: &crate::Delivery) {
+    use cadastre_telemetry::metrics::counter;
+    counter!("cadastre_bus_messages_consumed_total", "consumer" => spec.name).increment(1);
+    if delivery.attempt > 1 {
+        counter!("cadastre_bus_messages_redelivered_total", "consumer" => spec.name).increment(1);
     }
 }
 
 /// Acknowledges, retries (with backoff) or dead-letters a delivery, as it was handled.
-async fn settle(delivery: crate::Delivery, handled: Handled) -> Result<()> {
+async fn settle(spec: &ConsumerSpec, delivery: crate::Delivery, handled: Handled) -> Result<()> {
+    use cadastre_telemetry::metrics::counter;
     match handled {
-        Handled::Done => delivery.ack().await,
+        Handled::Done => {
+            counter!("cadastre_bus_messages_acked_total", "consumer" => spec.name).increment(1);
+            delivery.ack().await
+        }
         Handled::Retry(reason) => {
+            counter!("cadastre_bus_messages_retried_total", "consumer" => spec.name).increment(1);
             let delay = backoff(delivery.attempt);
             delivery.retry(&reason, delay).await
         }
-        Handled::Reject(reason) => delivery.reject(&reason).await,
+        Handled::Reject(reason) => {
+            counter!("cadastre_bus_messages_dead_lettered_total", "consumer" => spec.name)
+                .increment(1);
+            delivery.reject(&reason).await
+        }
     }
 }
 
@@ -121,14 +148,24 @@ where
         if decoded.is_empty() {
             continue;
         }
-        let span = tracing::info_span!("handle", consumer = spec.name, messages = decoded.len());
+        let span = tracing::info_span!(
+            "handle",
+            otel.kind = "consumer",
+            consumer = spec.name,
+            messages = decoded.len()
+        );
+        // A group has one parent: the first message's publisher.
+        continue_trace(&span, &decoded[0]);
+        for delivery in &decoded {
+            count_consumed(spec, delivery);
+        }
         let outcomes = tracing::Instrument::instrument(handle(messages), span).await;
         let mut outcomes = outcomes.into_iter();
         for delivery in decoded {
             let handled = outcomes
                 .next()
                 .unwrap_or_else(|| Handled::Retry("no answer for this message".into()));
-            settle(delivery, handled).await?;
+            settle(spec, delivery, handled).await?;
         }
     }
 }

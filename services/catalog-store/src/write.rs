@@ -420,6 +420,8 @@ impl CatalogStore {
                 let newer = last_sequence > *head;
                 if newer {
                     *head = last_sequence;
+                    cadastre_telemetry::metrics::gauge!("cadastre_store_feed_head")
+                        .set(last_sequence as f64);
                 }
                 newer
             });
@@ -427,6 +429,21 @@ impl CatalogStore {
     }
 
     pub(crate) async fn apply_in(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &Batch,
+        prepared: Prepared,
+    ) -> Result<BatchOutcome> {
+        let started = std::time::Instant::now();
+        cadastre_telemetry::metrics::histogram!("cadastre_store_batch_entities")
+            .record((batch.upserts.len() + batch.removals.len()) as f64);
+        let outcome = self.apply_in_timed(txn, batch, prepared).await;
+        cadastre_telemetry::metrics::histogram!("cadastre_store_apply_seconds")
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn apply_in_timed(
         &self,
         txn: &DatabaseTransaction,
         batch: &Batch,

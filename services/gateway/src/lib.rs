@@ -259,12 +259,40 @@ impl Gateway {
         let ui = limits(with_tokens(ui::routes()), body_limit)
             .layer(axum::middleware::from_fn(ui::html_errors))
             .with_state(self.clone());
+        // Probes and metrics answer without a token: they reveal nothing of the catalog.
+        cadastre_telemetry::metrics::install();
+        let admin = cadastre_telemetry::admin::routes(self.readiness());
         Router::new()
             .nest("/api/catalog", catalog)
             .nest("/api/search", search)
             .nest("/api/cadastre/v1", cadastre)
             .nest("/api/webhooks", webhooks)
+            .merge(admin)
             .merge(ui)
+            .layer(axum::middleware::from_fn(
+                cadastre_telemetry::http_metrics::record,
+            ))
+    }
+
+    /// Ready when catalog-store answers, and search too when it is configured.
+    pub fn readiness(&self) -> cadastre_telemetry::admin::Readiness {
+        let (catalog, search) = (self.catalog.clone(), self.search.clone());
+        cadastre_telemetry::admin::readiness(move || {
+            let (mut catalog, search) = (catalog.clone(), search.clone());
+            async move {
+                catalog
+                    .get_feed_head(pb::GetFeedHeadRequest {})
+                    .await
+                    .map_err(|status| format!("catalog-store: {}", status.message()))?;
+                if let Some(mut search) = search {
+                    search
+                        .get_index_status(pb::GetIndexStatusRequest {})
+                        .await
+                        .map_err(|status| format!("search: {}", status.message()))?;
+                }
+                Ok(())
+            }
+        })
     }
 }
 

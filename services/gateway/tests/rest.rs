@@ -1390,3 +1390,35 @@ async fn cached_lookups_follow_every_change_in_the_store() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_metrics_answer_beside_the_api() {
+    let running = start_with_search().await;
+    let root = running.base.trim_end_matches("/api/catalog").to_owned();
+    let get = |path: &str| {
+        let http = running.http.clone();
+        let url = format!("{root}{path}");
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/live").await.0, StatusCode::OK);
+    let (status, ready) = get("/ready").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    running
+        .get("/entities/by-name/component/default/petstore")
+        .await;
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics.contains(
+            "cadastre_http_requests_total{route=\"/api/catalog/entities/by-name/{kind}/{namespace}/{name}\",status=\"200\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cadastre_grpc_server_requests_total"),
+        "{metrics}"
+    );
+}

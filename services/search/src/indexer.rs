@@ -180,7 +180,15 @@ impl Indexer {
         }
         let upserts = batch.upserts.len();
         let removals = batch.removals.len();
+        let started = std::time::Instant::now();
         self.backend.write(index, batch).await?;
+        {
+            use cadastre_telemetry::metrics::{counter, gauge, histogram};
+            histogram!("cadastre_search_write_seconds").record(started.elapsed().as_secs_f64());
+            counter!("cadastre_search_indexed_documents_total")
+                .increment((upserts + removals) as u64);
+            gauge!("cadastre_search_applied_sequence").set(last as f64);
+        }
         tracing::debug!(%index, sequence = last, upserts, removals, "index round written");
         Ok(())
     }
