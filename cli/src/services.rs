@@ -115,14 +115,22 @@ pub async fn serve_harvester(
 ) -> anyhow::Result<()> {
     let h = &config.harvester;
     let harvester = Arc::new(harvester(config)?);
-    let worker = tokio::spawn(cadastre_harvester::service::run(
+    let endpoint = tonic::transport::Endpoint::from_shared(h.store_url.clone())
+        .with_context(|| format!("harvester.store_url {:?}", h.store_url))?;
+    // Replicas take a lease (in catalog-store) per location, so two never read one at once;
+    // it outlives the longest read, and a request waits a little for it before coming back.
+    let leases = cadastre_harvester::lease::Leases::new(
+        endpoint.connect_lazy(),
+        h.timeout * 2 + std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(5),
+    );
+    let worker = tokio::spawn(cadastre_harvester::service::run_with(
         Arc::clone(&bus),
         harvester,
+        Some(leases),
         shutdown.wait(),
     ));
     if !h.refresh_interval.is_zero() {
-        let endpoint = tonic::transport::Endpoint::from_shared(h.store_url.clone())
-            .with_context(|| format!("harvester.store_url {:?}", h.store_url))?;
         let client = CatalogServiceClient::new(endpoint.connect_lazy());
         tokio::spawn(cadastre_harvester::service::schedule(
             Arc::clone(&bus),

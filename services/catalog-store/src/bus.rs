@@ -147,4 +147,49 @@ impl CatalogStore {
         self.db().execute_raw(sql.build()).await?;
         Ok(())
     }
+
+    /// Takes the lease `name` for `holder` until `ttl` from now, if it is free, expired, or
+    /// already `holder`'s (which renews it). Answers whether `holder` has it now.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> crate::Result<bool> {
+        if name.is_empty() || holder.is_empty() {
+            return Err(crate::StoreError::InvalidArgument(
+                "a lease needs a name and a holder".into(),
+            ));
+        }
+        let now = crate::time_util::now_micros();
+        let expires_at = now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX));
+        // One statement, so two callers cannot both win: the row is written only when it is
+        // new, expired or the caller's own.
+        let mut sql = Sql::new(self.backend());
+        sql.push("INSERT INTO leases (name, holder, expires_at) VALUES (")
+            .bind(name.to_owned())
+            .push(", ")
+            .bind(holder.to_owned())
+            .push(", ")
+            .bind(expires_at)
+            .push(
+                ") ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 expires_at = excluded.expires_at WHERE leases.expires_at < ",
+            )
+            .bind(now)
+            .push(" OR leases.holder = excluded.holder");
+        let written = self.db().execute_raw(sql.build()).await?;
+        Ok(written.rows_affected() == 1)
+    }
+
+    /// Gives the lease back, if `holder` still has it.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> crate::Result<()> {
+        let mut sql = Sql::new(self.backend());
+        sql.push("DELETE FROM leases WHERE name = ")
+            .bind(name.to_owned())
+            .push(" AND holder = ")
+            .bind(holder.to_owned());
+        self.db().execute_raw(sql.build()).await?;
+        Ok(())
+    }
 }

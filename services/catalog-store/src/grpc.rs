@@ -281,6 +281,33 @@ impl CatalogService for CatalogGrpc {
         Ok(Response::new(to_proto_location(location)))
     }
 
+    async fn acquire_lease(
+        &self,
+        request: Request<pb::AcquireLeaseRequest>,
+    ) -> Result<Response<pb::AcquireLeaseResponse>, Status> {
+        let request = request.into_inner();
+        let acquired = self
+            .store
+            .acquire_lease(
+                &request.name,
+                &request.holder,
+                std::time::Duration::from_millis(request.ttl_millis),
+            )
+            .await?;
+        Ok(Response::new(pb::AcquireLeaseResponse { acquired }))
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<pb::ReleaseLeaseRequest>,
+    ) -> Result<Response<pb::ReleaseLeaseResponse>, Status> {
+        let request = request.into_inner();
+        self.store
+            .release_lease(&request.name, &request.holder)
+            .await?;
+        Ok(Response::new(pb::ReleaseLeaseResponse {}))
+    }
+
     async fn update_location(
         &self,
         request: Request<pb::UpdateLocationRequest>,

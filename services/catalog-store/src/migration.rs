@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(HistoryCarriesBodies),
             Box::new(HarvestReceipts),
             Box::new(RelayPositions),
+            Box::new(Leases),
         ]
     }
 }
@@ -329,6 +330,38 @@ impl MigrationTrait for RelayPositions {
         manager
             .get_connection()
             .execute_unprepared("DROP TABLE IF EXISTS relay_positions")
+            .await?;
+        Ok(())
+    }
+}
+
+/// Named leases with an expiry, e.g. so two harvester replicas never read one location at
+/// the same time.
+#[derive(Debug)]
+struct Leases;
+
+impl MigrationName for Leases {
+    fn name(&self) -> &str {
+        "m0005_leases"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Leases {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE IF EXISTS leases")
             .await?;
         Ok(())
     }

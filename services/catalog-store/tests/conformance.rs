@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use cadastre_catalog_store::{
     Batch, CatalogStore, ChangeKind, EntityQuery, ErrorScope, LocationErrors, OrphanPolicy,
@@ -35,6 +36,7 @@ conformance!(
     refuses_conflicting_locations,
     rejects_bad_batches_without_writing,
     registers_and_removes_locations,
+    leases_go_to_one_holder_at_a_time,
     keeps_processing_errors,
     change_feed_resumes_from_a_sequence,
     streams_every_entity_in_order,
@@ -780,6 +782,83 @@ async fn rejects_bad_batches_without_writing(store: &CatalogStore) {
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::InvalidArgument(_)));
+}
+
+async fn leases_go_to_one_holder_at_a_time(store: &CatalogStore) {
+    let minute = Duration::from_secs(60);
+    let name = "harvest:git:https://git.example.com/r.git";
+    assert!(
+        store
+            .acquire_lease(name, "harvester-a", minute)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire_lease(name, "harvester-b", minute)
+            .await
+            .unwrap()
+    );
+    // The holder renews; another lease is independent.
+    assert!(
+        store
+            .acquire_lease(name, "harvester-a", minute)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire_lease("other", "harvester-b", minute)
+            .await
+            .unwrap()
+    );
+    // Only the holder gives it back.
+    store.release_lease(name, "harvester-b").await.unwrap();
+    assert!(
+        !store
+            .acquire_lease(name, "harvester-b", minute)
+            .await
+            .unwrap()
+    );
+    store.release_lease(name, "harvester-a").await.unwrap();
+    assert!(
+        store
+            .acquire_lease(name, "harvester-b", minute)
+            .await
+            .unwrap()
+    );
+    // An expired lease (its holder died) goes to the next asker.
+    assert!(
+        store
+            .acquire_lease("short", "harvester-a", Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(
+        store
+            .acquire_lease("short", "harvester-b", minute)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire_lease("short", "harvester-a", minute)
+            .await
+            .unwrap()
+    );
+    // Many at once: exactly one wins.
+    let contenders = (0..8).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .acquire_lease("contested", &format!("h{i}"), minute)
+                .await
+                .unwrap()
+        }
+    });
+    let won = futures::future::join_all(contenders).await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
 }
 
 async fn registers_and_removes_locations(store: &CatalogStore) {

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
-use tonic::transport::Channel;
 
 const SHARDS: usize = 64;
 
@@ -132,7 +131,7 @@ impl EntityCache {
     /// reconnects (from the head, with the cache emptied) when the feed breaks.
     pub async fn follow(
         self: Arc<Self>,
-        store: CatalogServiceClient<Channel>,
+        store: CatalogServiceClient<crate::TracedChannel>,
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -143,7 +142,7 @@ impl EntityCache {
         self.disconnected();
     }
 
-    async fn follow_forever(&self, mut store: CatalogServiceClient<Channel>) {
+    async fn follow_forever(&self, mut store: CatalogServiceClient<crate::TracedChannel>) {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.follow_once(&mut store).await {
@@ -160,7 +159,7 @@ impl EntityCache {
 
     async fn follow_once(
         &self,
-        store: &mut CatalogServiceClient<Channel>,
+        store: &mut CatalogServiceClient<crate::TracedChannel>,
     ) -> Result<(), tonic::Status> {
         let head = store
             .get_feed_head(pb::GetFeedHeadRequest {})

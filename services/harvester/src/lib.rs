@@ -15,6 +15,7 @@
 
 pub mod git;
 pub mod guard;
+pub mod lease;
 pub mod location;
 pub mod service;
 

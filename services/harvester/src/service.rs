@@ -9,6 +9,7 @@ use cadastre_bus::worker::{self, Handled};
 use cadastre_bus::{Bus, BusError};
 use cadastre_proto::v1 as pb;
 
+use crate::lease::{Leased, Leases};
 use crate::{Harvester, PartLimits};
 
 /// Answers harvest requests until `shutdown`: reads the location, publishes what it found in
@@ -18,6 +19,17 @@ pub async fn run(
     harvester: Arc<Harvester>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BusError> {
+    run_with(bus, harvester, None, shutdown).await
+}
+
+/// [`run`], reading a location only while holding its lease (with replicas, so two never read
+/// one location at once).
+pub async fn run_with(
+    bus: Arc<dyn Bus>,
+    harvester: Arc<Harvester>,
+    leases: Option<Leases>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), BusError> {
     worker::run(
         &*bus,
         &HARVESTER,
@@ -25,25 +37,55 @@ pub async fn run(
         |request: pb::HarvestRequest, trace| {
             let bus = Arc::clone(&bus);
             let harvester = Arc::clone(&harvester);
+            let leases = leases.clone();
             async move {
-                let harvest = harvester.harvest(&request).await;
-                let trace = trace.map(|t| t.child());
-                for part in harvest.parts(PartLimits::default()) {
-                    let id = format!("{}/{}", part.harvest_id, part.part);
-                    if let Err(error) = HARVESTED
-                        .publish(&*bus, &part, Some(id), trace.as_ref())
-                        .await
-                    {
-                        // Nothing is remembered: the retry reads the location again.
-                        return Handled::Retry(error.to_string());
-                    }
+                let key = request.location_key.clone();
+                let held = match &leases {
+                    None => false,
+                    Some(leases) => match leases.acquire(&key).await {
+                        Leased::Held => true,
+                        Leased::Busy => {
+                            return Handled::Retry(format!(
+                                "another harvester is reading {key}"
+                            ));
+                        }
+                        Leased::Unavailable(reason) => {
+                            tracing::warn!(location_key = %key, %reason, "no lease (catalog-store unreachable); harvesting anyway");
+                            false
+                        }
+                    },
+                };
+                let handled = harvest_and_publish(&*bus, &harvester, &request, trace).await;
+                if held && let Some(leases) = &leases {
+                    leases.release(&key).await;
                 }
-                harvester.commit(&request.location_key, harvest.next_state);
-                Handled::Done
+                handled
             }
         },
     )
     .await
+}
+
+async fn harvest_and_publish(
+    bus: &dyn Bus,
+    harvester: &Harvester,
+    request: &pb::HarvestRequest,
+    trace: Option<cadastre_bus::TraceContext>,
+) -> Handled {
+    let harvest = harvester.harvest(request).await;
+    let trace = trace.map(|t| t.child());
+    for part in harvest.parts(PartLimits::default()) {
+        let id = format!("{}/{}", part.harvest_id, part.part);
+        if let Err(error) = HARVESTED
+            .publish(bus, &part, Some(id), trace.as_ref())
+            .await
+        {
+            // Nothing is remembered: the retry reads the location again.
+            return Handled::Retry(error.to_string());
+        }
+    }
+    harvester.commit(&request.location_key, harvest.next_state);
+    Handled::Done
 }
 
 /// Asks for a harvest of each of `locations()` every `interval` (each spread by up to a

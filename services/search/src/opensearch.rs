@@ -109,18 +109,33 @@ impl OpenSearchBackend {
         };
         backend.ensure_state_index().await?;
         if backend.aliased().await?.is_none() {
-            let index = backend.create_index().await?;
-            let created = backend
-                .client
-                .indices()
-                .update_aliases()
-                .body(json!({"actions": [{"add": {"index": index, "alias": backend.alias}}]}))
-                .send()
-                .await;
-            answer("creating the alias", created).await?;
-            tracing::info!(alias = %backend.alias, %index, "created the search index");
+            backend.create_first_index().await?;
         }
         Ok(backend)
+    }
+
+    /// The first serving index, under a fixed name with the alias in the same request: replicas
+    /// starting together all ask for the same index, one creates it and the others find it
+    /// there, so the alias never names two indexes.
+    async fn create_first_index(&self) -> Result<()> {
+        let index = format!("{}-0-first", self.alias);
+        let mut body = self.index_body();
+        body["aliases"] = json!({ self.alias.as_str(): {} });
+        let created = self
+            .client
+            .indices()
+            .create(IndicesCreateParts::Index(&index))
+            .body(body)
+            .send()
+            .await;
+        match answer("creating the first index", created).await {
+            Ok(_) => {
+                tracing::info!(alias = %self.alias, %index, "created the search index");
+                Ok(())
+            }
+            Err(SearchError::Index(message)) if message.contains("already_exists") => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     async fn exists(&self, index: &str) -> Result<bool> {
@@ -169,9 +184,17 @@ impl OpenSearchBackend {
             return Ok(None);
         }
         let body = answer("reading the alias", Ok(response)).await?;
-        Ok(body
+        let mut indexes: Vec<String> = body
             .as_object()
-            .and_then(|indexes| indexes.keys().next().cloned()))
+            .map(|indexes| indexes.keys().cloned().collect())
+            .unwrap_or_default();
+        if indexes.len() > 1 {
+            // A switch swaps the alias in one request, so this is left from before; name it.
+            tracing::warn!(alias = %self.alias, ?indexes, "the alias names several indexes; using the newest");
+        }
+        // Index names end in their creation time, so the greatest is the newest.
+        indexes.sort();
+        Ok(indexes.pop())
     }
 
     fn index_body(&self) -> Value {

@@ -572,3 +572,50 @@ conformance!(
     checkpoints_and_documents_survive_a_restart,
     a_rebuilt_index_serves_only_once_switched,
 );
+
+/// Replicas starting together on an empty cluster end up serving one and the same index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_share_one_opensearch_index() {
+    let mut settings = OpenSearchSettings::new(&cadastre_testkit::opensearch_url());
+    settings.index_prefix = format!("test-{}", uuid_like());
+    let connecting = (0..4).map(|_| OpenSearchBackend::connect(settings.clone()));
+    let replicas = futures::future::join_all(connecting).await;
+    let mut serving = Vec::new();
+    for replica in replicas {
+        serving.push(replica.unwrap().serving().await.unwrap());
+    }
+    serving.dedup();
+    assert_eq!(serving.len(), 1, "{serving:?}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let aliased: serde_json::Value = reqwest::get(format!(
+        "{}/_alias/{}-entities",
+        cadastre_testkit::opensearch_url().trim_end_matches('/'),
+        settings.index_prefix
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        aliased.as_object().unwrap().len(),
+        1,
+        "the alias names several indexes: {aliased}"
+    );
+    // And the alias names only it: what one replica writes, every other one finds.
+    let (first, second) = (
+        OpenSearchBackend::connect(settings.clone()).await.unwrap(),
+        OpenSearchBackend::connect(settings.clone()).await.unwrap(),
+    );
+    index(
+        &first,
+        vec![component("shared-service", "team-s", "shared")],
+        1,
+    )
+    .await;
+    second.refresh(&serving[0]).await.unwrap();
+    assert_eq!(
+        search(&second, "shared-service").await,
+        ["component:default/shared-service"]
+    );
+}
