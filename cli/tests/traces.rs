@@ -1,6 +1,6 @@
-//! One trace follows a push: gateway, harvester, processor and catalog-store run as separate
-//! processes on a real NATS, each exporting spans over OTLP to a small collector in this test;
-//! after a signed push webhook, one trace id holds spans from all four services.
+//! One trace follows a push: gateway, harvester, processor, catalog-store and search run as
+//! separate processes on a real NATS, each exporting spans over OTLP to a small collector in
+//! this test; after a signed push webhook, one trace id holds spans from all five services.
 
 mod common;
 
@@ -134,7 +134,7 @@ async fn wait_for_description(http: &reqwest::Client, base: &str, description: &
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_trace_follows_a_push_through_four_services() {
+async fn one_trace_follows_a_push_through_five_services() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let nats = cadastre_testkit::nats_url();
     let scratch = tempfile::tempdir().unwrap();
@@ -157,7 +157,7 @@ async fn one_trace_follows_a_push_through_four_services() {
     cadastre_testkit::git(&repo, &["init", "-q", "-b", "main"]);
     commit_description(&repo, "first");
 
-    let (store_port, gateway_port) = (free_port(), free_port());
+    let (store_port, gateway_port, search_port) = (free_port(), free_port(), free_port());
     let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
     let config = scratch.path().join("cadastre.toml");
     std::fs::write(
@@ -166,9 +166,11 @@ async fn one_trace_follows_a_push_through_four_services() {
             "[store]\ndatabase_url = \"sqlite://{}?mode=rwc\"\nlisten = \"127.0.0.1:{store_port}\"\n\n\
              [bus]\nnats_url = \"{nats}\"\nnamespace = \"{namespace}\"\n\n\
              [harvester]\nrefresh_interval_secs = 0\nallow_local_repositories = true\ncache_dir = \"{}\"\n\n\
-             [gateway]\nlisten = \"127.0.0.1:{gateway_port}\"\nstore_url = \"http://127.0.0.1:{store_port}\"\nlocation_types = [\"git\"]\n",
+             [search]\nlisten = \"127.0.0.1:{search_port}\"\nstore_url = \"http://127.0.0.1:{store_port}\"\nindex_dir = \"{}\"\n\n\
+             [gateway]\nlisten = \"127.0.0.1:{gateway_port}\"\nstore_url = \"http://127.0.0.1:{store_port}\"\nsearch_url = \"http://127.0.0.1:{search_port}\"\nlocation_types = [\"git\"]\n",
             scratch.path().join("catalog.db").display(),
             scratch.path().join("cache").display(),
+            scratch.path().join("search").display(),
         ),
     )
     .unwrap();
@@ -176,6 +178,7 @@ async fn one_trace_follows_a_push_through_four_services() {
     wait_for_port(store_port, logs).await;
     let _harvester = start(&config, "harvester", &otlp, logs);
     let _processor = start(&config, "processor", &otlp, logs);
+    let _search = start(&config, "search", &otlp, logs);
     let _gateway = start(&config, "gateway", &otlp, logs);
     wait_for_port(gateway_port, logs).await;
 
@@ -217,6 +220,7 @@ async fn one_trace_follows_a_push_through_four_services() {
         "cadastre-harvester",
         "cadastre-processor",
         "cadastre-store",
+        "cadastre-search",
     ];
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -234,7 +238,7 @@ async fn one_trace_follows_a_push_through_four_services() {
         };
         if let Some((trace, services)) = found {
             assert_eq!(trace.len(), 32);
-            assert!(services.len() >= 4, "{services:?}");
+            assert!(services.len() >= 5, "{services:?}");
             return;
         }
         assert!(

@@ -538,6 +538,7 @@ pub fn to_proto_change(change: Change) -> pb::ChangeEvent {
         etag: change.etag,
         generation: change.generation,
         recorded_at: to_rfc3339(change.recorded_at),
+        traceparent: change.trace_parent.unwrap_or_default(),
     }
 }
 

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(HarvestReceipts),
             Box::new(RelayPositions),
             Box::new(Leases),
+            Box::new(ChangesCarryTraces),
         ]
     }
 }
@@ -362,6 +363,36 @@ impl MigrationTrait for Leases {
         manager
             .get_connection()
             .execute_unprepared("DROP TABLE IF EXISTS leases")
+            .await?;
+        Ok(())
+    }
+}
+
+/// Each change keeps the trace context of the write that made it, so search's indexing joins
+/// the trace of the push that caused it.
+#[derive(Debug)]
+struct ChangesCarryTraces;
+
+impl MigrationName for ChangesCarryTraces {
+    fn name(&self) -> &str {
+        "m0006_changes_carry_traces"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ChangesCarryTraces {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE changes ADD COLUMN trace_parent TEXT NULL")
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE changes DROP COLUMN trace_parent")
             .await?;
         Ok(())
     }

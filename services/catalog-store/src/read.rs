@@ -18,7 +18,7 @@ use crate::{
 };
 
 const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, e.etag, e.kind, e.namespace, e.name, e.body, e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, e.created_at, e.updated_at";
-const CHANGE_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, recorded_at";
+const CHANGE_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, trace_parent, recorded_at";
 /// Refs per `IN (...)` lookup.
 const LOOKUP_CHUNK: usize = 500;
 /// Entities per page when facets are counted outside SQL.
@@ -794,6 +794,7 @@ fn change_from_row(row: &QueryResult) -> Result<Change> {
         content_hash: row.try_get("", "content_hash")?,
         location_key: row.try_get("", "location_key")?,
         commit: row.try_get("", "commit_sha")?,
+        trace_parent: row.try_get("", "trace_parent")?,
         recorded_at: row.try_get("", "recorded_at")?,
     })
 }

@@ -286,6 +286,8 @@ pub struct Change {
     pub body: Option<String>,
     pub location_key: Option<String>,
     pub commit: Option<String>,
+    /// The W3C trace context of the write that made it, when traces are exported.
+    pub trace_parent: Option<String>,
     pub recorded_at: i64,
 }
 

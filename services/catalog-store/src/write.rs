@@ -1129,9 +1129,11 @@ impl CatalogStore {
         now: i64,
     ) -> Result<u64> {
         let mut last = 0;
+        // The write's trace, so whoever follows the feed can continue it.
+        let trace_parent = cadastre_telemetry::propagation::current_traceparent();
         for chunk in changes.chunks(INSERT_CHUNK / 2) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO changes (entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, recorded_at) VALUES ");
+            sql.push("INSERT INTO changes (entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, trace_parent, recorded_at) VALUES ");
             for (index, change) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
@@ -1156,6 +1158,8 @@ impl CatalogStore {
                     .bind(change.location_key.clone())
                     .push(", ")
                     .bind(change.commit.clone())
+                    .push(", ")
+                    .bind(trace_parent.clone())
                     .push(", ")
                     .bind(now)
                     .push(")");

@@ -136,6 +136,20 @@ impl Indexer {
     /// Writes the current state of the entities `changes` name into `index`, with the last
     /// change's sequence as the checkpoint.
     async fn apply(&self, index: &str, changes: &[pb::ChangeEvent]) -> Result<()> {
+        // One span per round, continuing the trace of the write behind its first change (a
+        // push's trace thus reaches search through the feed).
+        let span = tracing::info_span!("index", otel.kind = "consumer", changes = changes.len());
+        if let Some(parent) = changes
+            .iter()
+            .map(|change| change.traceparent.as_str())
+            .find(|traceparent| !traceparent.is_empty())
+        {
+            cadastre_telemetry::propagation::set_parent(&span, parent);
+        }
+        tracing::Instrument::instrument(self.apply_round(index, changes), span).await
+    }
+
+    async fn apply_round(&self, index: &str, changes: &[pb::ChangeEvent]) -> Result<()> {
         let Some(last) = changes.last().map(|change| change.sequence) else {
             return Ok(());
         };
