@@ -512,7 +512,7 @@ enum Presence {
     Optional,
 }
 
-fn check_location_type(gateway: &Gateway, location_type: &str) -> Result<(), ApiError> {
+pub(crate) fn check_location_type(gateway: &Gateway, location_type: &str) -> Result<(), ApiError> {
     let allowed = &gateway.settings().location_types;
     if !allowed.iter().any(|t| t == location_type) {
         return Err(ApiError::input(format!(

@@ -4,11 +4,17 @@
 
 mod common;
 
-use cadastre_catalog_store::{Batch, LocationErrors, ProcessingError, Upsert};
-use cadastre_model::{Finding, Position, Rule};
+use std::time::Duration;
+
+use cadastre_catalog_store::{
+    Batch, LocationErrors, ProcessedBatch, ProcessingError, Receipt, Upsert,
+};
+use cadastre_gateway::Settings;
+use cadastre_model::{Finding, Position, RelationEdge, Rule};
+use cadastre_proto::v1 as pb;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::Digest as _;
 
 /// The gateway's origin (the harness's `base` is its `/api/catalog`).
@@ -351,4 +357,511 @@ async fn assets_are_hashed_and_cached_forever() {
             .get("cache-control")
             .is_none_or(|v| v != "public, max-age=31536000, immutable")
     );
+}
+
+/// Both directions of an ownership, as the processor emits them.
+fn owned_by(entity: &str, owner: &str) -> Vec<RelationEdge> {
+    vec![
+        RelationEdge {
+            source: entity.into(),
+            relation_type: "ownedBy".into(),
+            target: owner.into(),
+        },
+        RelationEdge {
+            source: owner.into(),
+            relation_type: "ownerOf".into(),
+            target: entity.into(),
+        },
+    ]
+}
+
+fn upsert(body: Value, edges: Vec<RelationEdge>, location: &str, commit: &str) -> Upsert {
+    Upsert {
+        body,
+        edges,
+        location_key: Some(location.into()),
+        origin_location: None,
+        parent_ref: None,
+        commit: Some(commit.into()),
+    }
+}
+
+/// A component of team-a at `location` with one processing error whose values are hostile.
+async fn broken_component(running: &common::Running, name: &str, location: &str) {
+    let entity_ref = format!("component:default/{name}");
+    running
+        .store
+        .apply_batch(Batch {
+            upserts: vec![upsert(
+                json!({
+                    "apiVersion": "backstage.io/v1alpha1",
+                    "kind": "Component",
+                    "metadata": {"name": name},
+                    "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"}
+                }),
+                owned_by(&entity_ref, "group:default/team-a"),
+                location,
+                "c0ffee",
+            )],
+            errors: vec![LocationErrors {
+                location_key: location.into(),
+                errors: vec![ProcessingError {
+                    location_key: location.into(),
+                    entity_ref: Some(entity_ref.clone()),
+                    file: format!("{location}/<file>.yaml"),
+                    finding: Finding::error(
+                        Rule::NameFormat,
+                        "spec.owner",
+                        "<script>alert('owner')</script>",
+                    )
+                    .at(Some(Position { line: 4, column: 2 })),
+                    recorded_at: 0,
+                }],
+            }],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_pages_render_their_definitions() {
+    let running = common::start().await;
+    // OpenAPI: operations (method, path, summary) and schema names.
+    let (status, _, html) = page(&running, "/catalog/default/api/petstore").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("<h2 id=\"definition\">API definition</h2>"), "{html}");
+    assert!(
+        html.contains(
+            "<tr class=\"operation\"><td><span class=\"method method-get\">GET</span></td>\
+             <td><code class=\"path\">/pets</code></td><td>List all pets</td></tr>"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("<code class=\"path\">/pets/{petId}</code>"));
+    assert!(html.contains("<span class=\"method method-post\">POST</span>"));
+    assert!(html.contains("<li><code>Pet</code>"), "{html}");
+    assert!(html.contains("<strong>Swagger Petstore</strong>"));
+    // AsyncAPI: channels with their operations and messages, and the messages.
+    let (status, _, html) = page(&running, "/catalog/default/api/streetlights").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<code>smartylighting/streetlights/1/0/event/{streetlightId}/lighting/measured</code>"),
+        "{html}"
+    );
+    assert!(html.contains("method-subscribe"), "{html}");
+    assert!(html.contains("<code class=\"message\">lightMeasured</code>"), "{html}");
+    assert!(html.contains("<h3>Messages</h3><ul class=\"messages\"><li><code>lightMeasured</code>"));
+    // GraphQL and protobuf: highlighted on the server.
+    let (_, _, html) = page(&running, "/catalog/default/api/starwars-graphql").await;
+    assert!(html.contains("<code class=\"language-graphql\">"), "{html}");
+    assert!(html.contains("<span class=\"tok-keyword\">type</span> Root"), "{html}");
+    let (_, _, html) = page(&running, "/catalog/default/api/hello-world").await;
+    assert!(html.contains("<code class=\"language-proto\">"), "{html}");
+    assert!(html.contains("<span class=\"tok-keyword\">service</span> Greeter"), "{html}");
+    assert!(html.contains("<span class=\"tok-comment\">// The greeting service definition.</span>"));
+    // Other kinds have none.
+    let (_, _, html) = page(&running, "/catalog/default/component/artist-lookup").await;
+    assert!(!html.contains("id=\"definition\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_definition_is_escaped() {
+    let running = common::start().await;
+    let mut bodies = Vec::new();
+    for (name, api_type, definition) in [
+        (
+            "hostile-openapi",
+            "openapi",
+            "openapi: 3.0.0\ninfo: {title: \"<script>t</script>\"}\npaths:\n  \"/<img src=x>\":\n    get: {summary: \"<b>s</b>\"}\ncomponents: {schemas: {\"<i>S</i>\": {}}}\n",
+        ),
+        ("hostile-graphql", "graphql", "type <script>alert(1)</script> { a: String }"),
+        ("hostile-other", "trpc", "</code></pre><script>alert(2)</script>"),
+    ] {
+        bodies.push(json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "API",
+            "metadata": {"name": name},
+            "spec": {"type": api_type, "lifecycle": "production", "owner": "team-a", "definition": definition}
+        }));
+    }
+    running
+        .store
+        .apply_batch(Batch::of_bodies(bodies, "url:https://example.com/apis.yaml"))
+        .await
+        .unwrap();
+    for name in ["hostile-openapi", "hostile-graphql", "hostile-other"] {
+        let (status, _, html) = page(&running, &format!("/catalog/default/api/{name}")).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        for raw in ["<script>", "<img", "<b>", "<i>", "</code></pre><script"] {
+            assert!(!html.contains(raw), "{name} holds {raw:?}:\n{html}");
+        }
+    }
+    let (_, _, html) = page(&running, "/catalog/default/api/hostile-openapi").await;
+    assert!(html.contains("<code class=\"path\">/&lt;img src=x&gt;</code>"), "{html}");
+    assert!(html.contains("<li><code>&lt;i&gt;S&lt;/i&gt;</code>"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relations_graph_links_its_neighbourhood() {
+    let running = common::start().await;
+    let (status, _, html) = page(&running, "/catalog/default/component/artist-lookup").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<svg class=\"graph\""), "{html}");
+    assert!(
+        html.contains("<a href=\"/catalog/default/group/team-a\" class=\"node ring-1 kind-group\">"),
+        "{html}"
+    );
+    assert!(html.contains("class=\"node ring-0 kind-component\""));
+    assert!(!html.contains("ring-2"), "depth 1 by default");
+    assert!(html.contains("<a href=\"/catalog/default/component/artist-lookup?depth=2#graph\">2</a>"));
+    // Depth 2 reaches what the neighbours relate to (team-a's members).
+    let (status, _, html) = page(&running, "/catalog/default/component/artist-lookup?depth=2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("class=\"node ring-2 kind-user\""), "{html}");
+    assert!(html.contains("href=\"/catalog/default/user/breanna.davison\" class=\"node ring-2"));
+    assert!(html.contains("aria-current=\"true\">2</a>"));
+    // Every node is a link to an entity page.
+    let nodes = html.matches("class=\"node ").count();
+    let linked = html.matches("\" class=\"node ").count();
+    assert_eq!(nodes, linked);
+    // A group owning more than the cap: capped, and saying so.
+    let bodies: Vec<Value> = (0..70)
+        .map(|i| json!({
+            "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+            "metadata": {"name": format!("many-{i:02}")},
+            "spec": {"type": "service", "lifecycle": "production", "owner": "big-team"}
+        }))
+        .collect();
+    let mut batch = Batch::of_bodies(bodies, "url:https://example.com/many.yaml");
+    for (i, upsert) in batch.upserts.iter_mut().enumerate() {
+        upsert.edges = owned_by(&format!("component:default/many-{i:02}"), "group:default/big-team");
+    }
+    batch.upserts.push(upsert(
+        json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Group", "metadata": {"name": "big-team"},
+               "spec": {"type": "team", "children": []}}),
+        Vec::new(),
+        "url:https://example.com/many.yaml",
+        "c1",
+    ));
+    running.store.apply_batch(batch).await.unwrap();
+    let (_, _, html) = page(&running, "/catalog/default/group/big-team").await;
+    assert!(html.contains("data-nodes=\"60\""), "{html}");
+    assert!(html.contains("Showing 60 of 71 entities: the graph is capped at 60 nodes."));
+    // A depth that is not 1 or 2 is a 400 page.
+    let (status, _, html) = page(&running, "/catalog/default/component/artist-lookup?depth=%3Cb%3E").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!html.contains("<b>"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_page_shows_its_history() {
+    let running = common::start().await;
+    let (_, _, html) = page(&running, "/catalog/default/component/artist-lookup").await;
+    assert!(html.contains("<h2 id=\"history\">History</h2>"), "{html}");
+    assert!(html.contains("<td>1</td><td>created</td>"), "{html}");
+    assert!(html.contains("first version"));
+    assert!(html.contains("<code>abc123</code>"), "the commit is shown");
+    // A change names the fields it changed; hostile values in the history are escaped.
+    let body = |lifecycle: &str| {
+        json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+               "metadata": {"name": "changing", "tags": ["a"]},
+               "spec": {"type": "service", "lifecycle": lifecycle, "owner": "team-a"}})
+    };
+    for (lifecycle, commit) in [("experimental", "1111"), ("production", "<b>2222</b>")] {
+        running
+            .store
+            .apply_batch(Batch {
+                upserts: vec![upsert(body(lifecycle), Vec::new(), "url:https://example.com/<x>.yaml", commit)],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+    }
+    let (status, _, html) = page(&running, "/catalog/default/component/changing").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<tr><td>2</td><td>updated</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<td><code>spec.lifecycle</code></td><td><code>&lt;b&gt;2222&lt;/b&gt;</code></td>"), "{html}");
+    assert!(html.contains("url:https://example.com/&lt;x&gt;.yaml"));
+    assert!(!html.contains("<b>2222"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_and_user_pages_show_members_groups_and_what_is_owned() {
+    let running = common::start().await;
+    broken_component(&running, "broken-one", "url:https://example.com/broken.yaml").await;
+    let (status, _, html) = page(&running, "/catalog/default/group/team-a").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    // Members, parent and children.
+    assert!(html.contains("<h2 id=\"members\">Members</h2><ul class=\"relations members\">"), "{html}");
+    assert!(html.contains("<li><a href=\"/catalog/default/user/breanna.davison\">user:default/breanna.davison</a></li>"));
+    assert!(html.contains("<ul class=\"relations parent\"><li><a href=\"/catalog/default/group/backstage\">"), "{html}");
+    assert!(html.contains("No child groups."));
+    // What it owns, the one with errors first, with its count.
+    assert!(
+        html.contains(
+            "<tr data-ref=\"component:default/broken-one\"><th scope=\"row\"><a href=\"/catalog/default/component/broken-one\">\
+             component:default/broken-one</a></th><td>component</td><td class=\"has-errors\">1</td></tr>"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("<tr data-ref=\"component:default/artist-lookup\">"));
+    assert!(html.contains("<td class=\"no-errors\">0</td>"));
+    let broken_at = html.find("data-ref=\"component:default/broken-one\"").unwrap();
+    let clean_at = html.find("data-ref=\"component:default/artist-lookup\"").unwrap();
+    assert!(broken_at < clean_at, "entities with errors come first");
+    assert!(html.contains("1 open processing errors"), "{html}");
+    assert!(html.contains("href=\"/ingestion?owner=group%3Adefault%2Fteam-a\""));
+    // The broken entity's own page lists the error, escaped.
+    let (_, _, html) = page(&running, "/catalog/default/component/broken-one").await;
+    assert!(html.contains("&lt;script&gt;alert(&#39;owner&#39;)&lt;/script&gt;"), "{html}");
+    assert!(!html.contains("<script>alert"));
+    // A user: the groups it is in.
+    let (status, _, html) = page(&running, "/catalog/default/user/breanna.davison").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<h2 id=\"member-of\">Member of</h2>"), "{html}");
+    assert!(html.contains("<a href=\"/catalog/default/group/team-a\">group:default/team-a</a>"));
+    assert!(html.contains("<h2 id=\"owned\">Owns</h2>"));
+    // Other kinds have no such sections; unknown groups are 404 pages.
+    let (_, _, html) = page(&running, "/catalog/default/component/artist-lookup").await;
+    assert!(!html.contains("id=\"members\"") && !html.contains("id=\"owned\""));
+    let (status, _, _) = page(&running, "/catalog/default/group/no-such-team").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingestion_page_shows_receipts_and_filters_errors() {
+    let running = common::start().await;
+    broken_component(&running, "broken-one", "url:https://example.com/<broken>.yaml").await;
+    broken_component(&running, "broken-two", "url:https://example.com/other.yaml").await;
+    running
+        .store
+        .apply_processed(ProcessedBatch {
+            batch_id: "b1".into(),
+            batch: Batch::default(),
+            receipt: Receipt {
+                harvest_id: "h1".into(),
+                location_key: "url:https://example.com/<broken>.yaml".into(),
+                trigger: "webhook".into(),
+                reason: "<b>pushed</b>".into(),
+                commit: "deadbeef".into(),
+                files_read: 3,
+                failed: 1,
+                failed_files: vec!["<broken>.yaml".into()],
+                parts: 1,
+                ..Receipt::default()
+            },
+        })
+        .await
+        .unwrap();
+    let (status, _, html) = page(&running, "/ingestion").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("<h1>Ingestion</h1>"));
+    assert!(html.contains("<tr class=\"receipt failed\">"), "{html}");
+    assert!(html.contains("<code>deadbeef</code>"));
+    assert!(html.contains("webhook<br><span class=\"subtle\">&lt;b&gt;pushed&lt;/b&gt;</span>"), "{html}");
+    assert!(html.contains("<li class=\"file\">&lt;broken&gt;.yaml</li>"));
+    // Without a filter, the failing locations are offered as filters.
+    let filter = "href=\"/ingestion?location=url%3Ahttps%3A%2F%2Fexample.com%2F%3Cbroken%3E.yaml\"";
+    assert!(html.contains(&format!("<ul class=\"failing\"><li><a {filter}>")), "{html}");
+    for raw in ["<b>", "<broken>", "<script>"] {
+        assert!(!html.contains(raw), "{raw}: {html}");
+    }
+    // By location: that location's errors and receipts only.
+    let (status, _, html) = page(&running, "/ingestion?location=url%3Ahttps%3A%2F%2Fexample.com%2F%3Cbroken%3E.yaml").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("/catalog/default/component/broken-one"), "{html}");
+    assert!(!html.contains("/catalog/default/component/broken-two"), "{html}");
+    assert!(html.contains("1 open errors at <code>url:https://example.com/&lt;broken&gt;.yaml</code>"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(&#39;owner&#39;)&lt;/script&gt;"));
+    assert!(!html.contains("<script>alert"));
+    assert!(html.contains("value=\"url:https://example.com/&lt;broken&gt;.yaml\""), "the filter is kept in the form");
+    // By owner (a bare name is a group): both.
+    let (status, _, html) = page(&running, "/ingestion?owner=team-a").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("2 open errors of what <a href=\"/catalog/default/group/team-a\">"), "{html}");
+    assert!(html.contains("/catalog/default/component/broken-two"));
+    // Both filters: what the owner has at that location.
+    let (_, _, html) = page(&running, "/ingestion?owner=group%3Adefault%2Fteam-a&location=url%3Ahttps%3A%2F%2Fexample.com%2Fother.yaml").await;
+    assert!(html.contains("1 open errors"), "{html}");
+    assert!(html.contains("/catalog/default/component/broken-two"));
+    assert!(!html.contains("/catalog/default/component/broken-one"));
+    // An owner nobody is: nothing; a malformed one or an unknown parameter: 400 pages.
+    let (status, _, html) = page(&running, "/ingestion?owner=nobody").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("0 open errors"), "{html}");
+    let (status, _, _) = page(&running, "/ingestion?bogus=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn post_form(
+    running: &common::Running,
+    form: &[(&str, &str)],
+    origin_header: Option<&str>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = no_redirects()
+        .post(format!("{}/register", origin(running)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish());
+    if let Some(value) = origin_header {
+        request = request.header("origin", value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_register_form_previews_then_registers() {
+    let settings = Settings {
+        location_types: vec!["url".into(), "file".into()],
+        ..Settings::default()
+    }
+    .for_listen("127.0.0.1:7007".parse().unwrap())
+    .unwrap();
+    let mut running = common::start_with(settings).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("catalog-info.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: form-service\n  \
+         title: \"<i>Form</i> service\"\nspec:\n  type: service\n  lifecycle: production\n  owner: team-a\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: \"<Bad Name>\"\nspec: {}\n",
+    )
+    .unwrap();
+    let target = dir.path().join("catalog-info.yaml");
+    let target = target.to_str().unwrap();
+    let me = origin(&running);
+
+    // The form: a path is allowed, so the type is a choice.
+    let (status, _, html) = page(&running, "/register").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("<form method=\"post\" action=\"/register\""), "{html}");
+    assert!(html.contains("URL or path of a catalog-info.yaml"));
+    assert!(html.contains("<option value=\"file\">file</option>"), "{html}");
+    assert!(html.contains("<a href=\"/register\">Register</a>"), "the header links it");
+
+    // Preview: the entities it would add, escaped, and a confirm button; nothing stored.
+    let (status, _, html) = post_form(
+        &running,
+        &[("type", "file"), ("target", target), ("action", "preview")],
+        Some(&me),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("would add 2 entities"), "{html}");
+    assert!(html.contains("<th scope=\"row\">default/form-service</th>"), "{html}");
+    assert!(html.contains("&lt;i&gt;Form&lt;/i&gt; service"));
+    assert!(!html.contains("<i>Form"));
+    assert!(html.contains("<button type=\"submit\" name=\"action\" value=\"register\">"));
+    assert!(html.contains(&format!("<input type=\"hidden\" name=\"target\" value=\"{target}\">")));
+    let (status, _, _) = page(&running, "/catalog/default/component/form-service").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), running.harvests.next())
+            .await
+            .is_err(),
+        "a preview asks nothing of the harvester"
+    );
+
+    // A file with errors: the errors, escaped, and no confirm button.
+    let broken = dir.path().join("broken.yaml");
+    let (status, _, html) = post_form(
+        &running,
+        &[("type", "file"), ("target", broken.to_str().unwrap()), ("action", "preview")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("<ul class=\"preview-errors\"><li>"), "{html}");
+    assert!(html.contains("&lt;Bad Name&gt;"), "{html}");
+    assert!(!html.contains("<Bad Name>"));
+    assert!(!html.contains("value=\"register\""));
+
+    // Another site's post is refused.
+    let (status, _, html) = post_form(
+        &running,
+        &[("type", "file"), ("target", target), ("action", "register")],
+        Some("http://evil.example"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+    assert!(html.contains("this site&#39;s own pages"), "{html}");
+
+    // Confirm: registered, the harvester asked, and a redirect to a page saying so.
+    let (status, headers, _) = post_form(
+        &running,
+        &[("type", "file"), ("target", target), ("action", "register")],
+        Some(&me),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let done = headers["location"].to_str().unwrap().to_owned();
+    assert!(done.starts_with("/register/done?id="), "{done}");
+    let delivery = tokio::time::timeout(Duration::from_secs(5), running.harvests.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let request: pb::HarvestRequest = delivery.decode().unwrap();
+    assert_eq!(request.location_key, format!("file:{target}"));
+    assert_eq!(request.trigger(), pb::HarvestTrigger::Registered);
+    let (status, _, html) = page(&running, &done).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("<h1>Registered</h1>"));
+    assert!(html.contains(&format!("The location <code>file:{target}</code> was registered.")), "{html}");
+    assert!(html.contains("href=\"/catalog/default/location/generated-"), "{html}");
+    let (_, locations) = running.get("/locations").await;
+    assert!(locations.to_string().contains(target));
+    // Previewing it again says it is registered; registering again is a 409 page.
+    let (_, _, html) = post_form(&running, &[("type", "file"), ("target", target)], None).await;
+    assert!(html.contains("This location is registered already"), "{html}");
+    let (status, _, html) = post_form(
+        &running,
+        &[("type", "file"), ("target", target), ("action", "register")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(html.contains("already exists"), "{html}");
+    // A type the gateway does not allow, or no target: the form again, with the reason.
+    let (status, _, html) = post_form(&running, &[("type", "git"), ("target", "x")], None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("allowed type"), "{html}");
+    assert!(html.contains("<form method=\"post\" action=\"/register\""));
+    let (status, _, _) = post_form(&running, &[("type", "file"), ("target", " ")], None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // An unknown location id is a 404 page.
+    let (status, _, _) = page(&running, "/register/done?id=nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_without_file_locations_asks_for_a_url() {
+    let running = common::start().await;
+    let (status, _, html) = page(&running, "/register").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("URL of a catalog-info.yaml or repository"), "{html}");
+    assert!(!html.contains("<option value=\"file\""));
+    let (status, _, html) = post_form(&running, &[("type", "file"), ("target", "/etc/passwd")], None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!html.contains("root:"), "{html}");
+    // The nav links every page.
+    for link in ["<a href=\"/\">Catalog</a>", "<a href=\"/register\">Register</a>", "<a href=\"/ingestion\">Ingestion</a>"] {
+        assert!(html.contains(link), "{link}");
+    }
 }

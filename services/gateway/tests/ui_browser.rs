@@ -1,7 +1,8 @@
 //! The web UI in a real headless Chromium: `tests/browser/check.mjs` drives Debian's
 //! `/usr/bin/chromium` with playwright-core (from the npm registry; playwright's own browser
 //! download is not used) against a gateway loaded with the shared examples, and writes a
-//! screenshot of each page to `target/ui-screenshots/`. Needs `chromium`, `node` and `npm`
+//! screenshot of each page to `target/ui-screenshots/`. A second gateway, allowing `file`
+//! locations, takes a registration through the form. Needs `chromium`, `node` and `npm`
 //! (scripts/test installs them); without Chromium the test fails, it never skips.
 
 mod common;
@@ -55,12 +56,34 @@ async fn the_ui_works_in_a_real_browser() {
         "the search index never caught up with the examples"
     );
     let origin = running.base.trim_end_matches("/api/catalog").to_owned();
+    // A second gateway that allows `file` locations, for registering one through the form.
+    let settings = cadastre_gateway::Settings {
+        location_types: vec!["url".into(), "file".into()],
+        ..cadastre_gateway::Settings::default()
+    }
+    .for_listen("127.0.0.1:7007".parse().unwrap())
+    .unwrap();
+    let registering = common::start_with(settings).await;
+    let register_origin = registering.base.trim_end_matches("/api/catalog").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("catalog-info.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: browser-registered\n\
+         spec:\n  type: service\n  lifecycle: production\n  owner: team-a\n",
+    )
+    .unwrap();
     let shots = screenshot_dir();
     std::fs::create_dir_all(&shots).unwrap();
     let report = common::node_report(
         project,
         "check.mjs",
-        vec![origin, shots.to_string_lossy().into_owned()],
+        vec![
+            origin,
+            shots.to_string_lossy().into_owned(),
+            register_origin,
+            file.to_string_lossy().into_owned(),
+        ],
     )
     .await;
     assert_eq!(report["ok"], true);
@@ -72,6 +95,11 @@ async fn the_ui_works_in_a_real_browser() {
             "search suggestions",
             "entity page",
             "follow a relation",
+            "relations graph",
+            "group page",
+            "api definition",
+            "ingestion",
+            "register a location",
             "search results",
             "phone width",
             "dark mode",

@@ -1,31 +1,51 @@
 //! `/catalog/{namespace}/{kind}/{name}`: one entity — header, About card (with the source and
-//! edit links of its annotations), relations by type (each a link), the processing errors kept
-//! for it, and its served JSON. Two store calls, whatever the catalog's size.
+//! edit links of its annotations), relations by type (each a link), for API entities the
+//! definition rendered (`api_definition`), for groups and users their members, groups and
+//! what they own with its open errors (`people`), the relations graph (`graph`, `?depth=1|2`),
+//! the processing errors kept for it, its history, and its served JSON. A handful of store
+//! calls (lookup, errors, history; errors by owner for groups and users; one by-refs call at
+//! depth 2), whatever the catalog's size.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use cadastre_proto::v1 as pb;
 use cadastre_query::Projection;
 use serde_json::Value;
 
-use super::html::{self, esc, names, ref_link, safe_url};
-use super::layout;
+use super::html::{self, entity_path, esc, names, ref_link, safe_url};
+use super::{api_definition, graph, layout, people};
 use crate::Gateway;
 use crate::catalog::{entity_json, stored_by_name};
 use crate::error::ApiError;
+use crate::params::Params;
 
 /// At most this many processing errors are listed on a page.
 const ERRORS_SHOWN: u32 = 100;
+/// The most recent changes shown.
+const HISTORY_SHOWN: u32 = 20;
+/// At most this many changed fields are named per change.
+const CHANGES_NAMED: usize = 8;
 
 /// `GET /catalog/{namespace}/{kind}/{name}`; the UI's 404 page for an unknown entity.
 pub(crate) async fn entity(
     State(gateway): State<Gateway>,
     Path((namespace, kind, name)): Path<(String, String, String)>,
+    RawQuery(raw_query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let params = Params::parse(raw_query.as_deref(), &["depth"])?;
+    let depth: u8 = match params.one("depth")? {
+        None | Some("1") => 1,
+        Some("2") => 2,
+        Some(other) => {
+            return Err(ApiError::input(format!(
+                "The graph's depth is 1 or 2, not {other:?}"
+            )));
+        }
+    };
     let entity_ref = format!("{kind}:{namespace}/{name}").to_lowercase();
     let mut catalog = gateway.catalog();
     let (stored, errors) =
@@ -47,6 +67,71 @@ pub(crate) async fn entity(
     let entity = entity_json(stored, &Projection::everything())?;
     let names = names(&entity);
     let (kind, namespace, name, title) = (names.kind, names.namespace, names.name, names.title);
+    let relations = graph::relations_of(&entity);
+
+    // What the other sections need, asked for at once.
+    let history = async {
+        Ok::<_, ApiError>(
+            gateway
+                .catalog()
+                .get_entity_history(pb::GetEntityHistoryRequest {
+                    entity_ref: entity_ref.clone(),
+                    limit: HISTORY_SHOWN,
+                })
+                .await?
+                .into_inner()
+                .entries,
+        )
+    };
+    let owner_errors = async {
+        if !people::is_party(&kind) {
+            return Ok(Vec::new());
+        }
+        Ok::<_, ApiError>(
+            gateway
+                .catalog()
+                .list_processing_errors(pb::ListProcessingErrorsRequest {
+                    scope: Some(pb::list_processing_errors_request::Scope::OwnerRef(
+                        entity_ref.clone(),
+                    )),
+                    limit: people::OWNER_ERRORS_COUNTED,
+                })
+                .await?
+                .into_inner()
+                .errors,
+        )
+    };
+    let neighbours = async {
+        let mut neighbours = BTreeMap::new();
+        let ring: Vec<String> = graph::first_ring(&entity_ref, &relations)
+            .into_iter()
+            .take(graph::MAX_NODES)
+            .collect();
+        if depth < 2 || ring.is_empty() {
+            return Ok(neighbours);
+        }
+        let found = gateway
+            .catalog()
+            .get_entities_by_refs(pb::GetEntitiesByRefsRequest {
+                entity_refs: ring,
+                fields: Vec::new(),
+                filter: None,
+            })
+            .await?
+            .into_inner()
+            .items;
+        for stored in found.into_iter().filter_map(|item| item.entity) {
+            let Some(reference) = stored.entity.as_ref().map(|e| e.entity_ref.to_lowercase())
+            else {
+                continue;
+            };
+            let body = entity_json(stored, &Projection::everything())?;
+            neighbours.insert(reference, graph::relations_of(&body));
+        }
+        Ok::<_, ApiError>(neighbours)
+    };
+    let (history, owner_errors, neighbours) =
+        futures::future::try_join3(history, owner_errors, neighbours).await?;
 
     let mut main = String::with_capacity(16 * 1024);
     header_html(&mut main, &entity, &kind, &name, &title, &namespace);
@@ -54,7 +139,20 @@ pub(crate) async fn entity(
     about_html(&mut main, &entity, &namespace);
     relations_html(&mut main, &entity);
     main.push_str("</div>");
+    if people::is_party(&kind) {
+        people::party_html(&mut main, &entity, &entity_ref, &owner_errors);
+    }
+    api_definition::definition_html(&mut main, &entity);
+    graph::graph_html(
+        &mut main,
+        &entity_ref,
+        &relations,
+        &neighbours,
+        depth,
+        &entity_path(&namespace, &kind, &name),
+    );
     errors_html(&mut main, &errors);
+    history_html(&mut main, &history);
     let _ = write!(
         main,
         "<section class=\"card\" aria-labelledby=\"raw\"><h2 id=\"raw\">Entity JSON</h2>\
@@ -258,4 +356,114 @@ fn errors_html(out: &mut String, errors: &[pb::ProcessingError]) {
         );
     }
     out.push_str("</tbody></table></div></section>");
+}
+
+fn history_html(out: &mut String, history: &[pb::HistoryEntry]) {
+    out.push_str("<section class=\"card\" aria-labelledby=\"history\"><h2 id=\"history\">History</h2>");
+    if history.is_empty() {
+        out.push_str("<p class=\"subtle\">No recorded changes.</p></section>");
+        return;
+    }
+    out.push_str(
+        "<div class=\"table-wrap\"><table class=\"history\"><thead><tr>\
+         <th scope=\"col\">Generation</th><th scope=\"col\">Change</th><th scope=\"col\">When</th>\
+         <th scope=\"col\">What changed</th><th scope=\"col\">Commit</th><th scope=\"col\">Location</th>\
+         </tr></thead><tbody>",
+    );
+    // Newest first; each change is compared with the one before it.
+    let mut entries: Vec<&pb::HistoryEntry> = history.iter().collect();
+    entries.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+    let bodies: Vec<Option<Value>> = entries
+        .iter()
+        .map(|entry| serde_json::from_slice(&entry.body_json).ok())
+        .collect();
+    for (at, entry) in entries.iter().enumerate() {
+        let changed = match (&bodies[at], bodies.get(at + 1)) {
+            (Some(new), Some(Some(old))) => {
+                let mut paths = Vec::new();
+                changed_paths(old, new, "", 0, &mut paths);
+                if paths.is_empty() {
+                    "<span class=\"subtle\">relations or bookkeeping only</span>".to_owned()
+                } else {
+                    let more = paths.len().saturating_sub(CHANGES_NAMED);
+                    let mut text: String = paths
+                        .iter()
+                        .take(CHANGES_NAMED)
+                        .map(|path| format!("<code>{}</code>", esc(path)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if more > 0 {
+                        let _ = write!(text, " and {more} more");
+                    }
+                    text
+                }
+            }
+            _ if entry.change == "created" => "first version".to_owned(),
+            _ if entry.change == "removed" => "removed".to_owned(),
+            _ => "<span class=\"subtle\">earlier versions not shown</span>".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td><time>{}</time></td><td>{changed}</td>\
+             <td><code>{}</code></td><td class=\"file\">{}</td></tr>",
+            entry.generation,
+            esc(&entry.change),
+            esc(&entry.recorded_at),
+            esc(&entry.commit),
+            esc(&entry.location_key),
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+}
+
+/// The dotted paths (to three levels) where `old` and `new` differ, leaving out relations and
+/// the fields the store rewrites on every change.
+fn changed_paths(old: &Value, new: &Value, prefix: &str, level: usize, out: &mut Vec<String>) {
+    const SKIPPED: [&str; 5] = [
+        "relations",
+        "status",
+        "metadata.uid",
+        "metadata.etag",
+        "metadata.generation",
+    ];
+    if old == new || SKIPPED.contains(&prefix) {
+        return;
+    }
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) if level < 3 => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                changed_paths(
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                    &path,
+                    level + 1,
+                    out,
+                );
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_are_named_by_path() {
+        let old = json!({"metadata": {"name": "a", "etag": "1", "tags": ["x"]}, "spec": {"lifecycle": "beta"}, "relations": []});
+        let new = json!({"metadata": {"name": "a", "etag": "2", "tags": ["y"]}, "spec": {"lifecycle": "prod", "owner": "t"}, "relations": [1]});
+        let mut paths = Vec::new();
+        changed_paths(&old, &new, "", 0, &mut paths);
+        assert_eq!(paths, ["metadata.tags", "spec.lifecycle", "spec.owner"]);
+    }
 }

@@ -28,7 +28,8 @@ pub(crate) fn document(title: &str, search: &str, main: &str) -> String {
          <script src=\"{js}\" defer></script></head>\n<body>\
          <a class=\"skip\" href=\"#main\">Skip to content</a>\
          <header class=\"top\"><a class=\"brand\" href=\"/\">Cadastre</a>\
-         <nav aria-label=\"Main\"><a href=\"/\">Catalog</a> <a href=\"/search\">Search</a></nav>\
+         <nav aria-label=\"Main\"><a href=\"/\">Catalog</a> <a href=\"/register\">Register</a> \
+         <a href=\"/ingestion\">Ingestion</a></nav>\
          <form class=\"search\" role=\"search\" action=\"/search\" method=\"get\">\
          <label for=\"q\" class=\"visually-hidden\">Search the catalog</label>\
          <input id=\"q\" name=\"q\" type=\"search\" value=\"{search}\" placeholder=\"Search the catalog\" \

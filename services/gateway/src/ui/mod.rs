@@ -1,15 +1,21 @@
 //! The web UI, rendered on the server as plain HTML from the same backends as the REST API:
-//! the catalog (`/`), search (`/search`) and entity pages
-//! (`/catalog/{namespace}/{kind}/{name}`). Pages work without JavaScript; `app.js` only adds
-//! suggestions to the search box. Static files are embedded and served under hashed names
+//! the catalog (`/`), search (`/search`), entity pages (`/catalog/{namespace}/{kind}/{name}`,
+//! with API definitions, group and user sections, a relations graph and history), registering
+//! a location (`/register`) and ingestion (`/ingestion`). Pages work without JavaScript;
+//! `app.js` only adds suggestions to the search box. Static files are embedded and served under hashed names
 //! (`assets`). The gateway mounts these routes behind the same tokens and limits as the
 //! read API; errors become HTML pages ([`html_errors`]) instead of Backstage's JSON body.
 
+mod api_definition;
 mod assets;
 mod catalog_page;
 mod entity_page;
+mod graph;
 mod html;
+mod ingestion_page;
 mod layout;
+mod people;
+mod register_page;
 mod search_page;
 
 use axum::Router;
@@ -31,6 +37,12 @@ pub fn routes() -> Router<Gateway> {
             "/catalog/{namespace}/{kind}/{name}",
             get(entity_page::entity),
         )
+        .route(
+            "/register",
+            get(register_page::form).post(register_page::submit),
+        )
+        .route("/register/done", get(register_page::done))
+        .route("/ingestion", get(ingestion_page::ingestion))
         .route("/static/{file}", get(assets::serve))
         .fallback(not_found)
 }

@@ -1,5 +1,6 @@
 // The web UI in a real headless Chromium (Debian's /usr/bin/chromium), driven by playwright-core.
-// Usage: node check.mjs <gateway origin> <screenshot folder>. Prints one JSON line:
+// Usage: node check.mjs <gateway origin> <screenshot folder> <registering gateway origin>
+// <catalog file to register> (a second gateway that allows `file` locations). Prints one JSON line:
 // {"ok": true, "checked": [...], "screenshots": [...]}; exits non-zero on any failure.
 import { chromium } from "playwright-core";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -7,9 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
 
-const [origin, shots] = process.argv.slice(2);
-if (!origin || !shots) {
-  console.error("usage: node check.mjs <gateway origin> <screenshot folder>");
+const [origin, shots, registerOrigin, registerFile] = process.argv.slice(2);
+if (!origin || !shots || !registerOrigin || !registerFile) {
+  console.error(
+    "usage: node check.mjs <gateway origin> <screenshot folder> <registering origin> <file to register>",
+  );
   process.exit(2);
 }
 mkdirSync(shots, { recursive: true });
@@ -45,7 +48,8 @@ try {
     problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`),
   );
   page.on("response", (response) => {
-    if (response.status() >= 400 && response.url().startsWith(origin)) {
+    const ours = response.url().startsWith(origin) || response.url().startsWith(registerOrigin);
+    if (response.status() >= 400 && ours) {
       problems.push(`HTTP ${response.status()}: ${response.url()}`);
     }
   });
@@ -109,6 +113,60 @@ try {
   await shot("relation-target");
   checked.push("follow a relation");
 
+  // The relations graph: depth 2 reaches further, and its nodes are links.
+  await page.goto(`${origin}/catalog/default/component/artist-lookup`);
+  await page.locator('.depth a', { hasText: "2" }).click();
+  await page.waitForURL(/depth=2/);
+  assert.ok((await page.locator("svg.graph a.node.ring-2").count()) > 0, "depth 2 has a second ring");
+  await shot("entity-graph");
+  await page.locator('svg.graph a.node[href="/catalog/default/group/team-a"] circle').click();
+  await page.waitForURL(/\/catalog\/default\/group\/team-a$/);
+  checked.push("relations graph");
+
+  // A group's page: members, and what it owns with open errors.
+  assert.ok((await page.locator("ul.members a").count()) > 0, "the team has members");
+  const owned = await page.locator("table.owned tbody tr").allTextContents();
+  assert.ok(owned.some((row) => row.includes("artist-lookup")), "the team owns artist-lookup");
+  await shot("group");
+  checked.push("group page");
+
+  // An API's definition rendered: OpenAPI operations, and a highlighted protobuf file.
+  await page.goto(`${origin}/catalog/default/api/petstore`);
+  const operations = await page.locator("tr.operation").allTextContents();
+  assert.ok(operations.some((row) => row.includes("GET") && row.includes("/pets")), operations.join("|"));
+  assert.ok((await page.locator("ul.schemas li").count()) > 0, "schemas are listed");
+  await shot("api-openapi");
+  await page.goto(`${origin}/catalog/default/api/hello-world`);
+  assert.ok((await page.locator("code.language-proto .tok-keyword").count()) > 0, "proto is highlighted");
+  await shot("api-grpc");
+  checked.push("api definition");
+
+  // Ingestion, reached from the header, filtered by an owner.
+  await page.locator('nav a', { hasText: "Ingestion" }).click();
+  await page.waitForURL(/\/ingestion$/);
+  await page.locator("#owner").fill("team-a");
+  await page.locator("form.filters button").click();
+  await page.waitForURL(/\/ingestion\?owner=team-a/);
+  assert.match(await page.locator("#errors").locator("..").textContent(), /open errors/);
+  await shot("ingestion");
+  checked.push("ingestion");
+
+  // Register through the form (no script needed): preview, then confirm.
+  await page.goto(`${registerOrigin}/register`);
+  await page.locator("#target").fill(registerFile);
+  await page.locator("#type").selectOption("file");
+  await page.locator('button[value="preview"]').click();
+  await page.locator("table.preview-entities").waitFor();
+  const previewed = await page.locator("table.preview-entities tbody").textContent();
+  assert.match(previewed, /browser-registered/);
+  await shot("register-preview");
+  await page.locator('button[value="register"]').click();
+  await page.waitForURL(/\/register\/done\?id=/);
+  assert.equal(await page.locator("h1").textContent(), "Registered");
+  await shot("register-done");
+  checked.push("register a location");
+  await page.goto(`${origin}/`);
+
   // Submitting the box shows highlighted results.
   await box.fill("artist");
   await box.press("Enter");
@@ -119,7 +177,14 @@ try {
 
   // A phone's width: nothing wider than the screen but the tables' own scrollers.
   await page.setViewportSize({ width: 390, height: 844 });
-  for (const path of ["/", "/catalog/default/component/artist-lookup"]) {
+  for (const path of [
+    "/",
+    "/catalog/default/component/artist-lookup?depth=2",
+    "/catalog/default/api/petstore",
+    "/catalog/default/group/team-a",
+    "/register",
+    "/ingestion?owner=team-a",
+  ]) {
     await page.goto(`${origin}${path}`);
     const overflow = await page.evaluate(
       () => document.documentElement.scrollWidth - window.innerWidth,
