@@ -5,6 +5,7 @@
 //! (`store`, `harvester`, `processor`, `search`, `gateway`).
 
 pub mod config;
+pub mod generate;
 pub mod services;
 pub mod store;
 pub mod up;

@@ -54,6 +54,25 @@ enum Command {
         #[arg(long = "catalog", value_name = "PATH")]
         catalogs: Vec<PathBuf>,
     },
+    /// Write a synthetic organisation (seeded, deterministic) as catalog files in local git
+    /// repositories, with a root catalog-info.yaml whose Location points at them all.
+    Generate {
+        /// Entities in the organisation.
+        #[arg(long, default_value_t = 100_000)]
+        size: usize,
+        /// The same seed and size always give the same organisation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A new (or empty) folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Team repositories at most (teams beyond share them).
+        #[arg(long, default_value_t = 200)]
+        max_repos: usize,
+        /// Entities per file.
+        #[arg(long, default_value_t = 100)]
+        per_file: usize,
+    },
     /// Run catalog-store, the system of record, serving gRPC until SIGINT or SIGTERM.
     Store {
         /// postgres://… or sqlite://path?mode=rwc (overrides store.database_url).
@@ -119,7 +138,7 @@ fn main() -> ExitCode {
         }
     };
     // Services set up logging (and trace export) inside their runtime, under their name.
-    if let Command::Validate { .. } = cli.command {
+    if let Command::Validate { .. } | Command::Generate { .. } = cli.command {
         tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -157,6 +176,40 @@ fn main() -> ExitCode {
             let _ = out.flush();
             match result {
                 Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+                Err(error) => fail(&error.to_string()),
+            }
+        }
+        Command::Generate {
+            size,
+            seed,
+            out,
+            max_repos,
+            per_file,
+        } => {
+            let options = cadastre::generate::Options {
+                size,
+                seed,
+                out,
+                max_repos,
+                per_file,
+            };
+            let started = std::time::Instant::now();
+            let generated = cadastre::generate::run(&options, |written| {
+                let _ = writeln!(std::io::stderr(), "cadastre: {written} entities written");
+            });
+            match generated {
+                Ok(generated) => {
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "{} entities in {} files in {} git repositories, in {:.1?}\nregister: cadastre up --catalog {}",
+                        generated.entities,
+                        generated.files,
+                        generated.repositories,
+                        started.elapsed(),
+                        generated.root.display()
+                    );
+                    ExitCode::SUCCESS
+                }
                 Err(error) => fail(&error.to_string()),
             }
         }

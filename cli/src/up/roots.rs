@@ -35,8 +35,12 @@ pub fn catalog_roots(path: &Path, limits: &Limits) -> std::io::Result<Vec<PathBu
         };
         let base = file.to_string_lossy();
         for target in documents.iter().flat_map(targets_read_through) {
-            let Ok(resolved) = resolve_target(&base, &target) else {
-                continue;
+            let resolved = match local_repository_files(&target) {
+                Some(pattern) => pattern,
+                None => match resolve_target(&base, &target) {
+                    Ok(resolved) => resolved,
+                    Err(_) => continue,
+                },
             };
             read_through_others.extend(matching(&files, &resolved));
         }
@@ -62,10 +66,11 @@ fn targets_read_through(document: &Value) -> Vec<String> {
         .and_then(Value::as_str)
         .is_some_and(|kind| kind.eq_ignore_ascii_case("location"));
     let spec = document.get("spec");
+    // File locations, and git repositories on this disk (`file://…`), read local files.
     let file_type = spec
         .and_then(|s| s.get("type"))
         .and_then(Value::as_str)
-        .is_none_or(|t| t == "file");
+        .is_none_or(|t| t == "file" || t == "git");
     if is_location && file_type {
         if let Some(target) = spec.and_then(|s| s.get("target")).and_then(Value::as_str) {
             targets.push(target.to_owned());
@@ -90,6 +95,23 @@ fn placeholders(value: &Value, targets: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|v| placeholders(v, targets)),
         _ => {}
     }
+}
+
+/// The files a git location on this disk reads, as a path glob: `file:///srv/repo#path=a/*.yaml`
+/// reads `/srv/repo/a/*.yaml` (default `**/catalog-info.yaml`), as the harvester does.
+fn local_repository_files(target: &str) -> Option<String> {
+    let url = url::Url::parse(target).ok()?;
+    if url.scheme() != "file" {
+        return None;
+    }
+    let path = url.to_file_path().ok()?;
+    let glob = url
+        .fragment()
+        .into_iter()
+        .flat_map(|fragment| fragment.split('&'))
+        .find_map(|pair| pair.strip_prefix("path="))
+        .unwrap_or(cadastre_harvester::location::DEFAULT_GIT_PATH);
+    Some(format!("{}/{glob}", path.display()))
 }
 
 /// The files `target` (a path or a glob) names.
@@ -150,6 +172,26 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["all.yaml", "broken.yaml", "lonely.yml"]);
+    }
+
+    #[test]
+    fn a_generated_organisation_registers_its_root_location_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = crate::generate::run(
+            &crate::generate::Options {
+                size: 500,
+                seed: 1,
+                out: dir.path().join("org"),
+                max_repos: 3,
+                per_file: 50,
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            catalog_roots(&dir.path().join("org"), &Limits::default()).unwrap(),
+            [generated.root]
+        );
     }
 
     #[test]

@@ -138,6 +138,7 @@ impl CatalogStore {
     }
 
     pub async fn save_relay_position(&self, name: &str, sequence: u64) -> crate::Result<()> {
+        let _writer = self.inner.writer.lock().await;
         let mut sql = Sql::new(self.backend());
         sql.push("INSERT INTO relay_positions (name, sequence) VALUES (")
             .bind(name.to_owned())
@@ -161,6 +162,9 @@ impl CatalogStore {
                 "a lease needs a name and a holder".into(),
             ));
         }
+        // Writes go one at a time (SQLite allows one writer; a transaction started before
+        // this statement would otherwise fail to commit).
+        let _writer = self.inner.writer.lock().await;
         let now = crate::time_util::now_micros();
         let expires_at = now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX));
         // One statement, so two callers cannot both win: the row is written only when it is
@@ -184,6 +188,7 @@ impl CatalogStore {
 
     /// Gives the lease back, if `holder` still has it.
     pub async fn release_lease(&self, name: &str, holder: &str) -> crate::Result<()> {
+        let _writer = self.inner.writer.lock().await;
         let mut sql = Sql::new(self.backend());
         sql.push("DELETE FROM leases WHERE name = ")
             .bind(name.to_owned())

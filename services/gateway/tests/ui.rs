@@ -430,7 +430,10 @@ async fn api_pages_render_their_definitions() {
     // OpenAPI: operations (method, path, summary) and schema names.
     let (status, _, html) = page(&running, "/catalog/default/api/petstore").await;
     assert_eq!(status, StatusCode::OK, "{html}");
-    assert!(html.contains("<h2 id=\"definition\">API definition</h2>"), "{html}");
+    assert!(
+        html.contains("<h2 id=\"definition\">API definition</h2>"),
+        "{html}"
+    );
     assert!(
         html.contains(
             "<tr class=\"operation\"><td><span class=\"method method-get\">GET</span></td>\
@@ -446,20 +449,35 @@ async fn api_pages_render_their_definitions() {
     let (status, _, html) = page(&running, "/catalog/default/api/streetlights").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        html.contains("<code>smartylighting/streetlights/1/0/event/{streetlightId}/lighting/measured</code>"),
+        html.contains(
+            "<code>smartylighting/streetlights/1/0/event/{streetlightId}/lighting/measured</code>"
+        ),
         "{html}"
     );
     assert!(html.contains("method-subscribe"), "{html}");
-    assert!(html.contains("<code class=\"message\">lightMeasured</code>"), "{html}");
-    assert!(html.contains("<h3>Messages</h3><ul class=\"messages\"><li><code>lightMeasured</code>"));
+    assert!(
+        html.contains("<code class=\"message\">lightMeasured</code>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<h3>Messages</h3><ul class=\"messages\"><li><code>lightMeasured</code>")
+    );
     // GraphQL and protobuf: highlighted on the server.
     let (_, _, html) = page(&running, "/catalog/default/api/starwars-graphql").await;
     assert!(html.contains("<code class=\"language-graphql\">"), "{html}");
-    assert!(html.contains("<span class=\"tok-keyword\">type</span> Root"), "{html}");
+    assert!(
+        html.contains("<span class=\"tok-keyword\">type</span> Root"),
+        "{html}"
+    );
     let (_, _, html) = page(&running, "/catalog/default/api/hello-world").await;
     assert!(html.contains("<code class=\"language-proto\">"), "{html}");
-    assert!(html.contains("<span class=\"tok-keyword\">service</span> Greeter"), "{html}");
-    assert!(html.contains("<span class=\"tok-comment\">// The greeting service definition.</span>"));
+    assert!(
+        html.contains("<span class=\"tok-keyword\">service</span> Greeter"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<span class=\"tok-comment\">// The greeting service definition.</span>")
+    );
     // Other kinds have none.
     let (_, _, html) = page(&running, "/catalog/default/component/artist-lookup").await;
     assert!(!html.contains("id=\"definition\""));
@@ -475,8 +493,16 @@ async fn a_hostile_definition_is_escaped() {
             "openapi",
             "openapi: 3.0.0\ninfo: {title: \"<script>t</script>\"}\npaths:\n  \"/<img src=x>\":\n    get: {summary: \"<b>s</b>\"}\ncomponents: {schemas: {\"<i>S</i>\": {}}}\n",
         ),
-        ("hostile-graphql", "graphql", "type <script>alert(1)</script> { a: String }"),
-        ("hostile-other", "trpc", "</code></pre><script>alert(2)</script>"),
+        (
+            "hostile-graphql",
+            "graphql",
+            "type <script>alert(1)</script> { a: String }",
+        ),
+        (
+            "hostile-other",
+            "trpc",
+            "</code></pre><script>alert(2)</script>",
+        ),
     ] {
         bodies.push(json!({
             "apiVersion": "backstage.io/v1alpha1",
@@ -487,7 +513,10 @@ async fn a_hostile_definition_is_escaped() {
     }
     running
         .store
-        .apply_batch(Batch::of_bodies(bodies, "url:https://example.com/apis.yaml"))
+        .apply_batch(Batch::of_bodies(
+            bodies,
+            "url:https://example.com/apis.yaml",
+        ))
         .await
         .unwrap();
     for name in ["hostile-openapi", "hostile-graphql", "hostile-other"] {
@@ -498,8 +527,14 @@ async fn a_hostile_definition_is_escaped() {
         }
     }
     let (_, _, html) = page(&running, "/catalog/default/api/hostile-openapi").await;
-    assert!(html.contains("<code class=\"path\">/&lt;img src=x&gt;</code>"), "{html}");
-    assert!(html.contains("<li><code>&lt;i&gt;S&lt;/i&gt;</code>"), "{html}");
+    assert!(
+        html.contains("<code class=\"path\">/&lt;img src=x&gt;</code>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<li><code>&lt;i&gt;S&lt;/i&gt;</code>"),
+        "{html}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,14 +544,19 @@ async fn the_relations_graph_links_its_neighbourhood() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("<svg class=\"graph\""), "{html}");
     assert!(
-        html.contains("<a href=\"/catalog/default/group/team-a\" class=\"node ring-1 kind-group\">"),
+        html.contains(
+            "<a href=\"/catalog/default/group/team-a\" class=\"node ring-1 kind-group\">"
+        ),
         "{html}"
     );
     assert!(html.contains("class=\"node ring-0 kind-component\""));
     assert!(!html.contains("ring-2"), "depth 1 by default");
-    assert!(html.contains("<a href=\"/catalog/default/component/artist-lookup?depth=2#graph\">2</a>"));
+    assert!(
+        html.contains("<a href=\"/catalog/default/component/artist-lookup?depth=2#graph\">2</a>")
+    );
     // Depth 2 reaches what the neighbours relate to (team-a's members).
-    let (status, _, html) = page(&running, "/catalog/default/component/artist-lookup?depth=2").await;
+    let (status, _, html) =
+        page(&running, "/catalog/default/component/artist-lookup?depth=2").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("class=\"node ring-2 kind-user\""), "{html}");
     assert!(html.contains("href=\"/catalog/default/user/breanna.davison\" class=\"node ring-2"));
@@ -527,15 +567,20 @@ async fn the_relations_graph_links_its_neighbourhood() {
     assert_eq!(nodes, linked);
     // A group owning more than the cap: capped, and saying so.
     let bodies: Vec<Value> = (0..70)
-        .map(|i| json!({
-            "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
-            "metadata": {"name": format!("many-{i:02}")},
-            "spec": {"type": "service", "lifecycle": "production", "owner": "big-team"}
-        }))
+        .map(|i| {
+            json!({
+                "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                "metadata": {"name": format!("many-{i:02}")},
+                "spec": {"type": "service", "lifecycle": "production", "owner": "big-team"}
+            })
+        })
         .collect();
     let mut batch = Batch::of_bodies(bodies, "url:https://example.com/many.yaml");
     for (i, upsert) in batch.upserts.iter_mut().enumerate() {
-        upsert.edges = owned_by(&format!("component:default/many-{i:02}"), "group:default/big-team");
+        upsert.edges = owned_by(
+            &format!("component:default/many-{i:02}"),
+            "group:default/big-team",
+        );
     }
     batch.upserts.push(upsert(
         json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Group", "metadata": {"name": "big-team"},
@@ -549,7 +594,11 @@ async fn the_relations_graph_links_its_neighbourhood() {
     assert!(html.contains("data-nodes=\"60\""), "{html}");
     assert!(html.contains("Showing 60 of 71 entities: the graph is capped at 60 nodes."));
     // A depth that is not 1 or 2 is a 400 page.
-    let (status, _, html) = page(&running, "/catalog/default/component/artist-lookup?depth=%3Cb%3E").await;
+    let (status, _, html) = page(
+        &running,
+        "/catalog/default/component/artist-lookup?depth=%3Cb%3E",
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(!html.contains("<b>"), "{html}");
 }
@@ -572,7 +621,12 @@ async fn an_entity_page_shows_its_history() {
         running
             .store
             .apply_batch(Batch {
-                upserts: vec![upsert(body(lifecycle), Vec::new(), "url:https://example.com/<x>.yaml", commit)],
+                upserts: vec![upsert(
+                    body(lifecycle),
+                    Vec::new(),
+                    "url:https://example.com/<x>.yaml",
+                    commit,
+                )],
                 ..Batch::default()
             })
             .await
@@ -580,11 +634,13 @@ async fn an_entity_page_shows_its_history() {
     }
     let (status, _, html) = page(&running, "/catalog/default/component/changing").await;
     assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<tr><td>2</td><td>updated</td>"), "{html}");
     assert!(
-        html.contains("<tr><td>2</td><td>updated</td>"),
+        html.contains(
+            "<td><code>spec.lifecycle</code></td><td><code>&lt;b&gt;2222&lt;/b&gt;</code></td>"
+        ),
         "{html}"
     );
-    assert!(html.contains("<td><code>spec.lifecycle</code></td><td><code>&lt;b&gt;2222&lt;/b&gt;</code></td>"), "{html}");
     assert!(html.contains("url:https://example.com/&lt;x&gt;.yaml"));
     assert!(!html.contains("<b>2222"));
 }
@@ -592,13 +648,26 @@ async fn an_entity_page_shows_its_history() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_and_user_pages_show_members_groups_and_what_is_owned() {
     let running = common::start().await;
-    broken_component(&running, "broken-one", "url:https://example.com/broken.yaml").await;
+    broken_component(
+        &running,
+        "broken-one",
+        "url:https://example.com/broken.yaml",
+    )
+    .await;
     let (status, _, html) = page(&running, "/catalog/default/group/team-a").await;
     assert_eq!(status, StatusCode::OK, "{html}");
     // Members, parent and children.
-    assert!(html.contains("<h2 id=\"members\">Members</h2><ul class=\"relations members\">"), "{html}");
+    assert!(
+        html.contains("<h2 id=\"members\">Members</h2><ul class=\"relations members\">"),
+        "{html}"
+    );
     assert!(html.contains("<li><a href=\"/catalog/default/user/breanna.davison\">user:default/breanna.davison</a></li>"));
-    assert!(html.contains("<ul class=\"relations parent\"><li><a href=\"/catalog/default/group/backstage\">"), "{html}");
+    assert!(
+        html.contains(
+            "<ul class=\"relations parent\"><li><a href=\"/catalog/default/group/backstage\">"
+        ),
+        "{html}"
+    );
     assert!(html.contains("No child groups."));
     // What it owns, the one with errors first, with its count.
     assert!(
@@ -610,19 +679,29 @@ async fn group_and_user_pages_show_members_groups_and_what_is_owned() {
     );
     assert!(html.contains("<tr data-ref=\"component:default/artist-lookup\">"));
     assert!(html.contains("<td class=\"no-errors\">0</td>"));
-    let broken_at = html.find("data-ref=\"component:default/broken-one\"").unwrap();
-    let clean_at = html.find("data-ref=\"component:default/artist-lookup\"").unwrap();
+    let broken_at = html
+        .find("data-ref=\"component:default/broken-one\"")
+        .unwrap();
+    let clean_at = html
+        .find("data-ref=\"component:default/artist-lookup\"")
+        .unwrap();
     assert!(broken_at < clean_at, "entities with errors come first");
     assert!(html.contains("1 open processing errors"), "{html}");
     assert!(html.contains("href=\"/ingestion?owner=group%3Adefault%2Fteam-a\""));
     // The broken entity's own page lists the error, escaped.
     let (_, _, html) = page(&running, "/catalog/default/component/broken-one").await;
-    assert!(html.contains("&lt;script&gt;alert(&#39;owner&#39;)&lt;/script&gt;"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(&#39;owner&#39;)&lt;/script&gt;"),
+        "{html}"
+    );
     assert!(!html.contains("<script>alert"));
     // A user: the groups it is in.
     let (status, _, html) = page(&running, "/catalog/default/user/breanna.davison").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("<h2 id=\"member-of\">Member of</h2>"), "{html}");
+    assert!(
+        html.contains("<h2 id=\"member-of\">Member of</h2>"),
+        "{html}"
+    );
     assert!(html.contains("<a href=\"/catalog/default/group/team-a\">group:default/team-a</a>"));
     assert!(html.contains("<h2 id=\"owned\">Owns</h2>"));
     // Other kinds have no such sections; unknown groups are 404 pages.
@@ -635,7 +714,12 @@ async fn group_and_user_pages_show_members_groups_and_what_is_owned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingestion_page_shows_receipts_and_filters_errors() {
     let running = common::start().await;
-    broken_component(&running, "broken-one", "url:https://example.com/<broken>.yaml").await;
+    broken_component(
+        &running,
+        "broken-one",
+        "url:https://example.com/<broken>.yaml",
+    )
+    .await;
     broken_component(&running, "broken-two", "url:https://example.com/other.yaml").await;
     running
         .store
@@ -662,27 +746,52 @@ async fn the_ingestion_page_shows_receipts_and_filters_errors() {
     assert!(html.contains("<h1>Ingestion</h1>"));
     assert!(html.contains("<tr class=\"receipt failed\">"), "{html}");
     assert!(html.contains("<code>deadbeef</code>"));
-    assert!(html.contains("webhook<br><span class=\"subtle\">&lt;b&gt;pushed&lt;/b&gt;</span>"), "{html}");
+    assert!(
+        html.contains("webhook<br><span class=\"subtle\">&lt;b&gt;pushed&lt;/b&gt;</span>"),
+        "{html}"
+    );
     assert!(html.contains("<li class=\"file\">&lt;broken&gt;.yaml</li>"));
     // Without a filter, the failing locations are offered as filters.
     let filter = "href=\"/ingestion?location=url%3Ahttps%3A%2F%2Fexample.com%2F%3Cbroken%3E.yaml\"";
-    assert!(html.contains(&format!("<ul class=\"failing\"><li><a {filter}>")), "{html}");
+    assert!(
+        html.contains(&format!("<ul class=\"failing\"><li><a {filter}>")),
+        "{html}"
+    );
     for raw in ["<b>", "<broken>", "<script>"] {
         assert!(!html.contains(raw), "{raw}: {html}");
     }
     // By location: that location's errors and receipts only.
-    let (status, _, html) = page(&running, "/ingestion?location=url%3Ahttps%3A%2F%2Fexample.com%2F%3Cbroken%3E.yaml").await;
+    let (status, _, html) = page(
+        &running,
+        "/ingestion?location=url%3Ahttps%3A%2F%2Fexample.com%2F%3Cbroken%3E.yaml",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("/catalog/default/component/broken-one"), "{html}");
-    assert!(!html.contains("/catalog/default/component/broken-two"), "{html}");
-    assert!(html.contains("1 open errors at <code>url:https://example.com/&lt;broken&gt;.yaml</code>"), "{html}");
+    assert!(
+        html.contains("/catalog/default/component/broken-one"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("/catalog/default/component/broken-two"),
+        "{html}"
+    );
+    assert!(
+        html.contains("1 open errors at <code>url:https://example.com/&lt;broken&gt;.yaml</code>"),
+        "{html}"
+    );
     assert!(html.contains("&lt;script&gt;alert(&#39;owner&#39;)&lt;/script&gt;"));
     assert!(!html.contains("<script>alert"));
-    assert!(html.contains("value=\"url:https://example.com/&lt;broken&gt;.yaml\""), "the filter is kept in the form");
+    assert!(
+        html.contains("value=\"url:https://example.com/&lt;broken&gt;.yaml\""),
+        "the filter is kept in the form"
+    );
     // By owner (a bare name is a group): both.
     let (status, _, html) = page(&running, "/ingestion?owner=team-a").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("2 open errors of what <a href=\"/catalog/default/group/team-a\">"), "{html}");
+    assert!(
+        html.contains("2 open errors of what <a href=\"/catalog/default/group/team-a\">"),
+        "{html}"
+    );
     assert!(html.contains("/catalog/default/component/broken-two"));
     // Both filters: what the owner has at that location.
     let (_, _, html) = page(&running, "/ingestion?owner=group%3Adefault%2Fteam-a&location=url%3Ahttps%3A%2F%2Fexample.com%2Fother.yaml").await;
@@ -713,7 +822,11 @@ async fn post_form(
     let mut request = no_redirects()
         .post(format!("{}/register", origin(running)))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish());
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish(),
+        );
     if let Some(value) = origin_header {
         request = request.header("origin", value);
     }
@@ -751,10 +864,19 @@ async fn the_register_form_previews_then_registers() {
     // The form: a path is allowed, so the type is a choice.
     let (status, _, html) = page(&running, "/register").await;
     assert_eq!(status, StatusCode::OK, "{html}");
-    assert!(html.contains("<form method=\"post\" action=\"/register\""), "{html}");
+    assert!(
+        html.contains("<form method=\"post\" action=\"/register\""),
+        "{html}"
+    );
     assert!(html.contains("URL or path of a catalog-info.yaml"));
-    assert!(html.contains("<option value=\"file\">file</option>"), "{html}");
-    assert!(html.contains("<a href=\"/register\">Register</a>"), "the header links it");
+    assert!(
+        html.contains("<option value=\"file\">file</option>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<a href=\"/register\">Register</a>"),
+        "the header links it"
+    );
 
     // Preview: the entities it would add, escaped, and a confirm button; nothing stored.
     let (status, _, html) = post_form(
@@ -765,11 +887,16 @@ async fn the_register_form_previews_then_registers() {
     .await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(html.contains("would add 2 entities"), "{html}");
-    assert!(html.contains("<th scope=\"row\">default/form-service</th>"), "{html}");
+    assert!(
+        html.contains("<th scope=\"row\">default/form-service</th>"),
+        "{html}"
+    );
     assert!(html.contains("&lt;i&gt;Form&lt;/i&gt; service"));
     assert!(!html.contains("<i>Form"));
     assert!(html.contains("<button type=\"submit\" name=\"action\" value=\"register\">"));
-    assert!(html.contains(&format!("<input type=\"hidden\" name=\"target\" value=\"{target}\">")));
+    assert!(html.contains(&format!(
+        "<input type=\"hidden\" name=\"target\" value=\"{target}\">"
+    )));
     let (status, _, _) = page(&running, "/catalog/default/component/form-service").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
@@ -783,7 +910,11 @@ async fn the_register_form_previews_then_registers() {
     let broken = dir.path().join("broken.yaml");
     let (status, _, html) = post_form(
         &running,
-        &[("type", "file"), ("target", broken.to_str().unwrap()), ("action", "preview")],
+        &[
+            ("type", "file"),
+            ("target", broken.to_str().unwrap()),
+            ("action", "preview"),
+        ],
         None,
     )
     .await;
@@ -823,13 +954,24 @@ async fn the_register_form_previews_then_registers() {
     let (status, _, html) = page(&running, &done).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(html.contains("<h1>Registered</h1>"));
-    assert!(html.contains(&format!("The location <code>file:{target}</code> was registered.")), "{html}");
-    assert!(html.contains("href=\"/catalog/default/location/generated-"), "{html}");
+    assert!(
+        html.contains(&format!(
+            "The location <code>file:{target}</code> was registered."
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/catalog/default/location/generated-"),
+        "{html}"
+    );
     let (_, locations) = running.get("/locations").await;
     assert!(locations.to_string().contains(target));
     // Previewing it again says it is registered; registering again is a 409 page.
     let (_, _, html) = post_form(&running, &[("type", "file"), ("target", target)], None).await;
-    assert!(html.contains("This location is registered already"), "{html}");
+    assert!(
+        html.contains("This location is registered already"),
+        "{html}"
+    );
     let (status, _, html) = post_form(
         &running,
         &[("type", "file"), ("target", target), ("action", "register")],
@@ -855,13 +997,25 @@ async fn a_gateway_without_file_locations_asks_for_a_url() {
     let running = common::start().await;
     let (status, _, html) = page(&running, "/register").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("URL of a catalog-info.yaml or repository"), "{html}");
+    assert!(
+        html.contains("URL of a catalog-info.yaml or repository"),
+        "{html}"
+    );
     assert!(!html.contains("<option value=\"file\""));
-    let (status, _, html) = post_form(&running, &[("type", "file"), ("target", "/etc/passwd")], None).await;
+    let (status, _, html) = post_form(
+        &running,
+        &[("type", "file"), ("target", "/etc/passwd")],
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(!html.contains("root:"), "{html}");
     // The nav links every page.
-    for link in ["<a href=\"/\">Catalog</a>", "<a href=\"/register\">Register</a>", "<a href=\"/ingestion\">Ingestion</a>"] {
+    for link in [
+        "<a href=\"/\">Catalog</a>",
+        "<a href=\"/register\">Register</a>",
+        "<a href=\"/ingestion\">Ingestion</a>",
+    ] {
         assert!(html.contains(link), "{link}");
     }
 }

@@ -9,6 +9,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use cadastre_catalog_store::{Batch, LocationErrors, ProcessingError, Upsert};
+use cadastre_model::{Finding, Position, Rule};
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Where screenshots go: `<target dir>/ui-screenshots`.
@@ -55,6 +58,55 @@ async fn the_ui_works_in_a_real_browser() {
         indexed,
         "the search index never caught up with the examples"
     );
+    // An invalid file's entity, owned by team-a: its error shows on its page and its owner's.
+    let location = "url:https://example.com/broken/catalog-info.yaml";
+    let broken = "component:default/broken-in-browser";
+    let edge = |source: &str, relation: &str, target: &str| cadastre_model::RelationEdge {
+        source: source.into(),
+        relation_type: relation.into(),
+        target: target.into(),
+    };
+    running
+        .store
+        .apply_batch(Batch {
+            upserts: vec![Upsert {
+                body: serde_json::json!({
+                    "apiVersion": "backstage.io/v1alpha1",
+                    "kind": "Component",
+                    "metadata": {"name": "broken-in-browser"},
+                    "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"}
+                }),
+                edges: vec![
+                    edge(broken, "ownedBy", "group:default/team-a"),
+                    edge("group:default/team-a", "ownerOf", broken),
+                ],
+                location_key: Some(location.into()),
+                origin_location: None,
+                parent_ref: None,
+                commit: None,
+            }],
+            errors: vec![LocationErrors {
+                location_key: location.into(),
+                errors: vec![ProcessingError {
+                    location_key: location.into(),
+                    entity_ref: Some(broken.into()),
+                    file: "https://example.com/broken/catalog-info.yaml".into(),
+                    finding: Finding::error(
+                        Rule::NameFormat,
+                        "spec.system",
+                        "spec.system must be an entity reference",
+                    )
+                    .at(Some(Position {
+                        line: 9,
+                        column: 11,
+                    })),
+                    recorded_at: 0,
+                }],
+            }],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
     let origin = running.base.trim_end_matches("/api/catalog").to_owned();
     // A second gateway that allows `file` locations, for registering one through the form.
     let settings = cadastre_gateway::Settings {
@@ -97,6 +149,7 @@ async fn the_ui_works_in_a_real_browser() {
             "follow a relation",
             "relations graph",
             "group page",
+            "errors on entity and owner",
             "api definition",
             "ingestion",
             "register a location",

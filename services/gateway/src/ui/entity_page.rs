@@ -359,7 +359,9 @@ fn errors_html(out: &mut String, errors: &[pb::ProcessingError]) {
 }
 
 fn history_html(out: &mut String, history: &[pb::HistoryEntry]) {
-    out.push_str("<section class=\"card\" aria-labelledby=\"history\"><h2 id=\"history\">History</h2>");
+    out.push_str(
+        "<section class=\"card\" aria-labelledby=\"history\"><h2 id=\"history\">History</h2>",
+    );
     if history.is_empty() {
         out.push_str("<p class=\"subtle\">No recorded changes.</p></section>");
         return;
@@ -372,7 +374,7 @@ fn history_html(out: &mut String, history: &[pb::HistoryEntry]) {
     );
     // Newest first; each change is compared with the one before it.
     let mut entries: Vec<&pb::HistoryEntry> = history.iter().collect();
-    entries.sort_by(|a, b| b.sequence.cmp(&a.sequence));
+    entries.sort_by_key(|entry| std::cmp::Reverse(entry.sequence));
     let bodies: Vec<Option<Value>> = entries
         .iter()
         .map(|entry| serde_json::from_slice(&entry.body_json).ok())

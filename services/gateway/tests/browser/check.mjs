@@ -130,6 +130,18 @@ try {
   await shot("group");
   checked.push("group page");
 
+  // An invalid file's error: counted on its owner's page, listed on the entity's page.
+  const brokenRow = page.locator('table.owned tr[data-ref="component:default/broken-in-browser"]');
+  assert.equal(await brokenRow.locator("td.has-errors").textContent(), "1");
+  await brokenRow.locator("a").click();
+  await page.waitForURL(/\/catalog\/default\/component\/broken-in-browser$/);
+  assert.match(
+    await page.locator("table.errors tbody").textContent(),
+    /spec\.system must be an entity reference/,
+  );
+  await shot("entity-with-errors");
+  checked.push("errors on entity and owner");
+
   // An API's definition rendered: OpenAPI operations, and a highlighted protobuf file.
   await page.goto(`${origin}/catalog/default/api/petstore`);
   const operations = await page.locator("tr.operation").allTextContents();
