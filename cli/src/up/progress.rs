@@ -53,56 +53,51 @@ pub async fn count(
     counts: Arc<Counts>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut harvested = bus.consume(&PROGRESS_HARVESTED).await?;
-    let mut batches = bus.consume(&PROGRESS_BATCHES).await?;
-    tokio::spawn({
+    let harvested = bus.consume(&PROGRESS_HARVESTED).await?;
+    let batches = bus.consume(&PROGRESS_BATCHES).await?;
+    tokio::spawn(each(harvested, shutdown.clone(), {
         let counts = Arc::clone(&counts);
-        let stop = shutdown.wait();
-        async move {
-            tokio::pin!(stop);
-            loop {
-                let delivery = tokio::select! {
-                    () = &mut stop => return,
-                    delivery = harvested.next() => delivery,
-                };
-                let Ok(delivery) = delivery else { return };
-                if let Ok(location) = delivery.decode::<pb::HarvestedLocation>() {
-                    counts
-                        .files_read
-                        .fetch_add(location.documents.len() as u64, Ordering::Relaxed);
-                }
-                let _ = delivery.ack().await;
-            }
+        move |location: pb::HarvestedLocation| {
+            counts
+                .files_read
+                .fetch_add(location.documents.len() as u64, Ordering::Relaxed);
         }
-    });
-    tokio::spawn({
-        let stop = shutdown.wait();
-        async move {
-            tokio::pin!(stop);
-            loop {
-                let delivery = tokio::select! {
-                    () = &mut stop => return,
-                    delivery = batches.next() => delivery,
-                };
-                let Ok(delivery) = delivery else { return };
-                if let Ok(batch) = delivery.decode::<pb::ProcessedBatch>() {
-                    let upserts = batch.batch.as_ref().map_or(0, |b| b.upserts.len() as u64);
-                    let receipt = batch.receipt.unwrap_or_default();
-                    counts
-                        .entities_read
-                        .fetch_add(upserts + u64::from(receipt.failed), Ordering::Relaxed);
-                    counts
-                        .errors
-                        .fetch_add(u64::from(receipt.failed), Ordering::Relaxed);
-                    if let Ok(mut seen) = counts.locations_processed.lock() {
-                        seen.insert(batch.location_key);
-                    }
-                }
-                let _ = delivery.ack().await;
-            }
+    }));
+    tokio::spawn(each(batches, shutdown, move |batch: pb::ProcessedBatch| {
+        let upserts = batch.batch.as_ref().map_or(0, |b| b.upserts.len() as u64);
+        let receipt = batch.receipt.unwrap_or_default();
+        counts
+            .entities_read
+            .fetch_add(upserts + u64::from(receipt.failed), Ordering::Relaxed);
+        counts
+            .errors
+            .fetch_add(u64::from(receipt.failed), Ordering::Relaxed);
+        if let Ok(mut seen) = counts.locations_processed.lock() {
+            seen.insert(batch.location_key);
         }
-    });
+    }));
     Ok(())
+}
+
+/// Hands every message `consumer` delivers to `count`, acknowledging it, until `shutdown`.
+async fn each<M: prost::Message + Default>(
+    mut consumer: Box<dyn cadastre_bus::Consumer>,
+    shutdown: Shutdown,
+    mut count: impl FnMut(M),
+) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let delivery = tokio::select! {
+            () = &mut stop => return,
+            delivery = consumer.next() => delivery,
+        };
+        let Ok(delivery) = delivery else { return };
+        if let Ok(message) = delivery.decode::<M>() {
+            count(message);
+        }
+        let _ = delivery.ack().await;
+    }
 }
 
 /// Prints a line whenever the numbers move (at most once a second) until the import settles:

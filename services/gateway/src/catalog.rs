@@ -529,15 +529,7 @@ async fn dry_run_location(
     location_type: &str,
     target: &str,
 ) -> Result<Response, ApiError> {
-    let previewer = gateway
-        .previewer()
-        .ok_or_else(|| ApiError::unavailable("Dry runs are not configured on this gateway"))?;
-    let exists = gateway
-        .locations()
-        .await?
-        .iter()
-        .any(|l| l.r#type == location_type && l.target == target);
-    let preview = previewer.preview(location_type, target).await;
+    let (exists, preview) = preview_location(gateway, location_type, target).await?;
     if !preview.errors.is_empty() {
         return Err(ApiError::input(preview.errors.join("; ")));
     }
@@ -594,6 +586,65 @@ async fn update_location(
     Ok(axum::Json(location_json(&location)).into_response())
 }
 
+/// Registers a location and asks for it to be harvested at once. An existing one is a
+/// conflict, unless `refresh_on_conflict`: then it is answered, and harvested again.
+pub(crate) async fn register_location(
+    gateway: &Gateway,
+    location_type: &str,
+    target: &str,
+    refresh_on_conflict: bool,
+) -> Result<pb::Location, ApiError> {
+    let added = gateway
+        .catalog()
+        .add_location(pb::AddLocationRequest {
+            r#type: location_type.to_owned(),
+            target: target.to_owned(),
+        })
+        .await;
+    let location = match added {
+        Ok(location) => location.into_inner(),
+        Err(status) if status.code() == tonic::Code::AlreadyExists && refresh_on_conflict => {
+            gateway
+                .locations()
+                .await?
+                .into_iter()
+                .find(|l| l.r#type == location_type && l.target == target)
+                .ok_or_else(|| ApiError::conflict(status.message().to_owned()))?
+        }
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            return Err(ApiError::conflict(format!(
+                "Location {location_type}:{target} already exists"
+            )));
+        }
+        Err(status) => return Err(status.into()),
+    };
+    gateway
+        .harvest(
+            &format!("{}:{}", location.r#type, location.target),
+            "registered",
+        )
+        .await?;
+    Ok(location)
+}
+
+/// What registering `location_type:target` would add (read now, nothing stored), and whether
+/// it is registered already.
+pub(crate) async fn preview_location(
+    gateway: &Gateway,
+    location_type: &str,
+    target: &str,
+) -> Result<(bool, crate::preview::Preview), ApiError> {
+    let previewer = gateway
+        .previewer()
+        .ok_or_else(|| ApiError::unavailable("Dry runs are not configured on this gateway"))?;
+    let exists = gateway
+        .locations()
+        .await?
+        .iter()
+        .any(|l| l.r#type == location_type && l.target == target);
+    Ok((exists, previewer.preview(location_type, target).await))
+}
+
 async fn add_location(
     State(gateway): State<Gateway>,
     RawQuery(query): RawQuery,
@@ -618,37 +669,13 @@ async fn add_location(
     if dry_run {
         return dry_run_location(&gateway, &body.location_type, &body.target).await;
     }
-    let added = gateway
-        .catalog()
-        .add_location(pb::AddLocationRequest {
-            r#type: body.location_type.clone(),
-            target: body.target.clone(),
-        })
-        .await;
-    let location = match added {
-        Ok(location) => location.into_inner(),
-        Err(status) if status.code() == tonic::Code::AlreadyExists && refresh_on_conflict => {
-            gateway
-                .locations()
-                .await?
-                .into_iter()
-                .find(|l| l.r#type == body.location_type && l.target == body.target)
-                .ok_or_else(|| ApiError::conflict(status.message().to_owned()))?
-        }
-        Err(status) if status.code() == tonic::Code::AlreadyExists => {
-            return Err(ApiError::conflict(format!(
-                "Location {}:{} already exists",
-                body.location_type, body.target
-            )));
-        }
-        Err(status) => return Err(status.into()),
-    };
-    gateway
-        .harvest(
-            &format!("{}:{}", location.r#type, location.target),
-            "registered",
-        )
-        .await?;
+    let location = register_location(
+        &gateway,
+        &body.location_type,
+        &body.target,
+        refresh_on_conflict,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"location": location_json(&location), "entities": []})),

@@ -106,15 +106,8 @@ async fn preview(
     location_type: &str,
     target: &str,
 ) -> Result<Response, ApiError> {
-    let previewer = gateway
-        .previewer()
-        .ok_or_else(|| ApiError::unavailable("Dry runs are not configured on this gateway"))?;
-    let exists = gateway
-        .locations()
-        .await?
-        .iter()
-        .any(|l| l.r#type == location_type && l.target == target);
-    let preview = previewer.preview(location_type, target).await;
+    let (exists, preview) =
+        crate::catalog::preview_location(gateway, location_type, target).await?;
     let mut main = String::new();
     heading(&mut main);
     form_html(&mut main, types, location_type, target);
@@ -197,28 +190,7 @@ async fn register(
     location_type: &str,
     target: &str,
 ) -> Result<Response, ApiError> {
-    let added = gateway
-        .catalog()
-        .add_location(pb::AddLocationRequest {
-            r#type: location_type.to_owned(),
-            target: target.to_owned(),
-        })
-        .await;
-    let location = match added {
-        Ok(location) => location.into_inner(),
-        Err(status) if status.code() == tonic::Code::AlreadyExists => {
-            return Err(ApiError::conflict(format!(
-                "Location {location_type}:{target} already exists"
-            )));
-        }
-        Err(status) => return Err(status.into()),
-    };
-    gateway
-        .harvest(
-            &format!("{}:{}", location.r#type, location.target),
-            "registered",
-        )
-        .await?;
+    let location = crate::catalog::register_location(gateway, location_type, target, false).await?;
     // Post, redirect, get: reloading the answer does not register again.
     Ok((
         StatusCode::SEE_OTHER,
