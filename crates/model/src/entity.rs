@@ -21,6 +21,34 @@ pub mod annotations {
     pub const TECHDOCS_REF: &str = "backstage.io/techdocs-ref";
 }
 
+/// The name of the `Location` entity generated for the registered location `type:target`
+/// (Backstage's `generated-<sha1 of the key>`).
+pub fn generated_location_name(location_key: &str) -> String {
+    use sha1::Digest as _;
+    format!(
+        "generated-{}",
+        hex::encode(sha1::Sha1::digest(location_key.as_bytes()))
+    )
+}
+
+/// The `Location` entity registering `location_type:target` generates.
+pub fn generated_location(location_type: &str, target: &str) -> Value {
+    let key = format!("{location_type}:{target}");
+    serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Location",
+        "metadata": {
+            "name": generated_location_name(&key),
+            "namespace": "default",
+            "annotations": {
+                annotations::MANAGED_BY_LOCATION: key,
+                annotations::MANAGED_BY_ORIGIN_LOCATION: key,
+            }
+        },
+        "spec": {"type": location_type, "target": target}
+    })
+}
+
 /// An entity: `apiVersion`, `kind`, `metadata`, `spec`, and the computed `relations`/`status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cadastre_model::{EntityRef, RefContext, RelationEdge};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 
 use crate::sql::Sql;
@@ -268,8 +268,10 @@ impl CatalogStore {
         mut location: Location,
     ) -> Result<(Location, BatchOutcome)> {
         let key = location.key();
-        let name = format!("generated-{}", hex::encode(Sha1::digest(key.as_bytes())));
-        location.entity_ref = format!("location:default/{name}");
+        location.entity_ref = format!(
+            "location:default/{}",
+            cadastre_model::entity::generated_location_name(&key)
+        );
         let mut sql = Sql::new(self.backend());
         sql.push("INSERT INTO locations (id, type, target, entity_ref, created_at) VALUES (")
             .bind(location.id.clone())
@@ -283,19 +285,8 @@ impl CatalogStore {
             .bind(location.created_at)
             .push(")");
         txn.execute_raw(sql.build()).await?;
-        let body = json!({
-            "apiVersion": "backstage.io/v1alpha1",
-            "kind": "Location",
-            "metadata": {
-                "name": name,
-                "namespace": "default",
-                "annotations": {
-                    cadastre_model::entity::annotations::MANAGED_BY_LOCATION: key,
-                    cadastre_model::entity::annotations::MANAGED_BY_ORIGIN_LOCATION: key,
-                }
-            },
-            "spec": {"type": location.location_type, "target": location.target}
-        });
+        let body =
+            cadastre_model::entity::generated_location(&location.location_type, &location.target);
         let batch = Batch {
             upserts: vec![Upsert {
                 body,
@@ -1524,6 +1515,7 @@ fn check_location(location_type: &str, target: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn etags_follow_content_and_relations() {

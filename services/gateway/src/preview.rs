@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cadastre_harvester::Harvester;
 use cadastre_processor::Processor;
 use cadastre_proto::v1 as pb;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Locations one dry run may read (the registered one and what its Location entities name).
 const MAX_LOCATIONS: usize = 200;
@@ -42,7 +42,10 @@ impl Previewer {
     pub async fn preview(&self, location_type: &str, target: &str) -> Preview {
         let key = format!("{location_type}:{target}");
         let mut preview = Preview {
-            entities: vec![generated_location(location_type, target)],
+            entities: vec![cadastre_model::entity::generated_location(
+                location_type,
+                target,
+            )],
             errors: Vec::new(),
         };
         let mut seen_refs = BTreeSet::from([cadastre_processor::generated_location_ref(&key)]);
@@ -175,27 +178,6 @@ impl Previewer {
             })
             .collect())
     }
-}
-
-/// The Location entity catalog-store generates on registration, as it will look.
-fn generated_location(location_type: &str, target: &str) -> Value {
-    let key = format!("{location_type}:{target}");
-    let name = cadastre_processor::generated_location_ref(&key)
-        .trim_start_matches("location:default/")
-        .to_owned();
-    json!({
-        "apiVersion": "backstage.io/v1alpha1",
-        "kind": "Location",
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "annotations": {
-                "backstage.io/managed-by-location": key,
-                "backstage.io/managed-by-origin-location": key,
-            }
-        },
-        "spec": {"type": location_type, "target": target}
-    })
 }
 
 /// `kind:namespace/name` of an entity body, lower case.

@@ -406,8 +406,8 @@ pub fn location_type(location_key: &str) -> &str {
 /// The ref of the Location entity catalog-store generates for a registered location.
 pub fn generated_location_ref(location_key: &str) -> String {
     format!(
-        "location:default/generated-{}",
-        hex::encode(Sha1::digest(location_key.as_bytes()))
+        "location:default/{}",
+        cadastre_model::entity::generated_location_name(location_key)
     )
 }
 
