@@ -85,6 +85,8 @@ pub struct Delivery {
     pub headers: BTreeMap<String, String>,
     /// 1 on the first delivery.
     pub attempt: u32,
+    /// Messages still waiting for this consumer after this one (its lag).
+    pub pending: u64,
     max_deliveries: u32,
     consumer: String,
     acker: Box<dyn Acker>,

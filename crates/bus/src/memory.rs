@@ -288,11 +288,15 @@ impl Member {
         consumer
             .pending
             .insert(sequence, (now + consumer.spec.ack_wait, attempt));
+        // Messages of the subject not yet settled by every consumer (in flight included):
+        // counted in O(1), where an exact per-consumer count would walk the log.
+        let pending = log.len() as u64;
         Ok(Next::Deliver(Delivery {
             subject: subject.to_owned(),
             payload: stored.payload,
             headers: stored.headers,
             attempt,
+            pending,
             max_deliveries: consumer.spec.max_deliveries,
             consumer: self.name.clone(),
             acker: Box::new(MemoryAcker {

@@ -225,10 +225,15 @@ impl Consumer for JetStreamConsumer {
                 }
                 None => return Err(BusError::Closed),
             };
-            let attempt = message
+            let (attempt, pending) = message
                 .info()
-                .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
-                .unwrap_or(1);
+                .map(|info| {
+                    (
+                        u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                        info.pending,
+                    )
+                })
+                .unwrap_or((1, 0));
             let headers: BTreeMap<String, String> = message
                 .headers
                 .iter()
@@ -248,6 +253,7 @@ impl Consumer for JetStreamConsumer {
                 payload: message.payload.clone(),
                 headers,
                 attempt,
+                pending,
                 max_deliveries: self.spec.max_deliveries,
                 consumer: self.spec.name.to_owned(),
                 acker: Box::new(JetStreamAcker {

@@ -77,6 +77,8 @@ fn continue_trace(span: &tracing::Span, delivery: &crate::Delivery) {
 fn count_consumed(spec: &ConsumerSpec, delivery: &crate::Delivery) {
     use cadastre_telemetry::metrics::counter;
     counter!("cadastre_bus_messages_consumed_total", "consumer" => spec.name).increment(1);
+    cadastre_telemetry::metrics::gauge!("cadastre_bus_consumer_pending", "consumer" => spec.name)
+        .set(delivery.pending as f64);
     if delivery.attempt > 1 {
         counter!("cadastre_bus_messages_redelivered_total", "consumer" => spec.name).increment(1);
     }

@@ -39,6 +39,7 @@ contract!(
     replicas_share_a_durable_consumer,
     bounds_messages_in_flight,
     a_durable_consumer_resumes_where_it_stopped,
+    the_worker_counts_what_it_handles,
 );
 
 fn in_process() -> Arc<dyn Bus> {
@@ -406,4 +407,80 @@ async fn jetstream_services_starting_together_share_one_stream() {
     for start in starts {
         start.await.unwrap().unwrap();
     }
+}
+
+/// The value of the Prometheus sample starting with `series` (0 when absent).
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn the_worker_counts_what_it_handles(bus: Arc<dyn Bus>) {
+    cadastre_telemetry::metrics::install();
+    const COUNTED: ConsumerSpec = ConsumerSpec::new("metrics-test", HARVEST_REQUESTS.name);
+    for n in 0..3 {
+        publish(&*bus, n).await;
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut stop = Some(stop);
+    let mut handled = 0;
+    let worker = cadastre_bus::worker::run(
+        &*bus,
+        &COUNTED,
+        async {
+            let _ = stopped.await;
+        },
+        |request: pb::HarvestRequest, _| {
+            handled += 1;
+            if handled == 3 {
+                let _ = stop.take().map(|stop| stop.send(()));
+            }
+            async move {
+                if request.reason == "request 2" {
+                    cadastre_bus::worker::Handled::Reject("not this one".into())
+                } else {
+                    cadastre_bus::worker::Handled::Done
+                }
+            }
+        },
+    );
+    tokio::time::timeout(PATIENCE, worker)
+        .await
+        .expect("three messages handled")
+        .unwrap();
+    let metrics = cadastre_telemetry::metrics::render();
+    let labels = "{consumer=\"metrics-test\"}";
+    assert!(
+        sample(
+            &metrics,
+            &format!("cadastre_bus_messages_consumed_total{labels}")
+        ) >= 3.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            &format!("cadastre_bus_messages_acked_total{labels}")
+        ) >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            &format!("cadastre_bus_messages_dead_lettered_total{labels}")
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("cadastre_bus_consumer_pending{labels}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cadastre_bus_published_total{subject=\"catalog.harvest.request\"}"),
+        "{metrics}"
+    );
 }
