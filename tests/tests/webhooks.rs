@@ -63,24 +63,22 @@ fn commit_description(repo: &std::path::Path, text: &str) -> String {
     git(repo, &["rev-parse", "HEAD"])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_push_is_harvested_and_a_forged_one_changes_nothing() {
-    let scratch = tempfile::tempdir().unwrap();
-    let repo = scratch.path().join("payments");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    commit_description(&repo, "first");
-
+/// Harvester, processor and catalog-store (SQLite, served over gRPC) on the in-process bus,
+/// and a gateway with the webhook secret on a free port: its base URL, the store, and the
+/// sender that stops them all.
+async fn start(
+    scratch: &std::path::Path,
+) -> (String, CatalogStore, tokio::sync::watch::Sender<bool>) {
     let store = CatalogStore::connect(&format!(
         "sqlite://{}?mode=rwc",
-        scratch.path().join("catalog.db").display()
+        scratch.join("catalog.db").display()
     ))
     .await
     .unwrap();
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
     let harvester = Arc::new(
         Harvester::new(cadastre_harvester::Settings {
-            cache_dir: scratch.path().join("cache"),
+            cache_dir: scratch.join("cache"),
             allow_local_repositories: true,
             ..cadastre_harvester::Settings::default()
         })
@@ -125,6 +123,7 @@ async fn a_signed_push_is_harvested_and_a_forged_one_changes_nothing() {
             github: Some(SECRET.into()),
             gitlab: None,
         },
+        location_types: vec!["url".into(), "git".into(), "file".into()],
         ..Settings::default()
     }
     .for_listen("127.0.0.1:7007".parse().unwrap())
@@ -144,6 +143,18 @@ async fn a_signed_push_is_harvested_and_a_forged_one_changes_nothing() {
         until_stopped(),
     ));
     let _ = rustls::crypto::ring::default_provider().install_default();
+    (base, store, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_is_harvested_and_a_forged_one_changes_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = scratch.path().join("payments");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    commit_description(&repo, "first");
+
+    let (base, _store, stop) = start(scratch.path()).await;
     let http = reqwest::Client::new();
 
     // Register the repository through the API; its entity arrives.
@@ -227,5 +238,74 @@ async fn a_signed_push_is_harvested_and_a_forged_one_changes_nothing() {
         .unwrap();
     assert_eq!(accepted.status(), reqwest::StatusCode::ACCEPTED);
     wait_for_description(&http, &base, "third").await;
+    let _ = stop.send(true);
+}
+
+/// A repository the catalog reaches only through a `Location` entity (a root file registered,
+/// its Location pointing at the repository): a push to it is harvested too, and its
+/// entities keep the registered root as their origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_to_a_repository_under_a_location_tree_is_harvested() {
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = scratch.path().join("payments");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    commit_description(&repo, "first");
+    let repository_url = format!("file://{}", repo.display());
+    let root = scratch.path().join("org.yaml");
+    std::fs::write(
+        &root,
+        format!(
+            "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata:\n  name: org\nspec:\n  type: git\n  targets:\n    - {repository_url}#ref=main\n"
+        ),
+    )
+    .unwrap();
+    let (base, store, stop) = start(scratch.path()).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let registered = http
+        .post(format!("{base}/api/catalog/locations"))
+        .json(&json!({"type": "file", "target": root.display().to_string()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), reqwest::StatusCode::CREATED);
+    wait_for_description(&http, &base, "first").await;
+
+    let second = commit_description(&repo, "second");
+    let body = serde_json::to_vec(&json!({
+        "ref": "refs/heads/main",
+        "after": second,
+        "repository": {"clone_url": repository_url, "html_url": repository_url, "default_branch": "main"},
+    }))
+    .unwrap();
+    let accepted = http
+        .post(format!("{base}/api/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "tree-1")
+        .header("x-hub-signature-256", sign(&body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), reqwest::StatusCode::ACCEPTED);
+    let answer: Value = accepted.json().await.unwrap();
+    assert_eq!(
+        answer["locations"],
+        json!([format!("git:{repository_url}#ref=main")])
+    );
+    wait_for_description(&http, &base, "second").await;
+    let payments = store
+        .entity_by_ref("component:default/payments")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        payments.origin_location.as_deref(),
+        Some(format!("file:{}", root.display()).as_str()),
+        "the entity still belongs to the registered root"
+    );
+    assert_eq!(payments.parent_ref.as_deref(), Some("location:default/org"));
     let _ = stop.send(true);
 }

@@ -198,6 +198,21 @@ impl Gateway {
         self.publish_harvest(location_key, trigger, "", &id).await
     }
 
+    /// Publishes `request`, de-duplicated on the bus by its `request_id`.
+    pub(crate) async fn publish_harvest_request(
+        &self,
+        request: pb::HarvestRequest,
+    ) -> Result<(), ApiError> {
+        HARVEST_REQUESTS
+            .publish(&*self.bus, &request, Some(request.request_id.clone()), None)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, location_key = %request.location_key, "cannot ask for a harvest");
+                ApiError::unavailable("The harvester cannot be reached; try again shortly")
+            })?;
+        Ok(())
+    }
+
     /// Publishes a harvest request, de-duplicated on the bus by `id`.
     pub(crate) async fn publish_harvest(
         &self,
@@ -206,22 +221,15 @@ impl Gateway {
         commit: &str,
         id: &str,
     ) -> Result<(), ApiError> {
-        let request = pb::HarvestRequest {
+        self.publish_harvest_request(pb::HarvestRequest {
             location_key: location_key.to_owned(),
             trigger: trigger.into(),
             reason: format!("{} through the gateway", trigger.as_str_name()),
             commit: commit.to_owned(),
             request_id: id.to_owned(),
             ..Default::default()
-        };
-        HARVEST_REQUESTS
-            .publish(&*self.bus, &request, Some(request.request_id.clone()), None)
-            .await
-            .map_err(|error| {
-                tracing::warn!(%error, location_key, "cannot ask for a harvest");
-                ApiError::unavailable("The harvester cannot be reached; try again shortly")
-            })?;
-        Ok(())
+        })
+        .await
     }
 
     /// Every route: `/api/catalog/…` (Backstage's catalog API), `/api/search/…`,

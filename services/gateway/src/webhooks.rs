@@ -287,11 +287,16 @@ async fn harvest_push(
         return Ok(ignored("this delivery was handled before"));
     }
     let locations = gateway.locations().await?;
-    let touched: Vec<String> = locations
+    let registered: HashSet<String> = locations
         .iter()
         .map(|l| format!("{}:{}", l.r#type, l.target))
-        .filter(|key| push.touches(key))
         .collect();
+    let mut touched: Vec<String> = registered
+        .iter()
+        .filter(|key| push.touches(key))
+        .cloned()
+        .collect();
+    touched.sort();
     for key in &touched {
         gateway
             .publish_harvest(
@@ -302,6 +307,26 @@ async fn harvest_push(
             )
             .await?;
     }
+    // Locations a `Location` entity declares (a tree of them under one registered root) are
+    // not registered themselves: they are read again with the lineage the fan-out gave them,
+    // so their entities keep their origin and parent.
+    for declared in declared_locations(gateway).await? {
+        if registered.contains(&declared.location_key)
+            || touched.contains(&declared.location_key)
+            || !push.touches(&declared.location_key)
+        {
+            continue;
+        }
+        let request = pb::HarvestRequest {
+            request_id: format!("webhook/{}/{}", push.commit, declared.location_key),
+            trigger: pb::HarvestTrigger::Webhook.into(),
+            reason: format!("push of {}", push.commit),
+            commit: push.commit.clone(),
+            ..declared.clone()
+        };
+        gateway.publish_harvest_request(request).await?;
+        touched.push(declared.location_key);
+    }
     if let Some(id) = &delivery {
         gateway.deliveries().remember(id);
     }
@@ -311,6 +336,89 @@ async fn harvest_push(
         axum::Json(json!({"status": "accepted", "locations": touched})),
     )
         .into_response())
+}
+
+/// Entities of kind Location read per page while looking for declared locations.
+const LOCATION_PAGE: u32 = 500;
+
+/// Every location the catalog's `Location` entities declare, as the harvest request the
+/// processor's fan-out made for it (key and lineage; the depth is not kept, so 1).
+async fn declared_locations(gateway: &Gateway) -> Result<Vec<pb::HarvestRequest>, ApiError> {
+    let filter = cadastre_query::legacy_filter::parse(&["kind=location"])?;
+    let mut request = pb::QueryEntitiesRequest {
+        filter: Some(cadastre_query::wire::to_proto(&filter)),
+        limit: LOCATION_PAGE,
+        exclude_total: true,
+        ..Default::default()
+    };
+    let mut declared = Vec::new();
+    loop {
+        let page = gateway
+            .catalog()
+            .query_entities(request.clone())
+            .await?
+            .into_inner();
+        for stored in &page.items {
+            declared.extend(declared_by(stored));
+        }
+        if page.next_cursor.is_empty() {
+            return Ok(declared);
+        }
+        request = pb::QueryEntitiesRequest {
+            cursor: page.next_cursor,
+            limit: LOCATION_PAGE,
+            exclude_total: true,
+            ..Default::default()
+        };
+    }
+}
+
+/// The harvest requests one stored Location entity stands for (as the processor resolves
+/// its targets against the file that declares it).
+fn declared_by(stored: &pb::StoredEntity) -> Vec<pb::HarvestRequest> {
+    let Some(entity) = &stored.entity else {
+        return Vec::new();
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(&entity.body_json) else {
+        return Vec::new();
+    };
+    // Registration's own generated entities name registered locations: handled above.
+    if stored.location_key.is_empty() {
+        return Vec::new();
+    }
+    let file_key = stored.location_key.as_str();
+    let (own_type, file_target) = file_key.split_once(':').unwrap_or(("url", file_key));
+    let spec = body.get("spec");
+    let target_type = spec
+        .and_then(|s| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or(own_type);
+    let targets = spec
+        .and_then(|s| s.get("target"))
+        .and_then(Value::as_str)
+        .into_iter()
+        .chain(
+            spec.and_then(|s| s.get("targets"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str),
+        );
+    targets
+        .filter_map(|target| cadastre_model::placeholder::resolve_target(file_target, target).ok())
+        .map(|resolved| pb::HarvestRequest {
+            location_key: format!("{target_type}:{resolved}"),
+            depth: 1,
+            parent_location_key: file_key.to_owned(),
+            origin_location_key: if stored.origin_location.is_empty() {
+                file_key.to_owned()
+            } else {
+                stored.origin_location.clone()
+            },
+            parent_entity_ref: entity.entity_ref.clone(),
+            ..Default::default()
+        })
+        .collect()
 }
 
 #[cfg(test)]
