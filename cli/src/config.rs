@@ -144,6 +144,9 @@ pub struct GatewayConfig {
     /// From the environment only.
     pub github_webhook_secret: Option<String>,
     pub gitlab_webhook_token: Option<String>,
+    /// `[gateway.ui]`: the web UI's settings (`[[gateway.ui.tools]]`: the tools linked from
+    /// entity pages; a list given replaces the default tools, `tools = []` shows none).
+    pub ui: cadastre_gateway::ui::UiSettings,
 }
 
 impl Default for GatewayConfig {
@@ -162,6 +165,7 @@ impl Default for GatewayConfig {
             entity_cache_entries: 100_000,
             github_webhook_secret: None,
             gitlab_webhook_token: None,
+            ui: cadastre_gateway::ui::UiSettings::default(),
         }
     }
 }
@@ -345,6 +349,25 @@ struct GatewayFile {
     request_timeout_secs: Option<u64>,
     max_body_bytes: Option<usize>,
     entity_cache_entries: Option<usize>,
+    #[serde(default)]
+    ui: UiFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UiFile {
+    tools: Option<Vec<ToolFile>>,
+}
+
+/// `{ name = "CI", annotation = "github.com/project-slug", url = "https://github.com/{value}/actions", kinds = ["component"] }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolFile {
+    name: String,
+    annotation: String,
+    url: String,
+    #[serde(default)]
+    kinds: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -660,6 +683,18 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         }
         gateway.tokens.push((token.scope, token.env));
     }
+    if let Some(tools) = file.gateway.ui.tools {
+        gateway.ui.tools = tools
+            .into_iter()
+            .map(|tool| {
+                cadastre_gateway::ui::Tool::new(tool.name, tool.annotation, tool.url, tool.kinds)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|message| ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!("gateway.ui.tools: {message}"),
+            })?;
+    }
     if file.admin.listen.is_some() {
         config.admin.listen = file.admin.listen;
     }
@@ -777,6 +812,82 @@ relations = [{ field = "owner", forward = "ownedBy", inverse = "ownerOf", defaul
                 .spec_schema
                 .is_some()
         );
+    }
+
+    #[test]
+    fn ui_tools_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cadastre.toml");
+        let empty = FakeEnv(HashMap::new());
+        // Nothing configured: the default tools.
+        std::fs::write(&file, "[gateway]\nlisten = \"127.0.0.1:7100\"\n").unwrap();
+        let config = load(Some(&file), &empty).unwrap();
+        assert_eq!(
+            config.gateway.ui.tools,
+            cadastre_gateway::ui::default_tools()
+        );
+        std::fs::write(
+            &file,
+            r#"
+[[gateway.ui.tools]]
+name = "CI"
+annotation = "github.com/project-slug"
+url = "https://github.com/{value}/actions"
+kinds = ["Component"]
+
+[[gateway.ui.tools]]
+name = "On call"
+annotation = "pagerduty.com/service-id"
+url = "https://acme.pagerduty.com/service-directory/{value}"
+"#,
+        )
+        .unwrap();
+        let tools = load(Some(&file), &empty).unwrap().gateway.ui.tools;
+        assert_eq!(
+            tools,
+            vec![
+                cadastre_gateway::ui::Tool::new(
+                    "CI",
+                    "github.com/project-slug",
+                    "https://github.com/{value}/actions",
+                    vec!["component".into()],
+                )
+                .unwrap(),
+                cadastre_gateway::ui::Tool::new(
+                    "On call",
+                    "pagerduty.com/service-id",
+                    "https://acme.pagerduty.com/service-directory/{value}",
+                    Vec::new(),
+                )
+                .unwrap(),
+            ]
+        );
+        std::fs::write(&file, "[gateway.ui]\ntools = []\n").unwrap();
+        assert!(
+            load(Some(&file), &empty)
+                .unwrap()
+                .gateway
+                .ui
+                .tools
+                .is_empty()
+        );
+        std::fs::write(
+            &file,
+            "[[gateway.ui.tools]]\nname = \"X\"\nannotation = \"a\"\nurl = \"javascript:{value}\"\n",
+        )
+        .unwrap();
+        let error = load(Some(&file), &empty).unwrap_err().to_string();
+        assert!(
+            error.contains("gateway.ui.tools") && error.contains("not an absolute http(s) URL"),
+            "{error}"
+        );
+        std::fs::write(
+            &file,
+            "[[gateway.ui.tools]]\nname = \"X\"\nannotation = \"a\"\nurl = \"https://x/{slug}\"\n",
+        )
+        .unwrap();
+        let error = load(Some(&file), &empty).unwrap_err().to_string();
+        assert!(error.contains("{slug}"), "{error}");
     }
 
     #[test]

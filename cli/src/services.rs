@@ -352,6 +352,7 @@ pub async fn serve_gateway(
         ),
         request_deadline: g.request_timeout,
         max_body_bytes: g.max_body_bytes,
+        ui: g.ui.clone(),
     }
     .for_listen(g.listen)
     .map_err(anyhow::Error::msg)?;

@@ -46,6 +46,8 @@ pub struct Settings {
     pub request_deadline: std::time::Duration,
     /// The largest request body of the API routes (webhooks take up to 5 MiB, as Backstage).
     pub max_body_bytes: usize,
+    /// The web UI's settings (the tools linked from entity pages).
+    pub ui: ui::UiSettings,
 }
 
 impl Default for Settings {
@@ -60,6 +62,7 @@ impl Default for Settings {
             rate_limit: None,
             request_deadline: std::time::Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
+            ui: ui::UiSettings::default(),
         }
     }
 }
@@ -275,7 +278,12 @@ impl Gateway {
         let cadastre = limited(with_tokens(cadastre_api::routes()), body_limit);
         let webhooks = limited(webhooks::routes(), 5 * 1024 * 1024);
         // The web UI reads like the read API (same tokens and limits); its errors are pages.
+        // References to entities the catalog lacks are shown as such, not linked.
         let ui = limits(with_tokens(ui::routes()), body_limit)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                ui::dangling::mark_missing,
+            ))
             .layer(axum::middleware::from_fn(ui::html_errors))
             .with_state(self.clone());
         // Probes and metrics answer without a token: they reveal nothing of the catalog.

@@ -129,6 +129,351 @@ async fn the_catalog_lists_filters_and_pages() {
     assert!(html.contains("not key=value"), "{html}");
 }
 
+/// Each row's cells after the name, tags stripped: kind, type, owner, system, lifecycle, …
+fn row_cells(html: &str) -> Vec<Vec<String>> {
+    html.split("<tr><th scope=\"row\">")
+        .skip(1)
+        .map(|row| {
+            let row = &row[row.find("</th>").unwrap()..row.find("</tr>").unwrap()];
+            row.split("<td")
+                .skip(1)
+                .map(|cell| {
+                    let cell = &cell[cell.find('>').unwrap() + 1..];
+                    let cell = &cell[..cell.find("</td>").unwrap()];
+                    let mut text = String::new();
+                    let mut in_tag = false;
+                    for c in cell.chars() {
+                        match c {
+                            '<' => in_tag = true,
+                            '>' => in_tag = false,
+                            c if !in_tag => text.push(c),
+                            _ => {}
+                        }
+                    }
+                    text.trim().to_lowercase()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_sorts_by_its_columns() {
+    let running = common::start().await;
+    // Each sortable heading is a link; by kind ascending is the default and is marked.
+    let (_, _, html) = page(&running, "/").await;
+    assert!(
+        html.contains("<th scope=\"col\" aria-sort=\"ascending\"><a class=\"sort\" href=\"/?order=kind&amp;dir=desc\" data-sort=\"kind\">Kind"),
+        "{html}"
+    );
+    for field in [
+        "metadata.name",
+        "spec.type",
+        "spec.owner",
+        "spec.system",
+        "spec.lifecycle",
+    ] {
+        assert!(
+            html.contains(&format!(
+                "<th scope=\"col\"><a class=\"sort\" href=\"/?order={field}&amp;dir=asc\" data-sort=\"{field}\">"
+            )),
+            "{field}: {html}"
+        );
+    }
+    let kinds: Vec<String> = row_cells(&html).into_iter().map(|r| r[0].clone()).collect();
+    assert!(kinds.windows(2).all(|w| w[0] <= w[1]), "{kinds:?}");
+
+    // By kind, descending: the rows' kinds never go up; clicking again goes back up.
+    let (status, _, html) = page(&running, "/?order=kind&dir=desc").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let kinds: Vec<String> = row_cells(&html).into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(kinds.len(), 50);
+    assert!(kinds.windows(2).all(|w| w[0] >= w[1]), "{kinds:?}");
+    let (_, _, ascending) = page(&running, "/?order=kind&dir=asc").await;
+    assert_ne!(row_cells(&ascending)[0][0], kinds[0], "{kinds:?}");
+    assert!(
+        html.contains("aria-sort=\"descending\"><a class=\"sort\" href=\"/\" data-sort=\"kind\"")
+    );
+
+    // By owner with a filter: the filter holds, entities without an owner are left out (and
+    // the page says so), facet links and the pager keep the order, and page 2 follows on.
+    let (status, _, html) = page(
+        &running,
+        "/?filter=kind%3Dcomponent&order=spec.owner&dir=asc",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let rows = row_cells(&html);
+    assert_eq!(rows.len(), 13, "{html}");
+    assert!(rows.iter().all(|r| r[0] == "component"));
+    let owners: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
+    assert!(owners.windows(2).all(|w| w[0] <= w[1]), "{owners:?}");
+    assert!(html.contains("Sorted by owner: entities without one are not listed."));
+    assert!(
+        html.contains("href=\"/?filter=kind%3Dcomponent&amp;filter=kind%3DAPI&amp;order=spec.owner&amp;dir=asc\""),
+        "{html}"
+    );
+    let (_, _, html) = page(&running, "/?order=spec.owner&dir=desc").await;
+    let owners: Vec<String> = row_cells(&html).into_iter().map(|r| r[2].clone()).collect();
+    assert!(owners.len() > 13, "{owners:?}");
+    assert!(owners.windows(2).all(|w| w[0] >= w[1]), "{owners:?}");
+    assert!(
+        html.contains(
+            "aria-sort=\"descending\"><a class=\"sort\" href=\"/?order=spec.owner&amp;dir=asc\""
+        ),
+        "{html}"
+    );
+    // Paging keeps the order: page 2 follows on from page 1.
+    let (_, _, html) = page(&running, "/?order=kind&dir=desc").await;
+    let next = rel_link(&html, "next").expect("a next page");
+    assert!(next.contains("order=kind&dir=desc&cursor="), "{next}");
+    let (_, _, second) = page(&running, &next).await;
+    assert!(second.contains("aria-sort=\"descending\""), "{second}");
+    let kinds: Vec<String> = row_cells(&html)
+        .into_iter()
+        .chain(row_cells(&second))
+        .map(|r| r[0].clone())
+        .collect();
+    assert!(kinds.len() > 50);
+    assert!(kinds.windows(2).all(|w| w[0] >= w[1]), "{kinds:?}");
+
+    // By name, descending, is the ascending order reversed (on the last names).
+    let (_, _, html) = page(&running, "/?order=metadata.name&dir=desc").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<String> = html
+        .split("<tr><th scope=\"row\"><a href=\"")
+        .skip(1)
+        .map(|row| {
+            row.split('"')
+                .next()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_lowercase()
+        })
+        .collect();
+    assert!(names.windows(2).all(|w| w[0] >= w[1]), "{names:?}");
+
+    // Anything else is a 400 page.
+    for bad in ["/?order=metadata.uid", "/?order=kind&dir=down"] {
+        let (status, _, html) = page(&running, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {html}");
+    }
+}
+
+/// The facet filters of a catalog page.
+fn facets_of(html: &str) -> &str {
+    let start = html.find("<aside class=\"facets\"").unwrap();
+    &html[start..start + html[start..].find("</aside>").unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_and_tag_counts_come_from_search_when_it_can() {
+    let store_only = common::start().await;
+    let searched = common::start_with_search().await;
+    // The index follows the store: wait until it has the examples.
+    for _ in 0..100 {
+        let (_, _, html) = page(&searched, "/search?q=artist").await;
+        if html.contains("/catalog/default/component/artist-lookup") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for path in [
+        "/",
+        "/?filter=kind%3Dcomponent",
+        "/?filter=kind%3Dcomponent&filter=relations.ownedby%3Dgroup%3Adefault%2Fteam-a",
+        "/?filter=metadata.tags%3Djava&filter=spec.lifecycle%3Dproduction",
+        // A filter search cannot apply: the store counts everything.
+        "/?filter=metadata.name%3Dartist-lookup",
+    ] {
+        let (status, _, from_store) = page(&store_only, path).await;
+        assert_eq!(status, StatusCode::OK, "{from_store}");
+        let (status, _, from_search) = page(&searched, path).await;
+        assert_eq!(status, StatusCode::OK, "{from_search}");
+        // Search counts kinds lower-cased (filters ignore case), so the links' case may differ.
+        assert_eq!(
+            facets_of(&from_store).to_lowercase(),
+            facets_of(&from_search).to_lowercase(),
+            "{path}"
+        );
+    }
+    // Owners are counted by relation, shown as Backstage writes them, and filter the table.
+    let (_, _, html) = page(&searched, "/?filter=kind%3Dcomponent").await;
+    let facets = facets_of(&html);
+    assert!(
+        facets.contains("href=\"/?filter=kind%3Dcomponent&amp;filter=relations.ownedby%3Dgroup%3Adefault%2Fteam-a\""),
+        "{facets}"
+    );
+    assert!(
+        facets.contains(
+            "<span class=\"visually-hidden\">Filter by </span>team-a <span class=\"count\">"
+        ),
+        "{facets}"
+    );
+    assert!(facets.contains("data-facet=\"metadata.tags\""), "{facets}");
+    let (_, _, html) = page(
+        &searched,
+        "/?filter=kind%3Dcomponent&filter=relations.ownedby%3Dgroup%3Adefault%2Fteam-a",
+    )
+    .await;
+    let rows = row_cells(&html);
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r[2] == "team-a"), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_tools_link_from_entity_pages() {
+    use cadastre_gateway::ui::{Tool, UiSettings};
+    let tool = |name: &str, annotation: &str, url: &str, kinds: &[&str]| {
+        Tool::new(
+            name,
+            annotation,
+            url,
+            kinds.iter().map(|k| (*k).to_owned()).collect(),
+        )
+        .unwrap()
+    };
+    let settings = Settings {
+        ui: UiSettings {
+            tools: vec![
+                tool(
+                    "CI",
+                    "github.com/project-slug",
+                    "https://github.com/{value}/actions",
+                    &["component"],
+                ),
+                tool(
+                    "Docs",
+                    "backstage.io/techdocs-ref",
+                    "https://docs.example.com/{namespace}/{kind}/{name}",
+                    &[],
+                ),
+                tool(
+                    "Dashboard",
+                    "grafana/dashboard-selector",
+                    "https://grafana.example.com/d?selector={value}",
+                    &[],
+                ),
+                tool(
+                    "On call",
+                    "pagerduty.com/service-id",
+                    "https://acme.pagerduty.com/service-directory/{value}",
+                    &[],
+                ),
+            ],
+        },
+        ..Settings::default()
+    }
+    .for_listen("127.0.0.1:7007".parse().unwrap())
+    .unwrap();
+    let running = common::start_with(settings).await;
+    let body = |kind: &str, name: &str, annotations: Value| {
+        json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": kind,
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"}
+        })
+    };
+    running
+        .store
+        .apply_batch(Batch::of_bodies(
+            [
+                body(
+                    "Component",
+                    "tooled",
+                    json!({
+                        "github.com/project-slug": "acme/tooled",
+                        "backstage.io/techdocs-ref": "dir:.",
+                        "pagerduty.com/service-id": "P123ABC",
+                    }),
+                ),
+                body(
+                    "Component",
+                    "hostile-tools",
+                    json!({
+                        "grafana/dashboard-selector": "x\"><script>alert(1)</script>&y=1",
+                        "pagerduty.com/service-id": "../../admin",
+                        "github.com/project-slug": "javascript:alert(1)",
+                    }),
+                ),
+                body(
+                    "API",
+                    "tooled-api",
+                    json!({"github.com/project-slug": "acme/api"}),
+                ),
+            ],
+            "url:https://example.com/tools.yaml",
+        ))
+        .await
+        .unwrap();
+
+    let (status, _, html) = page(&running, "/catalog/default/component/tooled").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("<nav class=\"tools\" aria-label=\"Tools\">"),
+        "{html}"
+    );
+    for (name, url) in [
+        ("CI", "https://github.com/acme/tooled/actions"),
+        ("Docs", "https://docs.example.com/default/component/tooled"),
+        (
+            "On call",
+            "https://acme.pagerduty.com/service-directory/P123ABC",
+        ),
+    ] {
+        assert!(
+            html.contains(&format!(
+                "<a class=\"tool\" href=\"{url}\" rel=\"noopener noreferrer\" data-tool=\"{name}\""
+            )),
+            "{name}: {html}"
+        );
+    }
+    // No annotation, no link.
+    assert!(!html.contains("data-tool=\"Dashboard\""), "{html}");
+
+    // Hostile values are encoded into the template; `..` paths get no link.
+    let (status, _, html) = page(&running, "/catalog/default/component/hostile-tools").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("href=\"https://grafana.example.com/d?selector=x%22%3E%3Cscript%3Ealert%281%29%3C/script%3E%26y%3D1\""),
+        "{html}"
+    );
+    assert!(!html.contains("data-tool=\"On call\""), "{html}");
+    assert!(
+        html.contains("href=\"https://github.com/javascript%3Aalert%281%29/actions\""),
+        "{html}"
+    );
+    assert!(!html.contains("<script>alert"), "{html}");
+
+    // A tool limited to components is not on an API's page.
+    let (_, _, html) = page(&running, "/catalog/default/api/tooled-api").await;
+    assert!(!html.contains("data-tool=\"CI\""), "{html}");
+    // An entity with none of the annotations has no tools row.
+    let (_, _, html) = page(&running, "/catalog/default/component/artist-lookup").await;
+    assert!(!html.contains("class=\"tools\""), "{html}");
+
+    // Without configuration, the default tools: a GitHub project's repository and CI.
+    let running = common::start().await;
+    running
+        .store
+        .apply_batch(Batch::of_bodies(
+            [body(
+                "Component",
+                "tooled",
+                json!({"github.com/project-slug": "acme/tooled"}),
+            )],
+            "url:https://example.com/tools.yaml",
+        ))
+        .await
+        .unwrap();
+    let (_, _, html) = page(&running, "/catalog/default/component/tooled").await;
+    assert!(html.contains("href=\"https://github.com/acme/tooled\" rel=\"noopener noreferrer\" data-tool=\"Repository\""), "{html}");
+    assert!(html.contains("href=\"https://github.com/acme/tooled/actions\" rel=\"noopener noreferrer\" data-tool=\"CI\""), "{html}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entity_page_shows_its_owner_relations_and_links() {
     let running = common::start().await;

@@ -144,6 +144,7 @@ async fn the_ui_works_in_a_real_browser() {
         serde_json::json!([
             "catalog",
             "filter by kind",
+            "sort by owner",
             "search suggestions",
             "entity page",
             "follow a relation",

@@ -1,7 +1,9 @@
 //! `/`: the catalog as a table, one store page at a time (never the whole catalog), with facet
 //! filters and cursor paging. The URL holds the whole view: `filter=key=value` (repeatable;
 //! values of one key are OR-ed, different keys AND-ed, e.g.
-//! `/?filter=kind=component&filter=spec.lifecycle=production`) and `cursor`.
+//! `/?filter=kind=component&filter=spec.lifecycle=production`), the sort (`order=<field>` of
+//! [`SORTABLE`] and `dir=asc|desc`, by kind (then namespace and name) when absent; the store's ordering, as
+//! `orderField` on `/entities/by-query`) and `cursor`.
 
 use std::fmt::Write as _;
 
@@ -20,15 +22,32 @@ use crate::error::ApiError;
 
 /// Rows per page: enough to scan, small enough to render quickly at any catalog size.
 const PAGE_SIZE: u32 = 50;
-/// The facets offered as filters: (field path, heading).
+/// The facets offered as filters: (field path, heading). Owners are counted by the `ownedBy`
+/// relation (as full refs), which the store keeps counts of, rather than by `spec.owner`,
+/// which it would count by reading every entity.
 const FACETS: [(&str, &str); 6] = [
     ("kind", "Kind"),
     ("spec.type", "Type"),
-    ("spec.owner", "Owner"),
+    ("relations.ownedby", "Owner"),
     ("spec.lifecycle", "Lifecycle"),
     ("metadata.tags", "Tags"),
     ("metadata.namespace", "Namespace"),
 ];
+/// Facets the search service counts, when the gateway has one and the filters are all ones it
+/// can apply: the store counts tags by reading every entity's body, and namespaces by reading
+/// every row. (catalog key, search facet).
+const SEARCH_FACETS: [(&str, &str); 6] = [
+    ("relations.ownedby", "owner"),
+    ("metadata.tags", "tags"),
+    ("metadata.namespace", "namespace"),
+    // The store keeps counts of these three, exact and quick while the filters are only on
+    // them; under any other filter it reads every row the filter selects.
+    ("kind", "kind"),
+    ("spec.type", "type"),
+    ("spec.lifecycle", "lifecycle"),
+];
+/// The keys the store keeps counts of.
+const HOT_KEYS: [&str; 3] = ["kind", "spec.type", "spec.lifecycle"];
 /// The most common values shown per facet (selected ones are always shown).
 const FACET_VALUES_SHOWN: usize = 12;
 /// What the table needs of each entity: the store sends nothing else.
@@ -43,6 +62,15 @@ const FIELDS: [&str; 10] = [
     "spec.owner",
     "spec.system",
     "spec.lifecycle",
+];
+/// The columns the table can be sorted by: (field path, heading).
+const SORTABLE: [(&str, &str); 6] = [
+    ("metadata.name", "Name"),
+    ("kind", "Kind"),
+    ("spec.type", "Type"),
+    ("spec.owner", "Owner"),
+    ("spec.system", "System"),
+    ("spec.lifecycle", "Lifecycle"),
 ];
 /// Descriptions in the table are cut to this many characters.
 const DESCRIPTION_CHARS: usize = 160;
@@ -111,15 +139,213 @@ impl Filters {
         legacy_filter(&[&statements.join(",")])
     }
 
-    /// The URL of this view (first page, or at `cursor`).
-    fn url(&self, cursor: Option<&str>) -> String {
+    /// The URL of this view in `sort` order (first page, or at `cursor`).
+    fn url(&self, sort: Sort, cursor: Option<&str>) -> String {
         let statements: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let pairs = statements
             .iter()
             .map(|s| ("filter", s.as_str()))
+            .chain(sort.pairs())
             .chain(cursor.map(|c| ("cursor", c)));
         format!("/{}", query(pairs))
     }
+}
+
+/// The filters of a view, but `except`'s, as the search service's, if it can apply them all.
+fn search_filters(filters: &Filters, except: Option<&str>) -> Option<pb::SearchFilters> {
+    let mut out = pb::SearchFilters::default();
+    for (key, value) in &filters.0 {
+        if Some(key.as_str()) == except {
+            continue;
+        }
+        let list = match key.as_str() {
+            "kind" => &mut out.kinds,
+            "spec.type" => &mut out.types,
+            "spec.lifecycle" => &mut out.lifecycles,
+            "metadata.namespace" => &mut out.namespaces,
+            "relations.ownedby" => &mut out.owners,
+            "metadata.tags" => &mut out.tags,
+            _ => return None,
+        };
+        list.push(value.clone());
+    }
+    Some(out)
+}
+
+/// Counts `keys` (of [`SEARCH_FACETS`]) over the entities `filters` select, with the search
+/// service, as the store's facets; with the store over `predicate` (the same filters) when
+/// search cannot answer.
+async fn search_facets(
+    gateway: &Gateway,
+    keys: Vec<&'static str>,
+    filters: pb::SearchFilters,
+    predicate: Option<pb::Predicate>,
+) -> Result<Vec<pb::Facet>, ApiError> {
+    let names = |key: &str| {
+        SEARCH_FACETS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, n)| *n)
+    };
+    let answer = gateway
+        .search()?
+        .search(pb::SearchRequest {
+            query: String::new(),
+            filters: Some(filters),
+            facets: keys
+                .iter()
+                .filter_map(|key| names(key))
+                .map(str::to_owned)
+                .collect(),
+            limit: 1,
+            ..Default::default()
+        })
+        .await;
+    let answer = match answer {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => {
+            tracing::debug!(message = status.message(), "search cannot count facets");
+            let keys = keys.iter().map(|key| (*key).to_owned()).collect();
+            return facet_counts(gateway, keys, predicate).await;
+        }
+    };
+    Ok(keys
+        .iter()
+        .filter_map(|key| {
+            let facet = answer
+                .facets
+                .iter()
+                .find(|f| Some(f.field.as_str()) == names(key))?;
+            Some(pb::Facet {
+                facet: (*key).to_owned(),
+                values: facet
+                    .values
+                    .iter()
+                    .map(|v| pb::FacetCount {
+                        value: v.value.clone(),
+                        count: v.count,
+                    })
+                    .collect(),
+            })
+        })
+        .collect())
+}
+
+/// How a facet value reads: owners as Backstage writes them (a group in the default
+/// namespace by its name), built-in kinds as Backstage spells them.
+fn facet_label<'a>(key: &str, value: &'a str) -> &'a str {
+    /// Kinds as Backstage spells them (search counts them lower-cased).
+    const KINDS: [&str; 9] = [
+        "API",
+        "Component",
+        "Domain",
+        "Group",
+        "Location",
+        "Resource",
+        "System",
+        "Template",
+        "User",
+    ];
+    match key {
+        "relations.ownedby" => value.strip_prefix("group:default/").unwrap_or(value),
+        "kind" => KINDS
+            .iter()
+            .find(|kind| kind.eq_ignore_ascii_case(value))
+            .copied()
+            .unwrap_or(value),
+        _ => value,
+    }
+}
+
+/// The order of a view: one of [`SORTABLE`], ascending or descending.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sort {
+    field: &'static str,
+    descending: bool,
+}
+
+/// By kind, then namespace and name: the order of entity refs, which the store reads from an
+/// index (any other order it sorts, reading every entity matching the filter).
+impl Default for Sort {
+    fn default() -> Self {
+        Sort {
+            field: "kind",
+            descending: false,
+        }
+    }
+}
+
+impl Sort {
+    /// Reads `order` (a field path of [`SORTABLE`]) and `dir` (`asc` or `desc`), as the REST
+    /// API's `orderField` reads them.
+    fn parse(order: Option<&str>, dir: Option<&str>) -> Result<Sort, ApiError> {
+        let order = order.map(str::trim).filter(|order| !order.is_empty());
+        let dir = dir.map(str::trim).filter(|dir| !dir.is_empty());
+        let Some(order) = order else {
+            return match dir {
+                None => Ok(Sort::default()),
+                Some(dir) => Sort::parse(Some(Sort::default().field), Some(dir)),
+            };
+        };
+        let parsed = cadastre_query::order::order_by(order, dir).map_err(|_| {
+            ApiError::input(format!(
+                "The sort direction {:?} is not asc or desc",
+                dir.unwrap_or_default()
+            ))
+        })?;
+        let field = SORTABLE
+            .iter()
+            .map(|(field, _)| *field)
+            .find(|field| *field == parsed.field)
+            .ok_or_else(|| {
+                ApiError::input(format!(
+                    "The catalog cannot be sorted by {order:?}; it can by {}",
+                    SORTABLE.map(|(field, _)| field).join(", ")
+                ))
+            })?;
+        Ok(Sort {
+            field,
+            descending: parsed.descending,
+        })
+    }
+
+    /// The query pairs of this order (none for the default).
+    fn pairs(&self) -> Vec<(&'static str, &'static str)> {
+        if *self == Sort::default() {
+            return Vec::new();
+        }
+        vec![
+            ("order", self.field),
+            ("dir", if self.descending { "desc" } else { "asc" }),
+        ]
+    }
+
+    /// The store's order: none by kind ascending, which is the order of entity refs
+    /// (`kind:namespace/name`), which the store reads from an index instead of sorting.
+    fn order_field(&self) -> Option<pb::OrderField> {
+        (self.field != "kind" || self.descending).then(|| pb::OrderField {
+            field: self.field.to_owned(),
+            descending: self.descending,
+        })
+    }
+
+    /// Whether every entity has the field, so none is left out of the view.
+    fn everyone_has_it(&self) -> bool {
+        matches!(self.field, "metadata.name" | "kind")
+    }
+}
+
+/// How many entities the view holds, from the kind counts: every entity has one kind, and
+/// the kind facet leaves out the kind filter's own values, so those are the ones counted.
+fn kind_total(filters: &Filters, facets: &[pb::Facet]) -> u64 {
+    let kinds_filtered = filters.0.iter().any(|(key, _)| key == "kind");
+    facets
+        .iter()
+        .filter(|facet| facet.facet == "kind")
+        .flat_map(|facet| &facet.values)
+        .filter(|value| !kinds_filtered || filters.has("kind", &value.value))
+        .map(|value| value.count)
+        .sum()
 }
 
 /// `GET /`: the catalog page.
@@ -134,6 +360,13 @@ pub(crate) async fn catalog(
         .map(|(_, value)| value.as_str())
         .collect();
     let filters = Filters::parse(&values)?;
+    let one = |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let sort = Sort::parse(one("order"), one("dir"))?;
     let cursor = pairs
         .iter()
         .find(|(key, _)| key == "cursor")
@@ -151,33 +384,66 @@ pub(crate) async fn catalog(
         },
         None => pb::QueryEntitiesRequest {
             filter: filters.predicate(None)?,
-            order: vec![pb::OrderField {
-                field: "metadata.name".into(),
-                descending: false,
-            }],
+            order: sort.order_field().into_iter().collect(),
             fields,
             limit: PAGE_SIZE,
+            // Every entity has a kind and a name: the kind counts give the total.
+            exclude_total: sort.everyone_has_it(),
             ..Default::default()
         },
     };
     // Facets not filtered on share one call over the whole filter; each filtered one is
-    // counted without its own values.
-    let mut facet_calls = Vec::new();
-    let unfiltered: Vec<String> = FACETS
+    // counted without its own values. Owners and tags are counted by search when it can.
+    let by_search = gateway.search().is_ok() && search_filters(&filters, None).is_some();
+    let only_hot_filters = filters
+        .0
         .iter()
-        .filter(|(key, _)| !filters.0.iter().any(|(k, _)| k == key))
-        .map(|(key, _)| (*key).to_owned())
-        .collect();
-    if !unfiltered.is_empty() {
-        facet_calls.push(facet_counts(&gateway, unfiltered, filters.predicate(None)?));
+        .all(|(key, _)| HOT_KEYS.contains(&key.as_str()));
+    let counted_by_search = |key: &str| {
+        by_search
+            && SEARCH_FACETS.iter().any(|(k, _)| *k == key)
+            && !(only_hot_filters && HOT_KEYS.contains(&key))
+    };
+    let filtered = |key: &str| filters.0.iter().any(|(k, _)| k == key);
+    let mut facet_calls: Vec<futures::future::BoxFuture<'_, Result<Vec<pb::Facet>, ApiError>>> =
+        Vec::new();
+    let (searched, stored): (Vec<&'static str>, Vec<&'static str>) = FACETS
+        .iter()
+        .map(|(key, _)| *key)
+        .filter(|key| !filtered(key))
+        .partition(|key| counted_by_search(key));
+    if !stored.is_empty() {
+        facet_calls.push(Box::pin(facet_counts(
+            &gateway,
+            stored.iter().map(|key| (*key).to_owned()).collect(),
+            filters.predicate(None)?,
+        )));
+    }
+    if !searched.is_empty() {
+        let all = search_filters(&filters, None).unwrap_or_default();
+        facet_calls.push(Box::pin(search_facets(
+            &gateway,
+            searched,
+            all,
+            filters.predicate(None)?,
+        )));
     }
     for (key, _) in FACETS {
-        if filters.0.iter().any(|(k, _)| k == key) {
-            facet_calls.push(facet_counts(
+        if !filtered(key) {
+            continue;
+        }
+        match search_filters(&filters, Some(key)).filter(|_| counted_by_search(key)) {
+            Some(others) => facet_calls.push(Box::pin(search_facets(
+                &gateway,
+                vec![key],
+                others,
+                filters.predicate(Some(key))?,
+            ))),
+            None => facet_calls.push(Box::pin(facet_counts(
                 &gateway,
                 vec![key.to_owned()],
                 filters.predicate(Some(key))?,
-            ));
+            ))),
         }
     }
     let mut catalog = gateway.catalog();
@@ -190,32 +456,52 @@ pub(crate) async fn catalog(
 
     let mut main = String::with_capacity(32 * 1024);
     main.push_str("<div class=\"with-sidebar\">");
-    facets_html(&mut main, &filters, &facets);
+    facets_html(&mut main, &filters, sort, &facets);
     main.push_str(
         "<section class=\"results\" aria-labelledby=\"heading\"><h1 id=\"heading\">Catalog</h1>",
     );
     let shown = page.items.len();
+    let total = if sort.everyone_has_it() {
+        kind_total(&filters, &facets)
+    } else {
+        page.total_items
+    };
     let _ = write!(
         main,
         "<p class=\"summary\" role=\"status\">{} {}{}</p>",
-        page.total_items,
-        if page.total_items == 1 {
-            "entity"
-        } else {
-            "entities"
-        },
+        total,
+        if total == 1 { "entity" } else { "entities" },
         if filters.0.is_empty() {
             ""
         } else {
             " match these filters"
         },
     );
+    if !matches!(sort.field, "metadata.name" | "kind") {
+        let heading = SORTABLE
+            .iter()
+            .find(|(field, _)| *field == sort.field)
+            .map_or("", |(_, heading)| heading);
+        let _ = write!(
+            main,
+            "<p class=\"subtle\">Sorted by {}: entities without one are not listed. \
+             <a href=\"{}\">Sort by kind</a></p>",
+            esc(&heading.to_lowercase()),
+            esc(&filters.url(Sort::default(), None)),
+        );
+    }
     if shown == 0 {
         main.push_str("<p class=\"empty\">No entities to show.</p>");
     } else {
-        table_html(&mut main, page.items)?;
+        table_html(&mut main, &filters, sort, page.items)?;
     }
-    pager_html(&mut main, &filters, &page.prev_cursor, &page.next_cursor);
+    pager_html(
+        &mut main,
+        &filters,
+        sort,
+        &page.prev_cursor,
+        &page.next_cursor,
+    );
     main.push_str("</section></div>");
     Ok(layout::respond(
         StatusCode::OK,
@@ -223,12 +509,13 @@ pub(crate) async fn catalog(
     ))
 }
 
-fn facets_html(out: &mut String, filters: &Filters, facets: &[pb::Facet]) {
+fn facets_html(out: &mut String, filters: &Filters, sort: Sort, facets: &[pb::Facet]) {
     out.push_str("<aside class=\"facets\" aria-label=\"Filters\"><h2>Filters</h2>");
     if !filters.0.is_empty() {
         let _ = write!(
             out,
-            "<p><a class=\"clear\" href=\"/\">Clear {} filter{}</a></p>",
+            "<p><a class=\"clear\" href=\"{}\">Clear {} filter{}</a></p>",
+            esc(&Filters::default().url(sort, None)),
             filters.0.len(),
             if filters.0.len() == 1 { "" } else { "s" }
         );
@@ -267,10 +554,10 @@ fn facets_html(out: &mut String, filters: &Filters, facets: &[pb::Facet]) {
         for value in shown {
             facet_value(
                 out,
-                &filters.toggled(key, &value.value).url(None),
+                &filters.toggled(key, &value.value).url(sort, None),
                 filters.has(key, &value.value),
                 key,
-                &value.value,
+                facet_label(key, &value.value),
                 value.count,
             );
         }
@@ -279,13 +566,49 @@ fn facets_html(out: &mut String, filters: &Filters, facets: &[pb::Facet]) {
     out.push_str("</aside>");
 }
 
-fn table_html(out: &mut String, items: Vec<pb::StoredEntity>) -> Result<(), ApiError> {
-    out.push_str(
-        "<div class=\"table-wrap\"><table class=\"entities\"><thead><tr>\
-         <th scope=\"col\">Name</th><th scope=\"col\">Kind</th><th scope=\"col\">Type</th>\
-         <th scope=\"col\">Owner</th><th scope=\"col\">System</th><th scope=\"col\">Lifecycle</th>\
-         <th scope=\"col\">Tags</th><th scope=\"col\">Description</th></tr></thead><tbody>",
-    );
+/// The table's head: each sortable column a link to the view sorted by it (ascending, or the
+/// other way when it is the current order), the current one marked with `aria-sort`.
+fn head_html(out: &mut String, filters: &Filters, sort: Sort) {
+    out.push_str("<thead><tr>");
+    for (field, heading) in SORTABLE {
+        let current = sort.field == field;
+        let next = Sort {
+            field,
+            descending: current && !sort.descending,
+        };
+        let (aria, mark, state) = match (current, sort.descending) {
+            (true, false) => (
+                " aria-sort=\"ascending\"",
+                "▲",
+                "sorted ascending; sort descending",
+            ),
+            (true, true) => (
+                " aria-sort=\"descending\"",
+                "▼",
+                "sorted descending; sort ascending",
+            ),
+            _ => ("", "", "sort by it"),
+        };
+        let _ = write!(
+            out,
+            "<th scope=\"col\"{aria}><a class=\"sort\" href=\"{href}\" data-sort=\"{field}\">{heading}\
+             <span class=\"sort-mark\" aria-hidden=\"true\">{mark}</span>\
+             <span class=\"visually-hidden\"> ({state})</span></a></th>",
+            href = esc(&filters.url(next, None)),
+        );
+    }
+    out.push_str("<th scope=\"col\">Tags</th><th scope=\"col\">Description</th></tr></thead>");
+}
+
+fn table_html(
+    out: &mut String,
+    filters: &Filters,
+    sort: Sort,
+    items: Vec<pb::StoredEntity>,
+) -> Result<(), ApiError> {
+    out.push_str("<div class=\"table-wrap\"><table class=\"entities\">");
+    head_html(out, filters, sort);
+    out.push_str("<tbody>");
     for stored in items {
         let entity = entity_json(stored, &Projection::everything())?;
         let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
@@ -347,7 +670,7 @@ fn table_html(out: &mut String, items: Vec<pb::StoredEntity>) -> Result<(), ApiE
     Ok(())
 }
 
-fn pager_html(out: &mut String, filters: &Filters, prev: &str, next: &str) {
+fn pager_html(out: &mut String, filters: &Filters, sort: Sort, prev: &str, next: &str) {
     if prev.is_empty() && next.is_empty() {
         return;
     }
@@ -356,14 +679,14 @@ fn pager_html(out: &mut String, filters: &Filters, prev: &str, next: &str) {
         let _ = write!(
             out,
             "<a rel=\"prev\" href=\"{}\">← Previous</a>",
-            esc(&filters.url(Some(prev)))
+            esc(&filters.url(sort, Some(prev)))
         );
     }
     if !next.is_empty() {
         let _ = write!(
             out,
             "<a rel=\"next\" href=\"{}\">Next →</a>",
-            esc(&filters.url(Some(next)))
+            esc(&filters.url(sort, Some(next)))
         );
     }
     out.push_str("</nav>");
@@ -388,16 +711,55 @@ mod tests {
         let fewer = filters.toggled("kind", "component");
         assert!(!fewer.has("kind", "component"));
         assert_eq!(
-            fewer.url(None),
+            fewer.url(Sort::default(), None),
             "/?filter=spec.type%3Dservice&filter=kind%3Dapi"
         );
         assert_eq!(
-            Filters::default().url(Some("abc")),
+            Filters::default().url(Sort::default(), Some("abc")),
             "/?cursor=abc".to_owned()
         );
         assert!(Filters::parse(&["=x"]).is_err());
         assert!(Filters::parse(&["kind"]).is_err());
         assert!(filters.predicate(None).unwrap().is_some());
+        let by_owner = Sort::parse(Some("Spec.Owner"), Some("desc")).unwrap();
+        assert_eq!((by_owner.field, by_owner.descending), ("spec.owner", true));
+        assert_eq!(
+            fewer.url(by_owner, Some("c")),
+            "/?filter=spec.type%3Dservice&filter=kind%3Dapi&order=spec.owner&dir=desc&cursor=c"
+        );
+        assert_eq!(Sort::parse(None, None).unwrap(), Sort::default());
+        assert!(
+            Sort::parse(Some("metadata.name"), Some("desc"))
+                .unwrap()
+                .descending
+        );
+        assert!(Sort::parse(None, Some("desc")).unwrap().descending);
+        assert!(Sort::parse(Some("metadata.uid"), None).is_err());
+        assert!(Sort::parse(Some("kind"), Some("down")).is_err());
+        // Kind ascending is the entity refs' order: no order field for the store to sort by.
+        assert_eq!(Sort::parse(Some("kind"), None).unwrap().order_field(), None);
+        assert!(
+            Sort::parse(Some("kind"), Some("desc"))
+                .unwrap()
+                .order_field()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn the_total_is_the_kind_counts_in_view() {
+        let facets = [pb::Facet {
+            facet: "kind".into(),
+            values: [("Component", 13), ("API", 4), ("Group", 2)]
+                .map(|(value, count)| pb::FacetCount {
+                    value: value.into(),
+                    count,
+                })
+                .to_vec(),
+        }];
+        assert_eq!(kind_total(&Filters::default(), &facets), 19);
+        let kinds = Filters::parse(&["kind=component,kind=api"]).unwrap();
+        assert_eq!(kind_total(&kinds, &facets), 17);
         assert!(Filters::default().predicate(None).unwrap().is_none());
     }
 }

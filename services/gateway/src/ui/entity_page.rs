@@ -2,7 +2,8 @@
 //! edit links of its annotations), relations by type (each a link), for API entities the
 //! definition rendered (`api_definition`), for groups and users their members, groups and
 //! what they own with its open errors (`people`), the relations graph (`graph`, `?depth=1|2`),
-//! the processing errors kept for it, its history, and its served JSON. A handful of store
+//! the processing errors kept for it, its history, and its served JSON; under the header,
+//! links to the configured tools its annotations name (`tools`). A handful of store
 //! calls (lookup, errors, history; errors by owner for groups and users; one by-refs call at
 //! depth 2), whatever the catalog's size.
 
@@ -17,7 +18,7 @@ use cadastre_query::Projection;
 use serde_json::Value;
 
 use super::html::{self, entity_path, esc, names, ref_link, safe_url};
-use super::{api_definition, graph, layout, people};
+use super::{api_definition, graph, layout, people, tools};
 use crate::Gateway;
 use crate::catalog::{entity_json, stored_by_name};
 use crate::error::ApiError;
@@ -135,6 +136,7 @@ pub(crate) async fn entity(
 
     let mut main = String::with_capacity(16 * 1024);
     header_html(&mut main, &entity, &kind, &name, &title, &namespace);
+    tools::tools_html(&mut main, &gateway.settings().ui.tools, &entity);
     main.push_str("<div class=\"cards\">");
     about_html(&mut main, &entity, &namespace);
     relations_html(&mut main, &entity);

@@ -1,7 +1,8 @@
 //! The web UI, rendered on the server as plain HTML from the same backends as the REST API:
 //! the catalog (`/`), search (`/search`), entity pages (`/catalog/{namespace}/{kind}/{name}`,
-//! with API definitions, group and user sections, a relations graph and history), registering
-//! a location (`/register`) and ingestion (`/ingestion`). Pages work without JavaScript;
+//! with API definitions, group and user sections, links to configured tools (`tools`), a
+//! relations graph and history), registering a location (`/register`) and ingestion
+//! (`/ingestion`). Pages work without JavaScript;
 //! `app.js` only adds suggestions to the search box. Static files are embedded and served under hashed names
 //! (`assets`). The gateway mounts these routes behind the same tokens and limits as the
 //! read API; errors become HTML pages ([`html_errors`]) instead of Backstage's JSON body.
@@ -9,6 +10,7 @@
 mod api_definition;
 mod assets;
 mod catalog_page;
+pub mod dangling;
 mod entity_page;
 mod graph;
 mod html;
@@ -17,6 +19,9 @@ mod layout;
 mod people;
 mod register_page;
 mod search_page;
+mod tools;
+
+pub use tools::{Tool, UiSettings, default_tools};
 
 use axum::Router;
 use axum::extract::Request;

@@ -80,6 +80,35 @@ try {
   await shot("catalog-filtered");
   checked.push("filter by kind");
 
+  // Sorting: clicking the Owner heading sorts by owner (the filter kept); Enter on the focused
+  // heading, a real link, turns the order around.
+  const owners = () => page.locator("tbody tr td:nth-of-type(3)").allTextContents();
+  const byDefault = await owners();
+  await page.locator('thead a.sort[data-sort="spec.owner"]').click();
+  await page.waitForURL(/order=spec\.owner&dir=asc/);
+  assert.match(page.url(), /filter=kind%3DComponent/);
+  const ascending = await owners();
+  const ordered = (list, up) =>
+    list.every((owner, at) => {
+      if (at === 0) return true;
+      const [a, b] = [list[at - 1].toLowerCase(), owner.toLowerCase()];
+      return up ? a <= b : a >= b;
+    });
+  assert.ok(ordered(ascending, true), `ascending owners: ${ascending}`);
+  assert.notDeepEqual(ascending, byDefault, "the order changed");
+  assert.equal(
+    await page.locator('th[aria-sort="ascending"] a.sort').getAttribute("data-sort"),
+    "spec.owner",
+  );
+  await page.locator('thead a.sort[data-sort="spec.owner"]').focus();
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/order=spec\.owner&dir=desc/);
+  const descending = await owners();
+  assert.ok(ordered(descending, false), `descending owners: ${descending}`);
+  assert.notDeepEqual(descending, ascending);
+  await shot("catalog-sorted");
+  checked.push("sort by owner");
+
   // Typing in the search box suggests entities; the keyboard reaches and follows them.
   const box = page.locator("#q");
   await box.click();
