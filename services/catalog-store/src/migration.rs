@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(RelayPositions),
             Box::new(Leases),
             Box::new(ChangesCarryTraces),
+            Box::new(NameOrder),
         ]
     }
 }
@@ -393,6 +394,45 @@ impl MigrationTrait for ChangesCarryTraces {
         manager
             .get_connection()
             .execute_unprepared("ALTER TABLE changes DROP COLUMN trace_parent")
+            .await?;
+        Ok(())
+    }
+}
+
+/// Ordering by `metadata.name` reads an index instead of every entity's document.
+#[derive(Debug)]
+struct NameOrder;
+
+impl MigrationName for NameOrder {
+    fn name(&self) -> &str {
+        "m0007_name_order"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for NameOrder {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        // The catalog's usual view: every entity, or one kind, by name.
+        db.execute_unprepared(
+            "CREATE INDEX entities_name_order ON entities (lower(name), entity_ref)",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX entities_kind_name_order ON entities (kind_l, lower(name), entity_ref)",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS entities_name_order")
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS entities_kind_name_order")
             .await?;
         Ok(())
     }

@@ -285,6 +285,10 @@ pub fn push_document_values(sql: &mut Sql, key: &str) {
 pub fn push_sort_value(sql: &mut Sql, key: &str) {
     if let Some(column) = hot_column(key) {
         sql.push(column);
+    } else if key == "metadata.name" {
+        // Names are ASCII (the name format), so `lower` gives what `search_doc` holds, from
+        // an indexed expression instead of every entity's document.
+        sql.push("lower(e.name)");
     } else if sql.backend() == DbBackend::Postgres {
         sql.push("(e.search_doc -> ")
             .bind(key.to_owned())
