@@ -52,6 +52,15 @@ async fn wait_for_description(http: &reqwest::Client, base: &str, expected: &str
     }
 }
 
+/// A repository `payments` under `scratch` whose first commit describes it as "first".
+fn payments_repository(scratch: &std::path::Path) -> std::path::PathBuf {
+    let repo = scratch.join("payments");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    commit_description(&repo, "first");
+    repo
+}
+
 fn commit_description(repo: &std::path::Path, text: &str) -> String {
     let yaml = component_yaml("payments", "team-pay").replace(
         "metadata:\n  name: payments\n",
@@ -149,10 +158,7 @@ async fn start(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_is_harvested_and_a_forged_one_changes_nothing() {
     let scratch = tempfile::tempdir().unwrap();
-    let repo = scratch.path().join("payments");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    commit_description(&repo, "first");
+    let repo = payments_repository(scratch.path());
 
     let (base, _store, stop) = start(scratch.path()).await;
     let http = reqwest::Client::new();
@@ -247,10 +253,7 @@ async fn a_signed_push_is_harvested_and_a_forged_one_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_to_a_repository_under_a_location_tree_is_harvested() {
     let scratch = tempfile::tempdir().unwrap();
-    let repo = scratch.path().join("payments");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    commit_description(&repo, "first");
+    let repo = payments_repository(scratch.path());
     let repository_url = format!("file://{}", repo.display());
     let root = scratch.path().join("org.yaml");
     std::fs::write(
@@ -261,7 +264,6 @@ async fn a_push_to_a_repository_under_a_location_tree_is_harvested() {
     )
     .unwrap();
     let (base, store, stop) = start(scratch.path()).await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let registered = http
         .post(format!("{base}/api/catalog/locations"))
