@@ -341,14 +341,26 @@ impl CatalogService for CatalogGrpc {
             Some(Scope::EntityRef(entity_ref)) => ErrorScope::Entity(entity_ref),
             Some(Scope::OwnerRef(owner)) => ErrorScope::Owner(owner),
             None => {
-                return Err(Status::invalid_argument(
-                    "give a location_key, an entity_ref or an owner_ref",
-                ));
+                let cursor = Some(request.cursor.as_str()).filter(|c| !c.is_empty());
+                let page = self
+                    .store
+                    .all_processing_errors(cursor, request.limit)
+                    .await?;
+                return Ok(Response::new(pb::ListProcessingErrorsResponse {
+                    errors: page.errors.into_iter().map(to_proto_error).collect(),
+                    next_cursor: page.next_cursor.unwrap_or_default(),
+                }));
             }
         };
+        if !request.cursor.is_empty() {
+            return Err(Status::invalid_argument(
+                "a cursor pages the listing of every error; scoped listings are not paged",
+            ));
+        }
         let errors = self.store.processing_errors(&scope, request.limit).await?;
         Ok(Response::new(pb::ListProcessingErrorsResponse {
             errors: errors.into_iter().map(to_proto_error).collect(),
+            next_cursor: String::new(),
         }))
     }
 

@@ -3,8 +3,11 @@
 //! One schema for both backends; the few differences (identity columns, JSONB and its GIN
 //! index) are spelled per backend. Timestamps are microseconds since the Unix epoch.
 
-use sea_orm::DbBackend;
+use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::prelude::*;
+
+use crate::sql::Sql;
+use crate::write::FirstValues;
 
 /// All migrations, oldest first. Never edit a published one: add the next.
 #[derive(Debug)]
@@ -20,6 +23,8 @@ impl MigratorTrait for Migrator {
             Box::new(Leases),
             Box::new(ChangesCarryTraces),
             Box::new(NameOrder),
+            Box::new(ErrorsNewestFirst),
+            Box::new(OwnerAndSystemColumns),
         ]
     }
 }
@@ -435,5 +440,285 @@ impl MigrationTrait for NameOrder {
             .execute_unprepared("DROP INDEX IF EXISTS entities_kind_name_order")
             .await?;
         Ok(())
+    }
+}
+
+/// Every processing error, newest first, in pages: the listing walks this index from its end.
+#[derive(Debug)]
+struct ErrorsNewestFirst;
+
+impl MigrationName for ErrorsNewestFirst {
+    fn name(&self) -> &str {
+        "m0008_errors_newest_first"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ErrorsNewestFirst {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("CREATE INDEX errors_newest ON processing_errors (recorded_at, id)")
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS errors_newest")
+            .await?;
+        Ok(())
+    }
+}
+
+/// `spec.owner` and `spec.system` become hot columns: filtering, ordering and facets over them
+/// read indexes instead of every entity's document. Each holds the first value `search_doc`
+/// holds for its key (lower-cased, and in original case for facets); the rare entity with
+/// more than one value is flagged, and reads consult its document too.
+#[derive(Debug)]
+struct OwnerAndSystemColumns;
+
+impl MigrationName for OwnerAndSystemColumns {
+    fn name(&self) -> &str {
+        "m0009_owner_and_system_columns"
+    }
+}
+
+/// Entity rows read and rewritten per backfill statement.
+const BACKFILL_CHUNK: i64 = 500;
+
+/// The indexes of [`OwnerAndSystemColumns`], created after the backfill (one pass each
+/// instead of one insert per row). Each ordering index carries the original-case value last,
+/// so facet counts (all entities, or one kind) read only the index.
+const OWNER_SYSTEM_INDEXES: [(&str, &str); 5] = [
+    (
+        "entities_owner_order",
+        "(spec_owner_l, entity_ref, spec_owner)",
+    ),
+    (
+        "entities_kind_owner_order",
+        "(kind_l, spec_owner_l, entity_ref, spec_owner)",
+    ),
+    (
+        "entities_system_order",
+        "(spec_system_l, entity_ref, spec_system)",
+    ),
+    (
+        "entities_kind_system_order",
+        "(kind_l, spec_system_l, entity_ref, spec_system)",
+    ),
+    (
+        "entities_owner_system_multi",
+        "(id) WHERE owner_system_multi",
+    ),
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for OwnerAndSystemColumns {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for column in [
+            "spec_owner TEXT NULL",
+            "spec_owner_l TEXT NULL",
+            "spec_system TEXT NULL",
+            "spec_system_l TEXT NULL",
+            "owner_system_multi BOOLEAN NOT NULL DEFAULT FALSE",
+        ] {
+            db.execute_unprepared(&format!("ALTER TABLE entities ADD COLUMN {column}"))
+                .await?;
+        }
+        backfill_owner_and_system(db, manager.get_database_backend()).await?;
+        for (name, definition) in OWNER_SYSTEM_INDEXES {
+            db.execute_unprepared(&format!("CREATE INDEX {name} ON entities {definition}"))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for (name, _) in OWNER_SYSTEM_INDEXES {
+            db.execute_unprepared(&format!("DROP INDEX IF EXISTS {name}"))
+                .await?;
+        }
+        for column in [
+            "spec_owner",
+            "spec_owner_l",
+            "spec_system",
+            "spec_system_l",
+            "owner_system_multi",
+        ] {
+            db.execute_unprepared(&format!("ALTER TABLE entities DROP COLUMN {column}"))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Fills the owner and system columns of existing rows from their stored bodies, by the code
+/// that fills them on write (the stored body is what `search_doc` was built from). Rows
+/// without either key in their document keep the defaults and are not read.
+async fn backfill_owner_and_system(
+    db: &impl ConnectionTrait,
+    backend: DbBackend,
+) -> Result<(), DbErr> {
+    let has_either_key = match backend {
+        DbBackend::Postgres => "search_doc ?| array['spec.owner', 'spec.system']",
+        _ => {
+            "(json_type(search_doc, '$.\"spec.owner\"') IS NOT NULL \
+             OR json_type(search_doc, '$.\"spec.system\"') IS NOT NULL)"
+        }
+    };
+    let mut after = 0_i64;
+    let mut filled = 0_u64;
+    loop {
+        let mut select = Sql::new(backend);
+        select
+            .push("SELECT id, body FROM entities WHERE id > ")
+            .bind(after)
+            .push(&format!(" AND {has_either_key} ORDER BY id LIMIT "))
+            .bind(BACKFILL_CHUNK);
+        let rows = db.query_all_raw(select.build()).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get("", "id")?;
+        let mut update = Sql::new(backend);
+        update.push("WITH v (id, spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi) AS (VALUES ");
+        for (index, row) in rows.iter().enumerate() {
+            let id: i64 = row.try_get("", "id")?;
+            let body: String = row.try_get("", "body")?;
+            let body: serde_json::Value = serde_json::from_str(&body)
+                .map_err(|e| DbErr::Custom(format!("entity row {id}: body is not JSON: {e}")))?;
+            let values = FirstValues::of(&cadastre_query::search_rows(&body));
+            if index > 0 {
+                update.push(", ");
+            }
+            update.push("(").bind(id).push(", ");
+            values.bind(&mut update);
+            update.push(")");
+        }
+        update.push(
+            ") UPDATE entities SET spec_owner = v.spec_owner, spec_owner_l = v.spec_owner_l, \
+             spec_system = v.spec_system, spec_system_l = v.spec_system_l, \
+             owner_system_multi = v.owner_system_multi FROM v WHERE entities.id = v.id",
+        );
+        db.execute_raw(update.build()).await?;
+        filled += rows.len() as u64;
+    }
+    tracing::info!(entities = filled, "owner and system columns filled");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Batch, CatalogStore, Upsert};
+    use serde_json::json;
+
+    type OwnerSystemRow = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        bool,
+    );
+
+    async fn owner_system_columns(store: &CatalogStore) -> Vec<OwnerSystemRow> {
+        let sql = Sql::new(store.backend())
+            .push("SELECT entity_ref, spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi FROM entities ORDER BY entity_ref")
+            .clone();
+        let mut out = Vec::new();
+        for row in store.db().query_all_raw(sql.build()).await.unwrap() {
+            out.push((
+                row.try_get("", "entity_ref").unwrap(),
+                row.try_get("", "spec_owner").unwrap(),
+                row.try_get("", "spec_owner_l").unwrap(),
+                row.try_get("", "spec_system").unwrap(),
+                row.try_get("", "spec_system_l").unwrap(),
+                row.try_get("", "owner_system_multi").unwrap(),
+            ));
+        }
+        out
+    }
+
+    /// Rows written before the columns existed get what a write gives them.
+    async fn backfill_fills_what_writes_fill(store: CatalogStore) {
+        let entity = |kind: &str, name: &str, spec: serde_json::Value| Upsert {
+            body: json!({"kind": kind, "metadata": {"name": name}, "spec": spec}),
+            edges: Vec::new(),
+            location_key: None,
+            origin_location: None,
+            parent_ref: None,
+            commit: None,
+        };
+        let mut upserts = vec![
+            entity(
+                "Component",
+                "mixed",
+                json!({"owner": "Team-A", "system": "Billing"}),
+            ),
+            entity("Component", "list", json!({"owner": ["team-c", "Team-D"]})),
+            entity(
+                "Component",
+                "cased-keys",
+                json!({"owner": "x", "Owner": "Y"}),
+            ),
+            entity("Component", "number", json!({"owner": 42, "system": null})),
+            entity("Component", "long", json!({"owner": "o".repeat(300)})),
+            entity("Group", "team-a", json!({"type": "team"})),
+        ];
+        // More than one backfill statement's worth.
+        upserts.extend((0..BACKFILL_CHUNK + 7).map(|i| {
+            entity(
+                "Component",
+                &format!("c{i}"),
+                json!({"owner": format!("Team-{}", i % 13)}),
+            )
+        }));
+        store
+            .apply_batch(Batch {
+                upserts,
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let written = owner_system_columns(&store).await;
+        assert!(written.contains(&(
+            "component:default/list".into(),
+            Some("team-c".into()),
+            Some("team-c".into()),
+            None,
+            None,
+            true
+        )));
+        assert!(written.contains(&(
+            "component:default/mixed".into(),
+            Some("Team-A".into()),
+            Some("team-a".into()),
+            Some("Billing".into()),
+            Some("billing".into()),
+            false
+        )));
+
+        Migrator::down(store.db(), Some(1)).await.unwrap();
+        Migrator::up(store.db(), None).await.unwrap();
+        assert_eq!(owner_system_columns(&store).await, written);
+    }
+
+    #[tokio::test]
+    async fn backfill_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("catalog.db").display()
+        );
+        backfill_fills_what_writes_fill(CatalogStore::connect(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn backfill_on_postgres() {
+        let url = cadastre_testkit::fresh_postgres_database("cadastre_test").await;
+        backfill_fills_what_writes_fill(CatalogStore::connect(&url).await.unwrap()).await;
     }
 }

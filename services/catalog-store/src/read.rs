@@ -1,20 +1,21 @@
 //! The read path: lookups, queries with Backstage's filter semantics and keyset cursors,
 //! facets, ancestry, history, locations, processing errors and the change feed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cadastre_model::{Finding, Position, Rule, Severity};
 use cadastre_query::{Condition, Cursor, FullTextFilter, OrderField, Predicate};
 use sea_orm::{ConnectionTrait, QueryResult};
 
 use crate::sql::{
-    Sql, hot_column, like_escape, push_document_values, push_predicate, push_sort_value,
+    MORE_VALUES_FLAG, Sql, like_escape, push_predicate, push_sort_value, push_value_like,
 };
 use crate::time_util::from_rfc3339;
 use crate::write::canonical_ref;
 use crate::{
     AncestryItem, CatalogStore, Change, ChangeKind, EntityPage, EntityQuery, ErrorScope,
-    FacetValues, Location, MAX_PAGE_SIZE, ProcessingError, Result, StoreError, StoredEntity,
+    FacetValues, Location, MAX_PAGE_SIZE, ProcessingError, ProcessingErrorPage, Result, StoreError,
+    StoredEntity,
 };
 
 const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, e.etag, e.kind, e.namespace, e.name, e.body, e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, e.created_at, e.updated_at";
@@ -286,6 +287,8 @@ impl CatalogStore {
                 push_hot_conditions(&mut sql, &conditions);
                 sql.push(&format!(" GROUP BY h.{original} HAVING SUM(h.n) > 0"));
                 self.value_counts(sql).await?
+            } else if let Some(column) = first_value_column(&key) {
+                self.first_value_facet(&key, column, filter).await?
             } else if let Some(column) = original_column(&key) {
                 let mut sql = Sql::new(self.backend());
                 sql.push(&format!("SELECT {column} AS value, COUNT(*) AS n FROM entities e WHERE {column} IS NOT NULL AND "));
@@ -342,6 +345,56 @@ impl CatalogStore {
         push_predicate(&mut sql, filter);
         sql.push(" GROUP BY r.target_ref");
         self.value_counts(sql).await
+    }
+
+    /// Value counts of a first-value hot key (`spec.owner`, `spec.system`): grouped from its
+    /// original-case column, which the ordering indexes carry, plus the values beyond the
+    /// first of the few entities that hold more than one (read from their bodies).
+    async fn first_value_facet(
+        &self,
+        key: &str,
+        column: &str,
+        filter: &Predicate,
+    ) -> Result<Vec<(String, u64)>> {
+        let mut sql = Sql::new(self.backend());
+        sql.push(&format!("SELECT {column} AS value, COUNT(*) AS n FROM entities e WHERE {column} IS NOT NULL AND "));
+        push_predicate(&mut sql, filter);
+        sql.push(&format!(" GROUP BY {column}"));
+        let mut counts: BTreeMap<String, u64> = self.value_counts(sql).await?.into_iter().collect();
+        let mut after: Option<String> = None;
+        loop {
+            let mut sql = Sql::new(self.backend());
+            sql.push(&format!(
+                "SELECT e.entity_ref, e.body, {column} AS first FROM entities e WHERE {MORE_VALUES_FLAG} AND "
+            ));
+            push_predicate(&mut sql, filter);
+            if let Some(after) = &after {
+                sql.push(" AND e.entity_ref > ").bind(after.clone());
+            }
+            sql.push(" ORDER BY e.entity_ref LIMIT ")
+                .bind(i64::from(FACET_SCAN_BATCH));
+            let rows = self.db().query_all_raw(sql.build()).await?;
+            for row in &rows {
+                let entity_ref: String = row.try_get("", "entity_ref")?;
+                let body: String = row.try_get("", "body")?;
+                let first: Option<String> = row.try_get("", "first")?;
+                let body: serde_json::Value = serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("{entity_ref}: {e}")))?;
+                let values: BTreeSet<String> = cadastre_query::search_rows(&body)
+                    .into_iter()
+                    .filter(|row| row.key == key)
+                    .filter_map(|row| row.original)
+                    .collect();
+                // The first value was counted from the column.
+                for value in values.into_iter().filter(|v| Some(v) != first.as_ref()) {
+                    *counts.entry(value).or_default() += 1;
+                }
+                after = Some(entity_ref);
+            }
+            if rows.len() < FACET_SCAN_BATCH as usize {
+                return Ok(counts.into_iter().collect());
+            }
+        }
     }
 
     async fn value_counts(&self, sql: Sql) -> Result<Vec<(String, u64)>> {
@@ -599,6 +652,52 @@ impl CatalogStore {
             .collect()
     }
 
+    /// Every kept processing error, newest first (errors recorded together: the last written
+    /// first), `limit` at a time (0: 1,000), after `cursor` (a page's `next_cursor`).
+    pub async fn all_processing_errors(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ProcessingErrorPage> {
+        let limit = if limit == 0 {
+            1_000
+        } else {
+            limit.min(MAX_PAGE_SIZE)
+        };
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT p.id, p.location_key, p.entity_ref, p.rule, p.severity, p.path, p.line, p.col, p.message, p.file, p.recorded_at FROM processing_errors p");
+        if let Some(cursor) = cursor {
+            let (recorded_at, id) = decode_error_cursor(cursor)?;
+            // A row comparison: both backends seek the (recorded_at, id) index to it.
+            sql.push(" WHERE (p.recorded_at, p.id) < (")
+                .bind(recorded_at)
+                .push(", ")
+                .bind(id)
+                .push(")");
+        }
+        sql.push(" ORDER BY p.recorded_at DESC, p.id DESC LIMIT ")
+            // One extra row tells whether another page follows.
+            .bind(i64::from(limit) + 1);
+        let rows = self.db().query_all_raw(sql.build()).await?;
+        let more = rows.len() > limit as usize;
+        let mut errors = Vec::with_capacity(rows.len().min(limit as usize));
+        let mut next_cursor = None;
+        for row in rows.iter().take(limit as usize) {
+            let error = error_from_row(row)?;
+            if more {
+                next_cursor = Some(encode_error_cursor(
+                    error.recorded_at,
+                    row.try_get("", "id")?,
+                ));
+            }
+            errors.push(error);
+        }
+        Ok(ProcessingErrorPage {
+            errors,
+            next_cursor,
+        })
+    }
+
     /// The location keys to harvest again for `entity_ref`: its own and its ancestors'.
     pub async fn refresh_targets(&self, entity_ref: &str) -> Result<Vec<String>> {
         let ancestry = self.ancestry(entity_ref).await?;
@@ -657,6 +756,15 @@ fn push_hot_conditions(sql: &mut Sql, conditions: &[(&'static str, &[String])]) 
     }
 }
 
+/// The original-case column of a first-value hot key (see [`crate::sql::first_value_key`]).
+fn first_value_column(key: &str) -> Option<&'static str> {
+    match key {
+        "spec.owner" => Some("e.spec_owner"),
+        "spec.system" => Some("e.spec_system"),
+        _ => None,
+    }
+}
+
 /// The column with original-case values for the facets that have one.
 fn original_column(key: &str) -> Option<&'static str> {
     match key {
@@ -701,22 +809,14 @@ fn push_conditions(
             if index > 0 {
                 sql.push(" OR ");
             }
-            if let Some(column) = hot_column(field) {
-                sql.push(column)
-                    .push(" LIKE ")
-                    .bind(pattern.clone())
-                    .push(" ESCAPE '\\'");
-            } else if let Some(relation_type) = field.strip_prefix("relations.") {
+            if let Some(relation_type) = field.strip_prefix("relations.") {
                 sql.push("EXISTS (SELECT 1 FROM relations r WHERE r.source_ref = e.entity_ref AND r.type_l = ")
                     .bind(relation_type.to_owned())
                     .push(" AND r.target_ref LIKE ")
                     .bind(pattern.clone())
                     .push(" ESCAPE '\\')");
             } else {
-                push_document_values(sql, field);
-                sql.push(" LIKE ")
-                    .bind(pattern.clone())
-                    .push(" ESCAPE '\\')");
+                push_value_like(sql, field, pattern.clone());
             }
         }
         if full_text.fields.is_empty() {
@@ -807,6 +907,23 @@ fn location_from_row(row: &QueryResult) -> Result<Location> {
         entity_ref: row.try_get("", "entity_ref")?,
         created_at: row.try_get("", "created_at")?,
     })
+}
+
+/// A page boundary of the error listing: the last error's `(recorded_at, id)`, as hex so
+/// that callers treat it as opaque.
+fn encode_error_cursor(recorded_at: i64, id: i64) -> String {
+    hex::encode(format!("{recorded_at}.{id}"))
+}
+
+fn decode_error_cursor(cursor: &str) -> Result<(i64, i64)> {
+    let malformed = || StoreError::InvalidArgument(format!("malformed cursor {cursor:?}"));
+    let text = String::from_utf8(hex::decode(cursor).map_err(|_| malformed())?)
+        .map_err(|_| malformed())?;
+    let (recorded_at, id) = text.split_once('.').ok_or_else(malformed)?;
+    Ok((
+        recorded_at.parse().map_err(|_| malformed())?,
+        id.parse().map_err(|_| malformed())?,
+    ))
 }
 
 fn error_from_row(row: &QueryResult) -> Result<ProcessingError> {

@@ -1,9 +1,9 @@
 //! SQL text with bound values, for both backends, and the translation of query predicates
 //! into SQL conditions.
 //!
-//! Hot keys (`kind`, `spec.type`, `spec.lifecycle`) are indexed columns; relations are rows of
-//! the `relations` table; every other key lives in `search_doc` (JSONB with a GIN index on
-//! PostgreSQL, JSON text on SQLite).
+//! Hot keys (`kind`, `spec.type`, `spec.lifecycle`, `spec.owner`, `spec.system`) are indexed
+//! columns; relations are rows of the `relations` table; every other key lives in `search_doc`
+//! (JSONB with a GIN index on PostgreSQL, JSON text on SQLite).
 
 use cadastre_query::{Condition, Predicate};
 use sea_orm::{DbBackend, Statement, Value};
@@ -69,7 +69,17 @@ const HOT_COLUMNS: &[(&str, &str)] = &[
     ("kind", "e.kind_l"),
     ("spec.type", "e.spec_type_l"),
     ("spec.lifecycle", "e.lifecycle_l"),
+    ("spec.owner", "e.spec_owner_l"),
+    ("spec.system", "e.spec_system_l"),
 ];
+
+/// Hot keys whose column holds the first of the values `search_doc` holds (what ordering
+/// reads). The rare entity with more than one (a list, or `spec.Owner` next to `spec.owner`)
+/// is flagged with [`MORE_VALUES_FLAG`], and conditions on it also read the document.
+const FIRST_VALUE_KEYS: &[&str] = &["spec.owner", "spec.system"];
+
+/// True on entities where a [`FIRST_VALUE_KEYS`] key has more than one value.
+pub const MORE_VALUES_FLAG: &str = "e.owner_system_multi";
 
 /// The lower-cased column holding `key`, if it is a hot key.
 pub fn hot_column(key: &str) -> Option<&'static str> {
@@ -77,6 +87,61 @@ pub fn hot_column(key: &str) -> Option<&'static str> {
         .iter()
         .find(|(k, _)| *k == key)
         .map(|(_, column)| *column)
+}
+
+/// Whether `key`'s column holds only the first of its values (see [`FIRST_VALUE_KEYS`]).
+pub fn first_value_key(key: &str) -> bool {
+    FIRST_VALUE_KEYS.contains(&key)
+}
+
+/// Appends "some value of `key` is LIKE `pattern`" (escaped with `\`): the column of a hot
+/// key, else the document.
+pub fn push_value_like(sql: &mut Sql, key: &str, pattern: String) {
+    match hot_column(key) {
+        Some(column) if first_value_key(key) => {
+            sql.push("((")
+                .push(column)
+                .push(" IS NOT NULL AND ")
+                .push(column)
+                .push(" LIKE ")
+                .bind(pattern.clone())
+                .push(" ESCAPE '\\')");
+            push_or_more_values(sql, |sql| {
+                push_document_values(sql, key);
+                sql.push(" LIKE ").bind(pattern).push(" ESCAPE '\\')");
+            });
+            sql.push(")");
+        }
+        Some(column) => {
+            sql.push(column)
+                .push(" LIKE ")
+                .bind(pattern)
+                .push(" ESCAPE '\\'");
+        }
+        None => {
+            push_document_values(sql, key);
+            sql.push(" LIKE ").bind(pattern).push(" ESCAPE '\\')");
+        }
+    }
+}
+
+/// Appends ` OR <the entity is flagged with more values, and the document's test holds>`, in
+/// a form each backend answers from indexes: the column's arm and this one are unioned.
+fn push_or_more_values(sql: &mut Sql, push_document_test: impl FnOnce(&mut Sql)) {
+    if sql.backend() == DbBackend::Postgres {
+        // A BitmapOr of the column's index and the partial index of flagged rows.
+        sql.push(" OR (").push(MORE_VALUES_FLAG).push(" AND ");
+        push_document_test(sql);
+        sql.push(")");
+    } else {
+        // SQLite unions two index searches (MULTI-INDEX OR) only when both arms are
+        // searches: the flagged rows as a rowid list. Inside, `e` is the subquery's row.
+        sql.push(" OR e.id IN (SELECT e.id FROM entities e WHERE ")
+            .push(MORE_VALUES_FLAG)
+            .push(" AND ");
+        push_document_test(sql);
+        sql.push(")");
+    }
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
@@ -172,14 +237,27 @@ fn push_field(sql: &mut Sql, key: &str, condition: &Condition) {
         return;
     }
     match (hot_column(key), condition) {
+        (Some(_), Condition::In(values)) if values.is_empty() => {
+            sql.push("1=0");
+        }
+        (Some(column), Condition::In(values)) if first_value_key(key) => {
+            // Never NULL (as the document's test), so that NOT around it holds where the
+            // key is absent.
+            sql.push("((")
+                .push(column)
+                .push(" IS NOT NULL AND ")
+                .push(column)
+                .push(" IN ")
+                .bind_list(values)
+                .push(")");
+            push_or_more_values(sql, |sql| push_document_field(sql, key, condition));
+            sql.push(")");
+        }
         (Some(column), Condition::In(values)) => {
             sql.push(column).push(" IN ").bind_list(values);
         }
-        (Some(column), Condition::HasPrefix(prefix)) => {
-            sql.push(column)
-                .push(" LIKE ")
-                .bind(format!("{}%", like_escape(prefix)))
-                .push(" ESCAPE '\\'");
+        (Some(_), Condition::HasPrefix(prefix)) => {
+            push_value_like(sql, key, format!("{}%", like_escape(prefix)));
         }
         (_, Condition::Relation { .. }) => {
             sql.push("1=0");
@@ -331,6 +409,25 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn owner_uses_its_column_and_the_document_of_entities_with_more_values() {
+        let predicate = Predicate::equals("spec.owner", "team-a");
+        let (text, values) = render(DbBackend::Postgres, &predicate);
+        assert_eq!(
+            text,
+            "((e.spec_owner_l IS NOT NULL AND e.spec_owner_l IN ($1)) OR (e.owner_system_multi AND (e.search_doc @> $2::jsonb)))"
+        );
+        assert_eq!(values, 2);
+        let (text, _) = render(DbBackend::Sqlite, &predicate);
+        assert_eq!(
+            text,
+            "((e.spec_owner_l IS NOT NULL AND e.spec_owner_l IN (?)) OR e.id IN (SELECT e.id FROM entities e WHERE e.owner_system_multi AND EXISTS (SELECT 1 FROM json_each(e.search_doc, ?) j WHERE j.value IN (?))))"
+        );
+        let mut sql = Sql::new(DbBackend::Postgres);
+        push_sort_value(&mut sql, "spec.system");
+        assert_eq!(sql.text, "e.spec_system_l");
     }
 
     #[test]

@@ -68,6 +68,13 @@ pub struct ProcessingError {
     pub recorded_at: i64,
 }
 
+/// A page of processing errors, and where the next page starts (`None` on the last).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessingErrorPage {
+    pub errors: Vec<ProcessingError>,
+    pub next_cursor: Option<String>,
+}
+
 /// Writes applied in one transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {

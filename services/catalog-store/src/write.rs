@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Rows per multi-row INSERT (keeps bound parameters well under both backends' limits:
-/// 32,766 on SQLite, 65,535 on PostgreSQL; an entity row binds 21).
+/// 32,766 on SQLite, 65,535 on PostgreSQL; an entity row binds 26).
 const INSERT_CHUNK: usize = 800;
 /// Rows per `UPDATE … CASE id WHEN …` (the CASE is evaluated per row: keep it short).
 const CASE_CHUNK: usize = 200;
@@ -71,7 +71,7 @@ struct NewRow<'a> {
 }
 
 /// The entity columns a write sets, in the order [`NewRow::bind_content`] binds them.
-const CONTENT_COLUMNS: &str = "kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, edges_hash, location_key, origin_location, parent_ref, orphan, updated_at";
+const CONTENT_COLUMNS: &str = "kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi, etag, generation, relations_version, content_hash, body, search_doc, edges_hash, location_key, origin_location, parent_ref, orphan, updated_at";
 
 impl NewRow<'_> {
     /// Binds the values of [`CONTENT_COLUMNS`].
@@ -1394,6 +1394,8 @@ struct EntityColumns {
     name: String,
     spec_type: Option<String>,
     lifecycle: Option<String>,
+    /// `spec.owner` and `spec.system` as `search_doc` holds them (first value).
+    first_values: FirstValues,
     content_hash: String,
     /// The body without relations, status, uid and etag (serving adds them).
     body: String,
@@ -1429,8 +1431,10 @@ impl EntityColumns {
         }
         let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
         let spec = body.get("spec");
+        let rows = cadastre_query::search_rows(&body);
+        let first_values = FirstValues::of(&rows);
         let mut document = Map::new();
-        for row in cadastre_query::search_rows(&body) {
+        for row in rows {
             let values = document
                 .entry(row.key)
                 .or_insert_with(|| Value::Array(Vec::new()));
@@ -1445,6 +1449,7 @@ impl EntityColumns {
             name: text(body.pointer("/metadata/name")).unwrap_or_default(),
             spec_type: text(spec.and_then(|s| s.get("type"))),
             lifecycle: text(spec.and_then(|s| s.get("lifecycle"))),
+            first_values,
             content_hash: hash.to_owned(),
             body: body.to_string(),
             search_doc: Value::Object(document).to_string(),
@@ -1463,7 +1468,8 @@ impl EntityColumns {
         )
     }
 
-    /// `kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l`.
+    /// `kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l,
+    /// spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi`.
     fn bind_common(&self, sql: &mut Sql) {
         sql.bind(self.kind.clone())
             .push(", ")
@@ -1479,7 +1485,9 @@ impl EntityColumns {
             .push(", ")
             .bind(self.lifecycle.clone())
             .push(", ")
-            .bind(self.lifecycle.as_deref().map(str::to_lowercase));
+            .bind(self.lifecycle.as_deref().map(str::to_lowercase))
+            .push(", ");
+        self.first_values.bind(sql);
     }
 
     /// `content_hash, body, search_doc, edges_hash, location_key, origin_location, parent_ref`.
@@ -1500,6 +1508,64 @@ impl EntityColumns {
             .bind(self.origin_location.clone())
             .push(", ")
             .bind(self.parent_ref.clone());
+    }
+}
+
+/// The first value of a key in `search_doc`: in original case (what facets report) and
+/// lower-cased (what filters and ordering compare). Both `None` when the first value is null
+/// or too long to index, as in the document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FirstValue {
+    pub(crate) original: Option<String>,
+    pub(crate) lowered: Option<String>,
+}
+
+/// The columns of the first-value hot keys, `spec.owner` and `spec.system`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FirstValues {
+    pub(crate) owner: FirstValue,
+    pub(crate) system: FirstValue,
+    /// Either key has more than one value in the document (a list, or `spec.Owner` next to
+    /// `spec.owner`): the columns hold the first, and reads also consult the document.
+    pub(crate) more_values: bool,
+}
+
+impl FirstValues {
+    /// From an entity's search rows: the same rows, in the same order, `search_doc` is built
+    /// from, so each column holds what `search_doc -> key ->> 0` gives.
+    pub(crate) fn of(rows: &[cadastre_query::SearchRow]) -> Self {
+        let mut out = FirstValues::default();
+        let mut owners = 0;
+        let mut systems = 0;
+        for row in rows {
+            let (slot, seen) = match row.key.as_str() {
+                "spec.owner" => (&mut out.owner, &mut owners),
+                "spec.system" => (&mut out.system, &mut systems),
+                _ => continue,
+            };
+            if *seen == 0 {
+                *slot = FirstValue {
+                    original: row.original.clone(),
+                    lowered: row.value.clone(),
+                };
+            }
+            *seen += 1;
+        }
+        out.more_values = owners > 1 || systems > 1;
+        out
+    }
+
+    /// Binds `spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi`.
+    pub(crate) fn bind(&self, sql: &mut Sql) {
+        sql.bind(self.owner.original.clone())
+            .push(", ")
+            .bind(self.owner.lowered.clone())
+            .push(", ")
+            .bind(self.system.original.clone())
+            .push(", ")
+            .bind(self.system.lowered.clone())
+            .push(", ")
+            .bind(self.more_values);
     }
 }
 

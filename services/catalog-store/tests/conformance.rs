@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cadastre_catalog_store::{
@@ -47,6 +47,8 @@ conformance!(
     conflicts_are_kept_as_errors_on_the_newcomer,
     entities_no_longer_produced_are_kept_as_orphans,
     batches_applied_together_answer_each_on_its_own,
+    lists_every_processing_error_newest_first_in_pages,
+    owner_and_system_answer_as_their_documents,
 );
 
 async fn load_examples(store: &CatalogStore) -> usize {
@@ -1543,4 +1545,510 @@ async fn batches_applied_together_answer_each_on_its_own(store: &CatalogStore) {
             "{name}"
         );
     }
+}
+
+/// An error at `location_key` recorded at `recorded_at`, told apart by its message.
+fn recorded_error(location_key: &str, message: &str, recorded_at: i64) -> ProcessingError {
+    ProcessingError {
+        location_key: location_key.into(),
+        entity_ref: None,
+        file: format!("{location_key}/catalog-info.yaml"),
+        finding: Finding::error(Rule::NameFormat, "metadata.name", message),
+        recorded_at,
+    }
+}
+
+async fn lists_every_processing_error_newest_first_in_pages(store: &CatalogStore) {
+    // Errors as (location, message, recorded_at), in the order they are written. Several
+    // share a time: written together (one location) and in different batches.
+    let written: Vec<(&str, &str, i64)> = vec![
+        ("url:a", "a1", 1_000),
+        ("url:a", "a2", 3_000),
+        ("url:a", "a3", 3_000),
+        ("url:b", "b1", 2_000),
+        ("url:b", "b2", 5_000),
+        ("url:c", "c1", 3_000),
+        ("url:c", "c2", 4_000),
+        ("url:c", "c3", 1_000),
+        ("url:d", "d1", 3_000),
+        ("url:d", "d2", 6_000),
+        ("url:d", "d3", 2_500),
+    ];
+    for location in ["url:a", "url:b", "url:c", "url:d"] {
+        let errors = written
+            .iter()
+            .filter(|(at, _, _)| *at == location)
+            .map(|(at, message, recorded_at)| recorded_error(at, message, *recorded_at))
+            .collect();
+        store
+            .apply_batch(Batch {
+                errors: vec![LocationErrors {
+                    location_key: location.into(),
+                    errors,
+                }],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+    }
+    // Newest first; among errors of one time, the last written first.
+    let mut expected: Vec<(usize, &str, i64)> = written
+        .iter()
+        .enumerate()
+        .map(|(index, (_, message, at))| (index, *message, *at))
+        .collect();
+    expected.sort_by_key(|(index, _, at)| std::cmp::Reverse((*at, *index)));
+    let expected: Vec<&str> = expected.iter().map(|(_, message, _)| *message).collect();
+
+    let everything = store.all_processing_errors(None, 0).await.unwrap();
+    assert!(everything.next_cursor.is_none());
+    let messages = |errors: &[ProcessingError]| -> Vec<String> {
+        errors.iter().map(|e| e.finding.message.clone()).collect()
+    };
+    assert_eq!(messages(&everything.errors), expected);
+    assert_eq!(everything.errors[0].location_key, "url:d");
+    assert_eq!(everything.errors[0].recorded_at, 6_000);
+
+    // Paging: each error exactly once, in the same order, for page sizes that do and do not
+    // divide the total.
+    for limit in [1, 3, 4, 11] {
+        let mut walked = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .all_processing_errors(cursor.as_deref(), limit)
+                .await
+                .unwrap();
+            assert!(page.errors.len() <= limit as usize);
+            assert!(
+                !page.errors.is_empty(),
+                "no empty last page (limit {limit})"
+            );
+            walked.extend(messages(&page.errors));
+            pages += 1;
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(walked, expected, "limit {limit}");
+        assert_eq!(
+            pages,
+            expected.len().div_ceil(limit as usize),
+            "limit {limit}"
+        );
+    }
+
+    // Replacing a location's errors: its old ones are gone from the listing, its new ones in.
+    store
+        .apply_batch(Batch {
+            errors: vec![LocationErrors {
+                location_key: "url:d".into(),
+                errors: vec![recorded_error("url:d", "d4", 2_000)],
+            }],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let after = store.all_processing_errors(None, 100).await.unwrap();
+    let listed = messages(&after.errors);
+    assert_eq!(listed.len(), 9);
+    assert!(!listed.iter().any(|m| m.starts_with('d') && m != "d4"));
+    assert_eq!(
+        listed,
+        ["b2", "c2", "c1", "a3", "a2", "d4", "b1", "c3", "a1"],
+        "d4, written last at 2,000, comes before b1 of that time"
+    );
+
+    // The scoped listings are unchanged.
+    assert_eq!(errors_at(store, "url:c").await.len(), 3);
+    // A cursor that is not one: INVALID_ARGUMENT.
+    for bad in ["zz", "not-a-cursor", "6869"] {
+        assert!(
+            matches!(
+                store.all_processing_errors(Some(bad), 3).await,
+                Err(StoreError::InvalidArgument(_))
+            ),
+            "{bad}"
+        );
+    }
+}
+
+/// A component whose `spec` is `spec`, no relations.
+fn with_spec(kind: &str, name: &str, spec: serde_json::Value) -> cadastre_catalog_store::Upsert {
+    let mut upsert = component(name, "unused", "url:owners");
+    upsert.body = serde_json::json!({
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    });
+    upsert.edges.clear();
+    upsert
+}
+
+/// The rows `search_doc` holds for `key` (the semantics the hot columns must keep).
+fn doc_rows(
+    entity: &cadastre_catalog_store::StoredEntity,
+    key: &str,
+) -> Vec<cadastre_query::SearchRow> {
+    cadastre_query::search_rows(&entity.body_json().unwrap())
+        .into_iter()
+        .filter(|row| row.key == key)
+        .collect()
+}
+
+/// Every entity, by ref.
+async fn all_entities(store: &CatalogStore) -> Vec<cadastre_catalog_store::StoredEntity> {
+    store
+        .query_entities(&EntityQuery {
+            limit: 1_000,
+            ..EntityQuery::default()
+        })
+        .await
+        .unwrap()
+        .items
+}
+
+/// Walks every page of `query` (4 at a time); the refs and the total.
+async fn walk(store: &CatalogStore, query: EntityQuery) -> (Vec<String>, u64) {
+    let mut query = EntityQuery { limit: 4, ..query };
+    let mut refs = Vec::new();
+    let mut total = None;
+    loop {
+        let page = store.query_entities(&query).await.unwrap();
+        assert!(total.is_none_or(|t| t == page.total_items));
+        total = Some(page.total_items);
+        refs.extend(page.items.into_iter().map(|e| e.entity_ref));
+        match page.next_cursor {
+            Some(cursor) => {
+                query = EntityQuery {
+                    cursor: Some(cursor),
+                    limit: 4,
+                    ..EntityQuery::default()
+                }
+            }
+            None => return (refs, total.unwrap_or_default()),
+        }
+    }
+}
+
+/// `spec.owner` and `spec.system` are indexed columns holding the first value of their key;
+/// filters, full text, ordering (with cursors) and facets answer exactly as over the JSON
+/// document, for usual values and for the odd ones: case, full refs, lists, `spec.Owner`
+/// next to `spec.owner`, numbers, null, over-long values, absent keys.
+async fn owner_and_system_answer_as_their_documents(store: &CatalogStore) {
+    load_examples(store).await;
+    let long = "x".repeat(250);
+    let odd = vec![
+        with_spec(
+            "Component",
+            "o-mixed",
+            serde_json::json!({"owner": "Team-Alpha", "system": "Billing"}),
+        ),
+        with_spec(
+            "Component",
+            "o-lower",
+            serde_json::json!({"owner": "team-alpha", "system": "billing"}),
+        ),
+        with_spec(
+            "Component",
+            "o-ref",
+            serde_json::json!({"owner": "group:default/team-b"}),
+        ),
+        with_spec(
+            "Component",
+            "o-list",
+            serde_json::json!({"owner": ["team-c", "Team-D"], "system": "payments"}),
+        ),
+        with_spec(
+            "Component",
+            "o-cased-keys",
+            serde_json::json!({"owner": "team-e", "Owner": "Team-F"}),
+        ),
+        with_spec(
+            "Component",
+            "o-number",
+            serde_json::json!({"owner": 42, "system": 7.0}),
+        ),
+        with_spec(
+            "Component",
+            "o-null",
+            serde_json::json!({"owner": null, "system": null}),
+        ),
+        with_spec(
+            "Component",
+            "o-long",
+            serde_json::json!({"owner": long, "system": "billing"}),
+        ),
+        with_spec(
+            "Component",
+            "o-none",
+            serde_json::json!({"system": "Billing"}),
+        ),
+        with_spec(
+            "System",
+            "o-system",
+            serde_json::json!({"owner": "team-alpha"}),
+        ),
+        with_spec(
+            "Resource",
+            "o-systems",
+            serde_json::json!({"owner": "team-b", "system": ["billing", "Payments", "payments"]}),
+        ),
+        with_spec(
+            "Resource",
+            "o-object",
+            serde_json::json!({"owner": {"team": "team-g"}}),
+        ),
+    ];
+    store
+        .apply_batch(Batch {
+            upserts: odd,
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let entities = all_entities(store).await;
+
+    for key in ["spec.owner", "spec.system"] {
+        let mut values: BTreeSet<String> = entities
+            .iter()
+            .flat_map(|e| doc_rows(e, key))
+            .filter_map(|row| row.value)
+            .collect();
+        values.insert("nobody".into());
+        // Filters: any value of the key, case-insensitively; alone and with a kind.
+        for value in &values {
+            let expected: Vec<String> = entities
+                .iter()
+                .filter(|e| {
+                    doc_rows(e, key)
+                        .iter()
+                        .any(|r| r.value.as_ref() == Some(value))
+                })
+                .map(|e| e.entity_ref.clone())
+                .collect();
+            let condition = format!("{key}={}", value.to_uppercase());
+            assert_eq!(refs(store, &[&condition]).await, expected, "{condition}");
+            let with_kind = format!("kind=component,{condition}");
+            let components: Vec<String> = expected
+                .iter()
+                .filter(|r| r.starts_with("component:"))
+                .cloned()
+                .collect();
+            assert_eq!(refs(store, &[&with_kind]).await, components, "{with_kind}");
+        }
+        // Prefixes, negation and existence.
+        for prefix in ["team-", "group:", "bill", "pay", "4"] {
+            let predicate = cadastre_query::json_predicate::parse(
+                &serde_json::json!({ key: {"$hasPrefix": prefix} }),
+            )
+            .unwrap();
+            let page = store
+                .query_entities(&EntityQuery {
+                    filter: predicate,
+                    limit: 1_000,
+                    ..EntityQuery::default()
+                })
+                .await
+                .unwrap();
+            let expected: Vec<String> = entities
+                .iter()
+                .filter(|e| {
+                    doc_rows(e, key)
+                        .iter()
+                        .any(|r| r.value.as_ref().is_some_and(|v| v.starts_with(prefix)))
+                })
+                .map(|e| e.entity_ref.clone())
+                .collect();
+            let got: Vec<String> = page.items.into_iter().map(|e| e.entity_ref).collect();
+            assert_eq!(got, expected, "{key} has prefix {prefix}");
+            assert_eq!(page.total_items as usize, expected.len());
+        }
+        for value in ["team-alpha", "team-d", "payments"] {
+            let predicate =
+                cadastre_query::json_predicate::parse(&serde_json::json!({"$not": { key: value }}))
+                    .unwrap();
+            let page = store
+                .query_entities(&EntityQuery {
+                    filter: predicate,
+                    limit: 1_000,
+                    ..EntityQuery::default()
+                })
+                .await
+                .unwrap();
+            let expected: Vec<String> = entities
+                .iter()
+                .filter(|e| {
+                    !doc_rows(e, key)
+                        .iter()
+                        .any(|r| r.value.as_deref() == Some(value))
+                })
+                .map(|e| e.entity_ref.clone())
+                .collect();
+            let got: Vec<String> = page.items.into_iter().map(|e| e.entity_ref).collect();
+            assert_eq!(got, expected, "not {key}={value}");
+        }
+        let present: Vec<String> = entities
+            .iter()
+            .filter(|e| !doc_rows(e, key).is_empty())
+            .map(|e| e.entity_ref.clone())
+            .collect();
+        assert_eq!(refs(store, &[key]).await, present, "{key} exists");
+
+        // Full text over the key: a substring of any value.
+        for term in ["ALPHA", "team-d", "ayment", "42"] {
+            let page = store
+                .query_entities(&EntityQuery {
+                    full_text: cadastre_query::full_text::build(term, &[key], &[]),
+                    limit: 1_000,
+                    ..EntityQuery::default()
+                })
+                .await
+                .unwrap();
+            let needle = term.to_lowercase();
+            let expected: Vec<String> = entities
+                .iter()
+                .filter(|e| {
+                    doc_rows(e, key)
+                        .iter()
+                        .any(|r| r.value.as_ref().is_some_and(|v| v.contains(&needle)))
+                })
+                .map(|e| e.entity_ref.clone())
+                .collect();
+            let got: Vec<String> = page.items.into_iter().map(|e| e.entity_ref).collect();
+            assert_eq!(got, expected, "full text {term} in {key}");
+        }
+
+        // Ordering: by the first value, then by ref; entities whose first value is null or
+        // missing are left out. Both directions, all entities or one kind, walked in pages.
+        for kind in [None, Some("component")] {
+            let chosen: Vec<&cadastre_catalog_store::StoredEntity> = entities
+                .iter()
+                .filter(|e| kind.is_none_or(|k| e.kind.eq_ignore_ascii_case(k)))
+                .collect();
+            let mut keyed: Vec<(String, String)> = chosen
+                .iter()
+                .filter_map(|e| {
+                    let first = doc_rows(e, key).into_iter().next()?.value?;
+                    Some((first, e.entity_ref.clone()))
+                })
+                .collect();
+            keyed.sort();
+            for descending in [false, true] {
+                let mut expected: Vec<String> = keyed.iter().map(|(_, r)| r.clone()).collect();
+                if descending {
+                    expected.reverse();
+                }
+                let (walked, total) = walk(
+                    store,
+                    EntityQuery {
+                        filter: kind
+                            .map_or_else(Predicate::everything, |k| Predicate::equals("kind", k)),
+                        order: vec![OrderField {
+                            field: key.into(),
+                            descending,
+                        }],
+                        ..EntityQuery::default()
+                    },
+                )
+                .await;
+                assert_eq!(walked, expected, "{key} {kind:?} descending {descending}");
+                assert_eq!(total as usize, expected.len());
+            }
+        }
+
+        // Facets: each entity counts once per distinct original-case value.
+        let filters = [
+            Predicate::everything(),
+            filter(&["kind=component"]),
+            filter(&["kind=component,spec.type=service"]),
+            filter(&["spec.lifecycle=production"]),
+            filter(&["metadata.name=o-list"]),
+        ];
+        for predicate in filters {
+            let chosen = store
+                .query_entities(&EntityQuery {
+                    filter: predicate.clone(),
+                    limit: 1_000,
+                    ..EntityQuery::default()
+                })
+                .await
+                .unwrap()
+                .items;
+            let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+            for entity in &chosen {
+                let originals: BTreeSet<String> = doc_rows(entity, key)
+                    .into_iter()
+                    .filter_map(|row| row.original)
+                    .collect();
+                for original in originals {
+                    *expected.entry(original).or_default() += 1;
+                }
+            }
+            let facets = store.facets(&[key.to_owned()], &predicate).await.unwrap();
+            assert_eq!(
+                facets[0].values,
+                expected.into_iter().collect::<Vec<_>>(),
+                "{key} facets over {predicate:?}"
+            );
+        }
+    }
+
+    // Rewritten in place: the columns follow (a list becomes one value, and back).
+    let changed = with_spec(
+        "Component",
+        "o-list",
+        serde_json::json!({"owner": "Team-Z"}),
+    );
+    store
+        .apply_batch(Batch {
+            upserts: vec![changed],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        refs(store, &["spec.owner=team-z"]).await,
+        ["component:default/o-list"]
+    );
+    for gone in [
+        "spec.owner=team-c",
+        "spec.owner=team-d",
+        "spec.system=payments",
+    ] {
+        assert!(
+            !refs(store, &[gone])
+                .await
+                .contains(&"component:default/o-list".to_owned()),
+            "{gone}"
+        );
+    }
+    let facets = store
+        .facets(
+            &["spec.owner".to_owned()],
+            &filter(&["metadata.name=o-list"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(facets[0].values, [("Team-Z".to_owned(), 1)]);
+    let back = with_spec(
+        "Component",
+        "o-list",
+        serde_json::json!({"owner": ["team-y", "Team-X"]}),
+    );
+    store
+        .apply_batch(Batch {
+            upserts: vec![back],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        refs(store, &["spec.owner=team-x"]).await,
+        ["component:default/o-list"]
+    );
+    assert!(refs(store, &["spec.owner=team-z"]).await.is_empty());
 }

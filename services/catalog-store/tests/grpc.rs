@@ -305,3 +305,84 @@ async fn serves_reads_writes_and_streams() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn lists_every_processing_error_in_pages() {
+    let mut running = start().await;
+    for (location, times) in [("url:a", [1, 4]), ("url:b", [3, 2]), ("url:c", [5, 6])] {
+        let errors = times
+            .iter()
+            .map(|at| cadastre_catalog_store::ProcessingError {
+                location_key: location.into(),
+                entity_ref: None,
+                file: format!("{location}.yaml"),
+                finding: cadastre_model::Finding::error(
+                    cadastre_model::Rule::NameFormat,
+                    "metadata.name",
+                    format!("{location} at {at}"),
+                ),
+                recorded_at: *at,
+            })
+            .collect();
+        running
+            ._harness
+            .store
+            .apply_batch(cadastre_catalog_store::Batch {
+                errors: vec![cadastre_catalog_store::LocationErrors {
+                    location_key: location.into(),
+                    errors,
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let client = &mut running.client;
+    let mut listed = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = client
+            .list_processing_errors(pb::ListProcessingErrorsRequest {
+                scope: None,
+                limit: 4,
+                cursor: cursor.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        listed.extend(page.errors.into_iter().map(|e| e.finding.unwrap().message));
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        cursor = page.next_cursor;
+    }
+    assert_eq!(
+        listed,
+        [
+            "url:c at 6",
+            "url:c at 5",
+            "url:a at 4",
+            "url:b at 3",
+            "url:b at 2",
+            "url:a at 1"
+        ]
+    );
+    // A cursor with a scope, or a malformed one: INVALID_ARGUMENT.
+    for bad in [
+        pb::ListProcessingErrorsRequest {
+            scope: Some(pb::list_processing_errors_request::Scope::LocationKey(
+                "url:a".into(),
+            )),
+            limit: 4,
+            cursor: "3130".into(),
+        },
+        pb::ListProcessingErrorsRequest {
+            scope: None,
+            limit: 4,
+            cursor: "garbage".into(),
+        },
+    ] {
+        let status = client.list_processing_errors(bad).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+}

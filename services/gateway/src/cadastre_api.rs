@@ -135,6 +135,7 @@ async fn processing_errors(
         .list_processing_errors(pb::ListProcessingErrorsRequest {
             scope: Some(scope),
             limit: params.number("limit")?.unwrap_or(0),
+            cursor: String::new(),
         })
         .await?
         .into_inner()

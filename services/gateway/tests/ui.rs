@@ -1151,6 +1151,93 @@ async fn the_ingestion_page_shows_receipts_and_filters_errors() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingestion_page_lists_every_error_newest_first_in_pages() {
+    let running = common::start().await;
+    // 130 errors over three locations (more than a page of 100), each at its own time; the
+    // times interleave the locations.
+    let total: i64 = 130;
+    for (index, location) in [
+        "url:https://example.com/a.yaml",
+        "url:https://example.com/b.yaml",
+        "url:https://example.com/c.yaml",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let errors = (0..total)
+            .filter(|n| n % 3 == index as i64)
+            .map(|n| ProcessingError {
+                location_key: location.into(),
+                entity_ref: None,
+                file: format!("{location}/<catalog-info>.yaml"),
+                finding: Finding::error(Rule::NameFormat, "metadata.name", format!("error-{n:03}")),
+                recorded_at: 1_700_000_000_000_000 + n * 1_000_000,
+            })
+            .collect();
+        running
+            .store
+            .apply_batch(Batch {
+                errors: vec![LocationErrors {
+                    location_key: location.into(),
+                    errors,
+                }],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+    }
+    let listed = |html: &str| -> Vec<String> {
+        html.match_indices("error-")
+            .map(|(at, _)| html[at..at + 9].to_owned())
+            .collect()
+    };
+
+    // The first page: the newest 100, unfiltered, and a link to the older ones.
+    let (status, _, first) = page(&running, "/ingestion").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(first.contains("The newest 100 open errors"), "{first}");
+    let newest: Vec<String> = (30..total).rev().map(|n| format!("error-{n:03}")).collect();
+    assert_eq!(listed(&first), newest);
+    assert!(first.contains("url:https://example.com/a.yaml"));
+    assert!(first.contains("url:https://example.com/c.yaml"));
+    assert!(!first.contains("<catalog-info>"), "file names are escaped");
+    assert!(rel_link(&first, "first").is_none());
+    let next = rel_link(&first, "next").expect("a link to the next page");
+    assert!(next.starts_with("/ingestion?cursor="), "{next}");
+
+    // The next page: the remaining 30, no further link, a way back to the newest.
+    let (status, _, second) = page(&running, &next).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert!(second.contains("30 older open errors"), "{second}");
+    let older: Vec<String> = (0..30).rev().map(|n| format!("error-{n:03}")).collect();
+    assert_eq!(listed(&second), older);
+    assert!(rel_link(&second, "next").is_none(), "{second}");
+    assert_eq!(rel_link(&second, "first").as_deref(), Some("/ingestion"));
+
+    // Filters still list their scope only, in one page; a cursor does not page them.
+    let (status, _, filtered) = page(
+        &running,
+        "/ingestion?location=url%3Ahttps%3A%2F%2Fexample.com%2Fb.yaml",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(filtered.contains("43 open errors at"), "{filtered}");
+    assert!(rel_link(&filtered, "next").is_none());
+    let (status, _, _) = page(
+        &running,
+        &format!(
+            "/ingestion?location=url%3Ahttps%3A%2F%2Fexample.com%2Fb.yaml&{}",
+            &next["/ingestion?".len()..]
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A cursor that is not one: a 400 page.
+    let (status, _, _) = page(&running, "/ingestion?cursor=garbage").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
 /// A client that shows redirects instead of following them.
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()

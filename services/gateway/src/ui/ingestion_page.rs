@@ -1,9 +1,10 @@
 //! `/ingestion`: recent harvest receipts (trigger, location, commit, counts, errors, times) and
-//! processing errors, filtered by `owner` (a ref; `team-a` means `group:default/team-a`)
-//! and/or `location` (a location key) — the same store calls as
-//! `/api/cadastre/v1/receipts` and `/api/cadastre/v1/processing-errors`. The store lists errors
-//! by one scope: with both filters, errors are asked for by owner and kept when at the
-//! location. Without a filter, the locations whose recent harvests failed are offered.
+//! processing errors — the same store calls as `/api/cadastre/v1/receipts` and
+//! `/api/cadastre/v1/processing-errors`. Without a filter, every error, newest first, a page
+//! at a time (`cursor` carries the store's opaque page boundary), and the locations whose
+//! recent harvests failed are offered as filters. Filtered by `owner` (a ref; `team-a` means
+//! `group:default/team-a`) and/or `location` (a location key): the store lists errors by one
+//! scope, so with both, errors are asked for by owner and kept when at the location.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,17 +24,34 @@ use crate::params::Params;
 
 /// Receipts shown.
 const RECEIPTS_SHOWN: u32 = 50;
-/// Errors shown.
+/// Errors shown for an owner or a location.
 const ERRORS_SHOWN: u32 = 500;
+/// Errors per page of the unfiltered listing.
+const ERRORS_PER_PAGE: u32 = 100;
 /// Failed files named per receipt.
 const FAILED_FILES_NAMED: usize = 3;
 
-/// `GET /ingestion?owner=…&location=…`.
+/// Which errors the page lists.
+enum Listing<'a> {
+    /// Every error, newest first: the page after `cursor` (empty: the first page).
+    All {
+        cursor: &'a str,
+        next_cursor: String,
+    },
+    /// The errors of what `owner` owns and/or of one location.
+    Filtered {
+        owner: Option<&'a str>,
+        location: &'a str,
+    },
+}
+
+/// `GET /ingestion?owner=…&location=…` or `GET /ingestion?cursor=…`.
 pub(crate) async fn ingestion(
     State(gateway): State<Gateway>,
     RawQuery(raw_query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(raw_query.as_deref(), &["owner", "location"])?;
+    let params = Params::parse(raw_query.as_deref(), &["owner", "location", "cursor"])?;
+    let cursor = params.one("cursor")?.unwrap_or_default().to_owned();
     let owner_text = params.one("owner")?.unwrap_or_default().trim().to_owned();
     let location = params
         .one("location")?
@@ -52,6 +70,11 @@ pub(crate) async fn ingestion(
         (None, false) => Some(Scope::LocationKey(location.clone())),
         (None, true) => None,
     };
+    if scope.is_some() && !cursor.is_empty() {
+        return Err(ApiError::input(
+            "A cursor pages the unfiltered list of errors; the filtered lists are one page",
+        ));
+    }
     let receipts = async {
         Ok::<_, ApiError>(
             gateway
@@ -66,25 +89,35 @@ pub(crate) async fn ingestion(
         )
     };
     let errors = async {
-        let Some(scope) = scope else {
-            return Ok(Vec::new());
-        };
+        let paged = scope.is_none();
         Ok::<_, ApiError>(
             gateway
                 .catalog()
                 .list_processing_errors(pb::ListProcessingErrorsRequest {
-                    scope: Some(scope),
-                    limit: ERRORS_SHOWN,
+                    scope,
+                    limit: if paged { ERRORS_PER_PAGE } else { ERRORS_SHOWN },
+                    cursor: cursor.clone(),
                 })
                 .await?
-                .into_inner()
-                .errors,
+                .into_inner(),
         )
     };
-    let (receipts, mut errors) = futures::future::try_join(receipts, errors).await?;
+    let (receipts, listed) = futures::future::try_join(receipts, errors).await?;
+    let mut errors = listed.errors;
     if owner.is_some() && !location.is_empty() {
         errors.retain(|error| error.location_key == location);
     }
+    let listing = if owner.is_none() && location.is_empty() {
+        Listing::All {
+            cursor: &cursor,
+            next_cursor: listed.next_cursor,
+        }
+    } else {
+        Listing::Filtered {
+            owner: owner.as_deref(),
+            location: &location,
+        }
+    };
 
     let mut main = String::with_capacity(16 * 1024);
     main.push_str(
@@ -103,7 +136,7 @@ pub(crate) async fn ingestion(
         owner = esc(&owner_text),
         location = esc(&location),
     );
-    errors_html(&mut main, &errors, owner.as_deref(), &location, &receipts);
+    errors_html(&mut main, &errors, &listing, &receipts);
     receipts_html(&mut main, &receipts, &location);
     Ok(layout::respond(
         StatusCode::OK,
@@ -119,59 +152,95 @@ fn location_link(location: &str) -> String {
     )
 }
 
+/// The locations whose recent harvests failed, as filters.
+fn failing_html(out: &mut String, receipts: &[pb::HarvestReceipt]) {
+    let mut failing: BTreeMap<&str, u32> = BTreeMap::new();
+    for receipt in receipts.iter().filter(|r| r.failed > 0) {
+        let entry = failing.entry(receipt.location_key.as_str()).or_default();
+        *entry = (*entry).max(receipt.failed);
+    }
+    if failing.is_empty() {
+        out.push_str("<p>No recent harvest failed.</p>");
+        return;
+    }
+    out.push_str("<h3>Locations with failures in recent harvests</h3><ul class=\"failing\">");
+    for (key, failed) in failing {
+        let _ = write!(
+            out,
+            "<li>{} <span class=\"count\">{failed} failed</span></li>",
+            location_link(key)
+        );
+    }
+    out.push_str("</ul>");
+}
+
 fn errors_html(
     out: &mut String,
     errors: &[pb::ProcessingError],
-    owner: Option<&str>,
-    location: &str,
+    listing: &Listing<'_>,
     receipts: &[pb::HarvestReceipt],
 ) {
     out.push_str(
         "<section class=\"card\" aria-labelledby=\"errors\"><h2 id=\"errors\">Processing errors</h2>",
     );
-    if owner.is_none() && location.is_empty() {
-        // No scope: point at the locations whose recent harvests failed.
-        let mut failing: BTreeMap<&str, u32> = BTreeMap::new();
-        for receipt in receipts.iter().filter(|r| r.failed > 0) {
-            let entry = failing.entry(receipt.location_key.as_str()).or_default();
-            *entry = (*entry).max(receipt.failed);
-        }
-        out.push_str("<p class=\"subtle\">Choose an owner or a location to list their errors.</p>");
-        if failing.is_empty() {
-            out.push_str("<p>No recent harvest failed.</p>");
-        } else {
-            out.push_str(
-                "<h3>Locations with failures in recent harvests</h3><ul class=\"failing\">",
+    match listing {
+        Listing::All {
+            cursor,
+            next_cursor,
+        } => {
+            failing_html(out, receipts);
+            let summary = match (cursor.is_empty(), next_cursor.is_empty()) {
+                (true, true) => format!("{} open errors, newest first", errors.len()),
+                (true, false) => format!("The newest {} open errors", errors.len()),
+                (false, _) => format!("{} older open errors", errors.len()),
+            };
+            let _ = write!(
+                out,
+                "<p class=\"summary\">{summary}. Filter by owner or location above.</p>"
             );
-            for (key, failed) in failing {
-                let _ = write!(
-                    out,
-                    "<li>{} <span class=\"count\">{failed} failed</span></li>",
-                    location_link(key)
-                );
-            }
-            out.push_str("</ul>");
         }
-        out.push_str("</section>");
-        return;
+        Listing::Filtered { owner, location } => {
+            let _ = write!(
+                out,
+                "<p class=\"summary\">{} open errors{}{}.</p>",
+                errors.len(),
+                owner
+                    .map(|owner| format!(" of what {} owns", ref_link(owner, None, "default")))
+                    .unwrap_or_default(),
+                if location.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at <code>{}</code>", esc(location))
+                },
+            );
+        }
     }
-    let _ = write!(
-        out,
-        "<p class=\"summary\">{} open errors{}{}.</p>",
-        errors.len(),
-        owner
-            .map(|owner| format!(" of what {} owns", ref_link(owner, None, "default")))
-            .unwrap_or_default(),
-        if location.is_empty() {
-            String::new()
-        } else {
-            format!(" at <code>{}</code>", esc(location))
-        },
-    );
-    if errors.is_empty() {
-        out.push_str("</section>");
-        return;
+    if !errors.is_empty() {
+        errors_table_html(out, errors);
     }
+    if let Listing::All {
+        cursor,
+        next_cursor,
+    } = listing
+        && !(cursor.is_empty() && next_cursor.is_empty())
+    {
+        out.push_str("<nav class=\"pager\" aria-label=\"Pages\">");
+        if !cursor.is_empty() {
+            out.push_str("<a rel=\"first\" href=\"/ingestion\">← Newest</a>");
+        }
+        if !next_cursor.is_empty() {
+            let _ = write!(
+                out,
+                "<a rel=\"next\" href=\"/ingestion{}\">Older →</a>",
+                esc(&query([("cursor", next_cursor.as_str())]))
+            );
+        }
+        out.push_str("</nav>");
+    }
+    out.push_str("</section>");
+}
+
+fn errors_table_html(out: &mut String, errors: &[pb::ProcessingError]) {
     out.push_str(
         "<div class=\"table-wrap\"><table class=\"errors\"><thead><tr><th scope=\"col\">Entity</th>\
          <th scope=\"col\">File</th><th scope=\"col\">Line</th><th scope=\"col\">Rule</th>\
@@ -205,7 +274,7 @@ fn errors_html(
             esc(&error.recorded_at),
         );
     }
-    out.push_str("</tbody></table></div></section>");
+    out.push_str("</tbody></table></div>");
 }
 
 fn receipts_html(out: &mut String, receipts: &[pb::HarvestReceipt], location: &str) {
