@@ -1,6 +1,11 @@
 //! Bearer tokens with scopes. A read (GET, and the POST routes that only read) needs `read`,
 //! anything else `write`; `admin` includes both, `write` includes `read`. Reads may be open to
 //! anonymous callers. Tokens are compared in constant time.
+//!
+//! A browser signs in on the UI's `/sign-in` page, which keeps the token in an `HttpOnly`,
+//! `SameSite=Strict` cookie ([`SESSION_COOKIE`]). The cookie counts for the UI's pages (whose
+//! forms check their origin) and for the API's plain reads (GET and HEAD, as the pages'
+//! scripts make); the API's writes take the `Authorization` header only.
 
 use axum::extract::{Request, State};
 use axum::http::Method;
@@ -50,7 +55,7 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     /// The scope a bearer `token` grants, if any.
-    fn scope_of(&self, token: &str) -> Option<Scope> {
+    pub(crate) fn scope_of(&self, token: &str) -> Option<Scope> {
         // Every configured token is compared, each in constant time.
         let mut found = None;
         if token.is_empty() {
@@ -88,20 +93,65 @@ fn needed(method: &Method, path: &str) -> Scope {
     }
 }
 
+/// The cookie a signed-in browser holds its token in (percent-encoded).
+pub const SESSION_COOKIE: &str = "cadastre_token";
+
+/// The token in the request's [`SESSION_COOKIE`], if any.
+pub(crate) fn session_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE).then(|| {
+                url::form_urlencoded::parse(format!("t={value}").as_bytes())
+                    .next()
+                    .map(|(_, token)| token.into_owned())
+                    .unwrap_or_default()
+            })
+        })
+        .filter(|token| !token.is_empty())
+}
+
+/// The token check for the API: the `Authorization` header, or the sign-in cookie for GET
+/// and HEAD.
 pub async fn check(
     State(auth): State<std::sync::Arc<Auth>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let cookie_counts = matches!(*request.method(), Method::GET | Method::HEAD);
+    check_with(&auth, cookie_counts, request, next).await
+}
+
+/// The token check for the UI's pages: the `Authorization` header or the sign-in cookie.
+pub async fn check_page(
+    State(auth): State<std::sync::Arc<Auth>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    check_with(&auth, true, request, next).await
+}
+
+async fn check_with(auth: &Auth, cookie_counts: bool, request: Request, next: Next) -> Response {
     if auth.open {
         return next.run(request).await;
     }
     let needed = needed(request.method(), request.uri().path());
-    let token = request
+    let header_token = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let token = header_token.or_else(|| {
+        cookie_counts
+            .then(|| session_token(request.headers()))
+            .flatten()
+    });
+    let token = token.as_deref();
     let granted = match token {
         Some(token) => match auth.scope_of(token.trim()) {
             Some(scope) => scope,

@@ -279,7 +279,11 @@ impl Gateway {
         let webhooks = limited(webhooks::routes(), 5 * 1024 * 1024);
         // The web UI reads like the read API (same tokens and limits); its errors are pages.
         // References to entities the catalog lacks are shown as such, not linked.
-        let ui = limits(with_tokens(ui::routes()), body_limit)
+        let ui_pages = ui::routes().layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&auth),
+            auth::check_page,
+        ));
+        let ui = limits(ui_pages.merge(ui::sign_in_routes()), body_limit)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 ui::dangling::mark_missing,

@@ -149,6 +149,7 @@ async fn the_ui_works_in_a_real_browser() {
             "entity page",
             "follow a relation",
             "relations graph",
+            "graph interaction",
             "group page",
             "errors on entity and owner",
             "api definition",

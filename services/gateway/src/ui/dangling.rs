@@ -118,8 +118,15 @@ fn unlink(html: &str, existing: &HashSet<String>) -> String {
         let rest = &html[at + ENTITY_LINK.len()..];
         let Some(end) = rest.find('"') else { continue };
         out.push_str(&html[copied..at]);
-        out.push_str("<a class=\"missing-ref\" title=\"Not in the catalog\"");
         copied = at + ENTITY_LINK.len() + end + 1;
+        // A link with its own classes keeps them (an element has one `class` attribute).
+        const CLASS: &str = " class=\"";
+        if html[copied..].starts_with(CLASS) {
+            out.push_str("<a title=\"Not in the catalog\" class=\"missing-ref ");
+            copied += CLASS.len();
+        } else {
+            out.push_str("<a class=\"missing-ref\" title=\"Not in the catalog\"");
+        }
     }
     out.push_str(&html[copied..]);
     out
@@ -135,7 +142,8 @@ mod tests {
             "<p><a href=\"/catalog/default/group/team-a\">team-a</a> and ",
             "<a href=\"/catalog/default/group/guest\">guest</a> and ",
             "<a href=\"/catalog/default/component/x%3Ay?depth=2\">x</a> and ",
-            "<a href=\"/search?q=a\">search</a></p>"
+            "<a href=\"/search?q=a\">search</a></p>",
+            "<a href=\"/catalog/default/group/gone\" class=\"node ring-1\">gone</a>"
         );
         let found: Vec<String> = links(html).map(|(_, r)| r).collect();
         assert_eq!(
@@ -143,7 +151,8 @@ mod tests {
             [
                 "group:default/team-a",
                 "group:default/guest",
-                "component:default/x:y"
+                "component:default/x:y",
+                "group:default/gone"
             ]
         );
         let existing = HashSet::from(["group:default/team-a".to_owned()]);
@@ -153,7 +162,8 @@ mod tests {
                 "<p><a href=\"/catalog/default/group/team-a\">team-a</a> and ",
                 "<a class=\"missing-ref\" title=\"Not in the catalog\">guest</a> and ",
                 "<a class=\"missing-ref\" title=\"Not in the catalog\">x</a> and ",
-                "<a href=\"/search?q=a\">search</a></p>"
+                "<a href=\"/search?q=a\">search</a></p>",
+                "<a title=\"Not in the catalog\" class=\"missing-ref node ring-1\">gone</a>"
             )
         );
     }

@@ -58,6 +58,7 @@ pub(crate) async fn entity(
                             entity_ref.clone(),
                         )),
                         limit: ERRORS_SHOWN,
+                        cursor: String::new(),
                     })
                     .await?
                     .into_inner()
@@ -96,6 +97,7 @@ pub(crate) async fn entity(
                         entity_ref.clone(),
                     )),
                     limit: people::OWNER_ERRORS_COUNTED,
+                    cursor: String::new(),
                 })
                 .await?
                 .into_inner()
@@ -136,6 +138,13 @@ pub(crate) async fn entity(
 
     let mut main = String::with_capacity(16 * 1024);
     header_html(&mut main, &entity, &kind, &name, &title, &namespace);
+    let embedded = tools::embedded_tools(&gateway.settings().ui.tools, &entity);
+    tools::tabs_html(
+        &mut main,
+        &embedded,
+        &entity_path(&namespace, &kind, &name),
+        None,
+    );
     tools::tools_html(&mut main, &gateway.settings().ui.tools, &entity);
     main.push_str("<div class=\"cards\">");
     about_html(&mut main, &entity, &namespace);
@@ -165,6 +174,52 @@ pub(crate) async fn entity(
     Ok(layout::respond(
         StatusCode::OK,
         layout::document(&title, "", &main),
+    ))
+}
+
+/// `GET /catalog/{namespace}/{kind}/{name}/tools/{tool}`: an embedded tool's tab — the
+/// entity's header and tabs, and the tool's page for this entity in a frame that only the
+/// tool's own origin may fill. A tool that is not configured, not embedded, or has no page
+/// for this entity (its annotation absent) is the UI's 404.
+pub(crate) async fn tool_tab(
+    State(gateway): State<Gateway>,
+    Path((namespace, kind, name, tool)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let stored = stored_by_name(&gateway, &kind, &namespace, &name).await?;
+    let entity = entity_json(stored, &Projection::everything())?;
+    let names = names(&entity);
+    let (kind, namespace, name, title) = (names.kind, names.namespace, names.name, names.title);
+    let embedded = tools::embedded_tools(&gateway.settings().ui.tools, &entity);
+    let Some((shown, url, origin)) = embedded.iter().find_map(|(candidate, url)| {
+        let origin = candidate.frame_origin()?;
+        let same_origin = url::Url::parse(url)
+            .is_ok_and(|parsed| parsed.origin().ascii_serialization() == origin);
+        (candidate.slug() == tool && same_origin).then_some((*candidate, url.clone(), origin))
+    }) else {
+        return Err(ApiError::not_found(format!(
+            "{title} has no tab named {tool:?}"
+        )));
+    };
+    let path = entity_path(&namespace, &kind, &name);
+    let mut main = String::with_capacity(4 * 1024);
+    header_html(&mut main, &entity, &kind, &name, &title, &namespace);
+    tools::tabs_html(&mut main, &embedded, &path, Some(&tool));
+    let _ = write!(
+        main,
+        "<section class=\"tool-tab\" aria-label=\"{name}\">\
+         <p class=\"subtle\">{name} for this entity, from <a href=\"{url}\" \
+         rel=\"noopener noreferrer\" target=\"_blank\">{url_text}</a> (opens in a new tab).</p>\
+         <iframe class=\"tool-frame\" src=\"{url}\" title=\"{name}\" loading=\"lazy\" \
+         referrerpolicy=\"no-referrer\" \
+         sandbox=\"allow-scripts allow-same-origin allow-forms allow-popups\"></iframe></section>",
+        name = esc(&shown.name),
+        url = esc(&url),
+        url_text = esc(&url),
+    );
+    Ok(layout::respond_framing(
+        StatusCode::OK,
+        layout::document(&format!("{} · {title}", shown.name), "", &main),
+        &origin,
     ))
 }
 

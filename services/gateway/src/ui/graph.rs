@@ -2,6 +2,13 @@
 //! out on the server on concentric circles (the entity in the middle, its neighbours on the
 //! first ring, theirs on the second at depth 2), each node a link to its entity page. At most
 //! [`MAX_NODES`] nodes are drawn, and the page says so when there were more.
+//!
+//! The picture is whole without script. `app.js` adds interaction from the data attributes
+//! written here: each node sits in a `<g data-node="ref">`, each edge (and its label, shown
+//! only while highlighted) carries `data-from`, `data-to` and `data-type` (the relation types
+//! between the pair, space-separated), and the svg names its `data-center`. The controls it
+//! uses (a checkbox per relation type drawn, zoom buttons) are written `hidden`: the script
+//! shows them, so a page without it never offers controls that do nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::f64::consts::PI;
@@ -191,28 +198,60 @@ pub(crate) fn graph_html(
         }
     }
 
+    // The script's controls, shown by it: a filter per relation type, and zoom.
+    let drawn_types: BTreeSet<&str> = edges.values().flatten().copied().collect();
+    out.push_str(
+        "<div class=\"graph-controls\" hidden><div class=\"graph-filter\" role=\"group\" \
+         aria-labelledby=\"graph-filter-label\"><span id=\"graph-filter-label\">Relations shown:</span>",
+    );
+    for relation in &drawn_types {
+        let _ = write!(
+            out,
+            " <label><input type=\"checkbox\" value=\"{relation}\" checked> {relation}</label>",
+            relation = esc(relation)
+        );
+    }
+    out.push_str(
+        "</div><div class=\"graph-zoom\" role=\"group\" aria-label=\"Zoom\">\
+         <button type=\"button\" data-zoom=\"in\" aria-label=\"Zoom in\" title=\"Zoom in\">+</button>\
+         <button type=\"button\" data-zoom=\"out\" aria-label=\"Zoom out\" title=\"Zoom out\">\u{2212}</button>\
+         <button type=\"button\" data-zoom=\"reset\">Reset</button></div>\
+         <p class=\"subtle graph-help\">Drag to move the graph; Ctrl or \u{2318} with the wheel zooms.</p></div>",
+    );
+
     let extent = if n2 > 0 { r2 } else { r1 } + 150.0;
     let _ = write!(
         out,
         "<div class=\"graph-wrap\"><svg class=\"graph\" viewBox=\"{min} {min} {size} {size}\" \
          width=\"{size}\" height=\"{size}\" \
-         role=\"img\" aria-labelledby=\"graph-title\" data-nodes=\"{nodes}\">\
+         role=\"group\" aria-labelledby=\"graph-title\" data-nodes=\"{nodes}\" data-center=\"{center}\">\
          <title id=\"graph-title\">Entities related to {center} (depth {depth})</title><g class=\"edges\">",
         min = -extent,
         size = 2.0 * extent,
         nodes = nodes.len(),
         center = esc(center),
     );
+    // Each edge's ends and types, as the script reads them.
+    let edge_data = |a: &Node, b: &Node, types: &BTreeSet<&str>| {
+        format!(
+            "data-from=\"{}\" data-to=\"{}\" data-type=\"{}\"",
+            esc(&a.entity_ref),
+            esc(&b.entity_ref),
+            esc(&types.iter().copied().collect::<Vec<_>>().join(" "))
+        )
+    };
+    let names = |types: &BTreeSet<&str>| types.iter().copied().collect::<Vec<_>>().join(", ");
     for ((a, b), types) in &edges {
         let (a, b) = (&nodes[*a], &nodes[*b]);
         let _ = write!(
             out,
-            "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\"><title>{}</title></line>",
+            "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" {}><title>{}</title></line>",
             a.x,
             a.y,
             b.x,
             b.y,
-            esc(&types.iter().copied().collect::<Vec<_>>().join(", "))
+            edge_data(a, b, types),
+            esc(&names(types))
         );
     }
     out.push_str("</g><g class=\"nodes\">");
@@ -253,9 +292,9 @@ pub(crate) fn graph_html(
         };
         let _ = write!(
             out,
-            "{open} class=\"node ring-{ring} kind-{kind_class}\">\
+            "<g data-node=\"{reference}\">{open} class=\"node ring-{ring} kind-{kind_class}\">\
              <title>{reference}</title><circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{r}\"></circle>\
-             <text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"{anchor}\">{label}</text>{close}",
+             <text x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"{anchor}\">{label}</text>{close}</g>",
             ring = node.ring,
             reference = esc(&node.entity_ref),
             x = node.x,
@@ -264,6 +303,19 @@ pub(crate) fn graph_html(
             tx = node.x + dx,
             ty = node.y + dy,
             label = esc(&label),
+        );
+    }
+    // Edge labels, over the nodes so that they stay readable; shown while highlighted.
+    out.push_str("</g><g class=\"edge-labels\" aria-hidden=\"true\">");
+    for ((a, b), types) in &edges {
+        let (a, b) = (&nodes[*a], &nodes[*b]);
+        let _ = write!(
+            out,
+            "<text class=\"edge-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" {}>{}</text>",
+            (a.x + b.x) / 2.0,
+            (a.y + b.y) / 2.0 + 4.0,
+            edge_data(a, b, types),
+            esc(&names(types))
         );
     }
     out.push_str("</g></svg></div>");
@@ -339,6 +391,70 @@ mod tests {
     }
 
     #[test]
+    fn the_script_finds_nodes_edges_and_controls() {
+        let center = "component:default/a";
+        let relations = vec![
+            rel("ownedBy", "group:default/t"),
+            rel("partOf", "system:default/s"),
+        ];
+        let neighbours = BTreeMap::from([(
+            "group:default/t".to_owned(),
+            vec![
+                rel("ownerOf", center),
+                rel("hasMember", "user:default/u"),
+                rel("ownerOf", "system:default/s"),
+            ],
+        )]);
+        let mut html = String::new();
+        graph_html(&mut html, center, &relations, &neighbours, 2, "/p");
+        assert!(
+            html.contains("data-center=\"component:default/a\""),
+            "{html}"
+        );
+        // Each node (links unchanged) in a group naming its ref.
+        for node in [
+            "<g data-node=\"component:default/a\"><a href=\"/catalog/default/component/a\" class=\"node ring-0 kind-component\">",
+            "<g data-node=\"group:default/t\"><a href=\"/catalog/default/group/t\" class=\"node ring-1 kind-group\">",
+            "<g data-node=\"user:default/u\"><a href=\"/catalog/default/user/u\" class=\"node ring-2 kind-user\">",
+        ] {
+            assert!(html.contains(node), "{node} in {html}");
+        }
+        assert_eq!(html.matches("<g data-node=").count(), 4, "{html}");
+        // Edges and their labels carry both ends and the types, space-separated.
+        let pair = "data-from=\"component:default/a\" data-to=\"group:default/t\" \
+                    data-type=\"ownedBy ownerOf\"";
+        assert!(
+            html.contains(&format!(
+                "<line x1=\"0.0\" y1=\"0.0\" x2=\"0.0\" y2=\"-110.0\" {pair}><title>ownedBy, ownerOf</title></line>"
+            )),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("{pair}>ownedBy, ownerOf</text>")),
+            "{html}"
+        );
+        assert!(html.contains("data-to=\"user:default/u\" data-type=\"hasMember\""));
+        assert_eq!(html.matches("<line ").count(), 4, "{html}");
+        assert_eq!(html.matches("class=\"edge-label\"").count(), 4, "{html}");
+        // One checkbox per relation type drawn, in controls the script shows.
+        assert!(html.contains("<div class=\"graph-controls\" hidden>"));
+        let boxes: Vec<&str> = html
+            .match_indices("<input type=\"checkbox\" value=\"")
+            .map(|(at, tag)| {
+                let rest = &html[at + tag.len()..];
+                &rest[..rest.find('"').unwrap()]
+            })
+            .collect();
+        assert_eq!(boxes, ["hasMember", "ownedBy", "ownerOf", "partOf"]);
+        for zoom in ["in", "out", "reset"] {
+            assert!(html.contains(&format!("<button type=\"button\" data-zoom=\"{zoom}\"")));
+        }
+        // No inline style or script: the CSP allows neither.
+        assert!(!html.contains("style="), "{html}");
+        assert!(!html.contains("<script"), "{html}");
+    }
+
+    #[test]
     fn hostile_refs_are_escaped() {
         let mut html = String::new();
         graph_html(
@@ -351,5 +467,8 @@ mod tests {
         );
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("x&lt;y"));
+        assert!(html.contains("data-type=\"x&lt;y\""), "{html}");
+        assert!(html.contains("<input type=\"checkbox\" value=\"x&lt;y\" checked> x&lt;y</label>"));
+        assert!(html.contains("data-node=\"component:default/&lt;script&gt;\""));
     }
 }

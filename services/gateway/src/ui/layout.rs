@@ -50,23 +50,49 @@ pub(crate) fn document(title: &str, search: &str, main: &str) -> String {
 
 /// An HTML page answer with the headers every page carries.
 pub(crate) fn respond(status: StatusCode, html: String) -> Response {
+    with_policy(status, html, CSP.to_owned())
+}
+
+/// A page that frames another origin's page (an embedded tool's tab): the usual policy, and
+/// frames from `origin` only (an origin as `Url::origin` serializes it: no quotes, spaces or
+/// semicolons can be in it).
+pub(crate) fn respond_framing(status: StatusCode, html: String, origin: &str) -> Response {
+    with_policy(status, html, format!("{CSP}; frame-src {origin}"))
+}
+
+fn with_policy(status: StatusCode, html: String, policy: String) -> Response {
+    let policy =
+        header::HeaderValue::from_str(&policy).unwrap_or(header::HeaderValue::from_static(CSP));
     (
         status,
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "same-origin"),
+            (
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CONTENT_SECURITY_POLICY, policy),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                header::HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                header::HeaderValue::from_static("same-origin"),
+            ),
             // Pages follow the catalog: always asked for again (assets are what is cached).
-            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-cache"),
+            ),
         ],
         html,
     )
         .into_response()
 }
 
-/// The page shown for an error: its status and the (escaped) message.
-pub(crate) fn error_page(status: StatusCode, message: &str) -> String {
+/// The page shown for an error: its status and the (escaped) message; with `sign_in` (the
+/// path asked for), a link to sign in and come back.
+pub(crate) fn error_page(status: StatusCode, message: &str, sign_in: Option<&str>) -> String {
     let heading = match status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::BAD_REQUEST => "That request cannot be answered",
@@ -79,9 +105,17 @@ pub(crate) fn error_page(status: StatusCode, message: &str) -> String {
         heading,
         "",
         &format!(
-            "<section class=\"card error-page\"><h1>{heading}</h1><p>{}</p>\
+            "<section class=\"card error-page\"><h1>{heading}</h1><p>{}</p>{}\
              <p><a href=\"/\">Back to the catalog</a></p></section>",
-            esc(message)
+            esc(message),
+            sign_in.map_or_else(String::new, |path| {
+                let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+                format!(
+                    "<p><a class=\"sign-in-link\" href=\"/sign-in?next={}\">Sign in with a \
+                     token</a></p>",
+                    esc(&next)
+                )
+            })
         ),
     )
 }

@@ -19,9 +19,10 @@ mod layout;
 mod people;
 mod register_page;
 mod search_page;
+mod sign_in;
 mod tools;
 
-pub use tools::{Tool, UiSettings, default_tools};
+pub use tools::{Tool, UiSettings, check_tools, default_tools};
 
 use axum::Router;
 use axum::extract::Request;
@@ -43,6 +44,10 @@ pub fn routes() -> Router<Gateway> {
             get(entity_page::entity),
         )
         .route(
+            "/catalog/{namespace}/{kind}/{name}/tools/{tool}",
+            get(entity_page::tool_tab),
+        )
+        .route(
             "/register",
             get(register_page::form).post(register_page::submit),
         )
@@ -50,6 +55,13 @@ pub fn routes() -> Router<Gateway> {
         .route("/ingestion", get(ingestion_page::ingestion))
         .route("/static/{file}", get(assets::serve))
         .fallback(not_found)
+}
+
+/// The pages that need no token: signing in and out.
+pub fn sign_in_routes() -> Router<Gateway> {
+    Router::new()
+        .route("/sign-in", get(sign_in::form).post(sign_in::submit))
+        .route("/sign-out", axum::routing::post(sign_in::sign_out))
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -60,6 +72,10 @@ async fn not_found(uri: Uri) -> ApiError {
 /// framework's own refusals) into HTML pages with the same status, keeping headers such as
 /// `Retry-After`.
 pub async fn html_errors(request: Request, next: Next) -> Response {
+    let asked_for = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status();
     let message = match response.extensions().get::<ApiError>() {
@@ -77,7 +93,9 @@ pub async fn html_errors(request: Request, next: Next) -> Response {
     if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
         tracing::warn!(%status, message, "a page failed");
     }
-    let mut page = layout::respond(status, layout::error_page(status, &message));
+    let sign_in = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        .then_some(asked_for.as_str());
+    let mut page = layout::respond(status, layout::error_page(status, &message, sign_in));
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             page.headers_mut().insert(name.clone(), value.clone());

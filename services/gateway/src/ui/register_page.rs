@@ -29,6 +29,7 @@ const PREVIEW_SHOWN: usize = 200;
 /// `GET /register`: the empty form.
 pub(crate) async fn form(
     State(gateway): State<Gateway>,
+    headers: HeaderMap,
     RawQuery(raw_query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw_query.as_deref(), &["type", "target"])?;
@@ -39,6 +40,18 @@ pub(crate) async fn form(
         .unwrap_or_else(|| default_type(types));
     let mut main = String::new();
     heading(&mut main);
+    let auth = &gateway.settings().auth;
+    let may_write = auth.open
+        || crate::auth::session_token(&headers)
+            .and_then(|token| auth.scope_of(&token))
+            .is_some_and(|scope| scope >= crate::auth::Scope::Write);
+    if !may_write {
+        main.push_str(
+            "<p class=\"notice\">Registering needs a token with the write scope: \
+             <a class=\"sign-in-link\" href=\"/sign-in?next=%2Fregister\">sign in</a> \
+             first.</p>",
+        );
+    }
     form_html(
         &mut main,
         types,
@@ -316,7 +329,7 @@ fn form_html(out: &mut String, types: &[String], chosen: &str, target: &str) {
 
 /// Refuses a post another site made a browser send: `Origin` present and not this host, or
 /// the browser saying the request is cross-site.
-fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let refused = || ApiError::not_allowed("Forms are accepted from this site's own pages only");
     if headers
         .get("sec-fetch-site")

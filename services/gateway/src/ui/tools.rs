@@ -10,6 +10,12 @@
 //! itself (a `url:` prefix dropped), as `backstage.io/source-location` and
 //! `backstage.io/edit-url` hold. Whatever the template, only a result that is an absolute
 //! `http(s)` URL is linked, and everything on the page is escaped.
+//!
+//! A tool marked `embed` is a tab of the entity page instead of a link: the page
+//! `/catalog/{namespace}/{kind}/{name}/tools/{tool}` shows the entity's header, its tabs, and
+//! the tool's page in a frame. Its template must name a fixed origin (no placeholder before the
+//! path), because that origin, and only it, is what the tab's content security policy lets the
+//! frame load.
 
 use std::fmt::Write as _;
 
@@ -44,6 +50,8 @@ pub struct Tool {
     pub url: String,
     /// The kinds it applies to, compared without case; empty: every kind.
     pub kinds: Vec<String>,
+    /// Shown as a tab of the entity page, in a frame, rather than as a link.
+    pub embed: bool,
 }
 
 /// The placeholders a template may hold.
@@ -63,6 +71,7 @@ impl Tool {
             annotation: annotation.into().trim().to_owned(),
             url: url.into().trim().to_owned(),
             kinds: kinds.iter().map(|k| k.trim().to_lowercase()).collect(),
+            embed: false,
         };
         if tool.name.is_empty() {
             return Err("a tool needs a name".into());
@@ -86,6 +95,48 @@ impl Tool {
             }
         }
         Ok(tool)
+    }
+
+    /// The tool shown as a tab of the entity page, framed: its template must be an absolute
+    /// URL whose origin has no placeholder (see the module's documentation).
+    pub fn embedded(mut self) -> Result<Tool, String> {
+        if self.frame_origin().is_none() {
+            return Err(format!(
+                "the tool {:?} is embedded, so its url must start with a fixed \
+                 https://host/ (no placeholder, and not {{url}}), not {:?}",
+                self.name, self.url
+            ));
+        }
+        self.embed = true;
+        Ok(self)
+    }
+
+    /// The origin an embedded tool's pages come from: the template's scheme, host and port,
+    /// when no placeholder is among them.
+    pub(crate) fn frame_origin(&self) -> Option<String> {
+        let after_scheme = self.url.find("://")? + 3;
+        let authority_end = self.url[after_scheme..]
+            .find(['/', '?', '#'])
+            .map_or(self.url.len(), |end| after_scheme + end);
+        let base = &self.url[..authority_end];
+        if base.contains('{') {
+            return None;
+        }
+        let parsed = url::Url::parse(base).ok()?;
+        matches!(parsed.scheme(), "http" | "https").then(|| parsed.origin().ascii_serialization())
+    }
+
+    /// The tab's path segment: the name lower-cased, runs of other characters as `-`.
+    pub fn slug(&self) -> String {
+        let mut slug = String::with_capacity(self.name.len());
+        for c in self.name.chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c.to_ascii_lowercase());
+            } else if !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        slug.trim_matches('-').to_owned()
     }
 
     /// The link for `entity`, when it has the annotation (and is of one of the kinds) and the
@@ -170,8 +221,38 @@ pub fn default_tools() -> Vec<Tool> {
         annotation: annotation.to_owned(),
         url: url.to_owned(),
         kinds: Vec::new(),
+        embed: false,
     })
     .collect()
+}
+
+/// Checks a configured list as a whole: embedded tools need distinct, non-empty tab names.
+pub fn check_tools(tools: &[Tool]) -> Result<(), String> {
+    let mut slugs = std::collections::BTreeSet::new();
+    for tool in tools.iter().filter(|tool| tool.embed) {
+        let slug = tool.slug();
+        if slug.is_empty() {
+            return Err(format!(
+                "the embedded tool {:?} needs a name with a letter or digit",
+                tool.name
+            ));
+        }
+        if !slugs.insert(slug.clone()) {
+            return Err(format!(
+                "two embedded tools have the tab name {slug:?}; embedded tools need distinct names"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The embedded tools that apply to `entity`, each with its page's URL, in configured order.
+pub(crate) fn embedded_tools<'a>(tools: &'a [Tool], entity: &Value) -> Vec<(&'a Tool, String)> {
+    tools
+        .iter()
+        .filter(|tool| tool.embed)
+        .filter_map(|tool| tool.link(entity).map(|url| (tool, url)))
+        .collect()
 }
 
 /// `template` with each `{placeholder}` replaced by `fill`'s answer; the first placeholder
@@ -211,10 +292,45 @@ fn encode(text: &str, keep_slashes: bool) -> String {
     out
 }
 
-/// The entity's tools as a row of links under its header; nothing when none applies.
+/// The entity page's tabs, when embedded tools apply: the overview and one per tool, the
+/// one at `current` (a tool's slug; `None`: the overview) marked as the page shown.
+pub(crate) fn tabs_html(
+    out: &mut String,
+    embedded: &[(&Tool, String)],
+    entity_path: &str,
+    current: Option<&str>,
+) {
+    if embedded.is_empty() {
+        return;
+    }
+    let mark = |here: bool| if here { " aria-current=\"page\"" } else { "" };
+    let _ = write!(
+        out,
+        "<nav class=\"tabs\" aria-label=\"Views of this entity\"><ul>\
+         <li><a href=\"{path}\"{mark}>Overview</a></li>",
+        path = esc(entity_path),
+        mark = mark(current.is_none()),
+    );
+    for (tool, _) in embedded {
+        let slug = tool.slug();
+        let _ = write!(
+            out,
+            "<li><a href=\"{path}/tools/{slug}\" data-tool=\"{name}\"{mark}>{name}</a></li>",
+            path = esc(entity_path),
+            slug = esc(&slug),
+            name = esc(&tool.name),
+            mark = mark(current == Some(slug.as_str())),
+        );
+    }
+    out.push_str("</ul></nav>");
+}
+
+/// The entity's linked (not embedded) tools as a row of links under its header; nothing when
+/// none applies.
 pub(crate) fn tools_html(out: &mut String, tools: &[Tool], entity: &Value) {
     let links: Vec<(&Tool, String)> = tools
         .iter()
+        .filter(|tool| !tool.embed)
         .filter_map(|tool| tool.link(entity).map(|url| (tool, url)))
         .collect();
     if links.is_empty() {
@@ -332,6 +448,74 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn embedded_tools_name_a_fixed_origin_and_become_tabs() {
+        let docs = Tool::new(
+            "Tech docs",
+            "docs",
+            "https://docs.example:8443/d/{value}",
+            vec![],
+        )
+        .unwrap()
+        .embedded()
+        .unwrap();
+        assert_eq!(
+            docs.frame_origin().as_deref(),
+            Some("https://docs.example:8443")
+        );
+        assert_eq!(docs.slug(), "tech-docs");
+        for template in [
+            "{url}",
+            "https://{value}.example/",
+            "https://x.example{value}",
+        ] {
+            let error = Tool::new("D", "docs", template, vec![])
+                .unwrap()
+                .embedded()
+                .unwrap_err();
+            assert!(error.contains("fixed"), "{template}: {error}");
+        }
+        let link = Tool::new("Link", "docs", "https://l.example/{value}", vec![]).unwrap();
+        let tools = vec![docs.clone(), link];
+        let annotated = entity(json!({"docs": "a b"}));
+        // The embedded tool is a tab, not a link; the other stays a link.
+        let embedded = embedded_tools(&tools, &annotated);
+        assert_eq!(embedded.len(), 1);
+        assert_eq!(embedded[0].1, "https://docs.example:8443/d/a%20b");
+        let mut row = String::new();
+        tools_html(&mut row, &tools, &annotated);
+        assert!(
+            row.contains("data-tool=\"Link\"") && !row.contains("Tech docs"),
+            "{row}"
+        );
+        let mut tabs = String::new();
+        tabs_html(
+            &mut tabs,
+            &embedded,
+            "/catalog/ops/component/x",
+            Some("tech-docs"),
+        );
+        assert!(
+            tabs.contains("<a href=\"/catalog/ops/component/x\">Overview</a>")
+                && tabs.contains(
+                    "href=\"/catalog/ops/component/x/tools/tech-docs\" data-tool=\"Tech docs\" \
+                     aria-current=\"page\""
+                ),
+            "{tabs}"
+        );
+        // Not annotated: no tabs at all.
+        let mut none = String::new();
+        tabs_html(
+            &mut none,
+            &embedded_tools(&tools, &entity(json!({}))),
+            "/x",
+            None,
+        );
+        assert_eq!(none, "");
+        // Tab names must differ.
+        assert!(check_tools(&[docs.clone(), docs]).is_err());
     }
 
     #[test]

@@ -152,6 +152,133 @@ try {
   await page.waitForURL(/\/catalog\/default\/group\/team-a$/);
   checked.push("relations graph");
 
+  // Graph interaction (app.js): hovering or focusing a node highlights it, its edges and its
+  // neighbours and dims the rest; a relation type unchecked hides its edges (and nodes left
+  // with none); zoom and pan move the viewBox; a drag is not a click, a click follows the link.
+  await page.goto(`${origin}/catalog/default/component/artist-lookup?depth=2`);
+  await page.locator(".graph-controls").waitFor({ state: "visible" });
+  const graph = page.locator("svg.graph");
+  const center = "component:default/artist-lookup";
+  const nodeClasses = () =>
+    page.evaluate(() =>
+      Object.fromEntries(
+        Array.from(document.querySelectorAll("svg.graph [data-node]"), (node) => [
+          node.dataset.node,
+          (node.getAttribute("class") || "").split(/\s+/),
+        ]),
+      ),
+    );
+  const neighboursOf = (ref) =>
+    page.evaluate((ref) => {
+      const near = new Set();
+      for (const line of document.querySelectorAll("svg.graph line[data-from]")) {
+        if (line.dataset.from === ref) near.add(line.dataset.to);
+        if (line.dataset.to === ref) near.add(line.dataset.from);
+      }
+      return [...near];
+    }, ref);
+  const assertHighlighted = async (active, { someDimmed = true } = {}) => {
+    const near = new Set(await neighboursOf(active));
+    assert.ok(near.size > 0, `${active} has neighbours`);
+    const classes = await nodeClasses();
+    let dimmed = 0;
+    for (const [ref, list] of Object.entries(classes)) {
+      if (ref === active) {
+        assert.ok(list.includes("is-active") && !list.includes("is-dim"), `${ref}: ${list}`);
+      } else if (near.has(ref)) {
+        assert.ok(list.includes("is-near") && !list.includes("is-dim"), `${ref}: ${list}`);
+      } else {
+        assert.ok(list.includes("is-dim") && !list.includes("is-near"), `${ref}: ${list}`);
+        dimmed++;
+      }
+    }
+    if (someDimmed) assert.ok(dimmed > 0, "the rest is dimmed");
+    assert.equal(await graph.locator("line.is-lit").count(), near.size, "its edges are lit");
+    assert.ok(await graph.locator("text.edge-label.is-lit").first().isVisible(), "edge labels shown");
+    assert.equal(await graph.locator("text.edge-label:not(.is-lit)").first().isVisible(), false);
+    return near;
+  };
+  // Hover a member of team-a: team-a is a neighbour, the entity itself is dimmed.
+  const member = graph.locator("[data-node] > a.node.kind-user").first();
+  const memberRef = await member.locator("xpath=..").getAttribute("data-node");
+  await member.locator("circle").hover();
+  const memberNear = await assertHighlighted(memberRef);
+  assert.ok(memberNear.has("group:default/team-a"), [...memberNear].join());
+  assert.ok((await nodeClasses())[center].includes("is-dim"));
+  await shot("entity-graph-hover");
+  // Keyboard focus highlights too (team-a neighbours every node here).
+  const teamA = graph.locator('a.node[href="/catalog/default/group/team-a"]');
+  await page.mouse.move(0, 0);
+  await teamA.focus();
+  await assertHighlighted("group:default/team-a", { someDimmed: false });
+  await teamA.blur();
+  assert.equal(await graph.locator("[data-node].is-dim").count(), 0, "blur clears");
+  // Unchecking a relation type hides its edges, and the members left with no edge.
+  const membership = page.locator('.graph-filter input[value="hasMember"]');
+  const hidden = (selector) =>
+    page.evaluate(
+      (selector) =>
+        Array.from(document.querySelectorAll(selector), (element) =>
+          getComputedStyle(element).display === "none",
+        ),
+      selector,
+    );
+  const memberEdges = 'svg.graph line[data-type~="hasMember"]';
+  assert.ok((await hidden(memberEdges)).length > 0, "team-a has member edges");
+  assert.ok((await hidden(memberEdges)).every((is) => !is));
+  await membership.uncheck();
+  assert.ok((await hidden(memberEdges)).every((is) => is), "member edges hidden");
+  assert.equal(await member.isVisible(), false, "a member with no edge left is hidden");
+  assert.equal(await teamA.isVisible(), true);
+  assert.ok(
+    (await hidden('svg.graph line:not([data-type~="hasMember"])')).every((is) => !is),
+    "other edges stay",
+  );
+  await shot("entity-graph-filtered");
+  await membership.check();
+  assert.ok((await hidden(memberEdges)).every((is) => !is), "member edges back");
+  assert.equal(await member.isVisible(), true);
+  // Zoom: the buttons and ctrl + wheel narrow the viewBox; dragging (even from a node) pans
+  // without following the link; reset puts it back.
+  const viewBox = async () => (await graph.getAttribute("viewBox")).split(" ").map(Number);
+  const initial = await viewBox();
+  await page.locator('.graph-zoom button[data-zoom="in"]').click();
+  const zoomed = await viewBox();
+  assert.ok(zoomed[2] < initial[2] && zoomed[3] < initial[3], `zoom in: ${zoomed}`);
+  await graph.scrollIntoViewIfNeeded();
+  const bounds = await graph.boundingBox();
+  await page.mouse.move(bounds.x + bounds.width / 2, bounds.y + bounds.height / 2);
+  await page.keyboard.down("Control");
+  await page.mouse.wheel(0, -200);
+  await page.keyboard.up("Control");
+  await page.waitForFunction(
+    (width) => Number(document.querySelector("svg.graph").getAttribute("viewBox").split(" ")[2]) < width,
+    zoomed[2],
+  );
+  const wheeled = await viewBox();
+  // The buttons work from the keyboard.
+  await page.locator('.graph-zoom button[data-zoom="out"]').focus();
+  await page.keyboard.press("Enter");
+  const out = await viewBox();
+  assert.ok(out[2] > wheeled[2], `zoom out: ${out} from ${wheeled}`);
+  await shot("entity-graph-zoomed");
+  const teamBox = await teamA.locator("circle").boundingBox();
+  const [fromX, fromY] = [teamBox.x + teamBox.width / 2, teamBox.y + teamBox.height / 2];
+  await page.mouse.move(fromX, fromY);
+  await page.mouse.down();
+  await page.mouse.move(fromX + 40, fromY + 30, { steps: 5 });
+  await page.mouse.up();
+  const panned = await viewBox();
+  assert.ok(panned[0] < out[0] && panned[1] < out[1], `pan: ${panned} from ${out}`);
+  assert.equal(panned[2], out[2], "panning keeps the zoom");
+  assert.match(page.url(), /artist-lookup\?depth=2$/, "a drag is not a click");
+  await page.locator('.graph-zoom button[data-zoom="reset"]').click();
+  assert.deepEqual(await viewBox(), initial);
+  // A node is still a link.
+  await teamA.locator("circle").click();
+  await page.waitForURL(/\/catalog\/default\/group\/team-a$/);
+  checked.push("graph interaction");
+
   // A group's page: members, and what it owns with open errors.
   assert.ok((await page.locator("ul.members a").count()) > 0, "the team has members");
   const owned = await page.locator("table.owned tbody tr").allTextContents();
