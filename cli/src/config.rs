@@ -368,6 +368,9 @@ struct ToolFile {
     url: String,
     #[serde(default)]
     kinds: Vec<String>,
+    /// A tab of the entity page showing the tool's page in a frame, rather than a link.
+    #[serde(default)]
+    embed: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -687,9 +690,20 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
         gateway.ui.tools = tools
             .into_iter()
             .map(|tool| {
-                cadastre_gateway::ui::Tool::new(tool.name, tool.annotation, tool.url, tool.kinds)
+                let built = cadastre_gateway::ui::Tool::new(
+                    tool.name,
+                    tool.annotation,
+                    tool.url,
+                    tool.kinds,
+                )?;
+                if tool.embed {
+                    built.embedded()
+                } else {
+                    Ok(built)
+                }
             })
-            .collect::<Result<_, _>>()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|tools| cadastre_gateway::ui::check_tools(&tools).map(|()| tools))
             .map_err(|message| ConfigError::Parse {
                 path: path.to_owned(),
                 message: format!("gateway.ui.tools: {message}"),
@@ -862,6 +876,32 @@ url = "https://acme.pagerduty.com/service-directory/{value}"
                 .unwrap(),
             ]
         );
+        // An embedded tool needs a fixed origin, and embedded tools distinct tab names.
+        let embedded = "[[gateway.ui.tools]]\nname = \"Docs\"\nannotation = \"a\"\nembed = true\n";
+        std::fs::write(
+            &file,
+            format!("{embedded}url = \"https://docs.example/{{value}}\"\n"),
+        )
+        .unwrap();
+        let tools = load(Some(&file), &empty).unwrap().gateway.ui.tools;
+        assert!(tools[0].embed, "{tools:?}");
+        std::fs::write(
+            &file,
+            format!("{embedded}url = \"https://{{value}}.docs.example/\"\n"),
+        )
+        .unwrap();
+        let error = load(Some(&file), &empty).unwrap_err().to_string();
+        assert!(error.contains("fixed https://host/"), "{error}");
+        std::fs::write(
+            &file,
+            format!(
+                "{embedded}url = \"https://docs.example/{{value}}\"\n\
+                 {embedded}url = \"https://other.example/{{value}}\"\n"
+            ),
+        )
+        .unwrap();
+        let error = load(Some(&file), &empty).unwrap_err().to_string();
+        assert!(error.contains("distinct names"), "{error}");
         std::fs::write(&file, "[gateway.ui]\ntools = []\n").unwrap();
         assert!(
             load(Some(&file), &empty)

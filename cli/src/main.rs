@@ -10,6 +10,12 @@ use cadastre::validate::{self, OutputFormat};
 use cadastre_model::Validator;
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc: ingestion allocates and frees many small values
+/// (YAML and JSON trees, rows) across threads; glibc's arenas spent about 15% of the CPU of a
+/// cold ingest in `malloc`/`free` and held memory fragmented (see the README's Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cadastre",
@@ -72,6 +78,46 @@ enum Command {
         /// Entities per file.
         #[arg(long, default_value_t = 100)]
         per_file: usize,
+    },
+    /// Measure Cadastre end to end at each size: cold ingest of a generated organisation,
+    /// push-to-visible over signed webhooks, API latency under load, peak memory and disk.
+    /// Prints a table; writes results.md, results.json and chart.svg to --out.
+    Bench {
+        /// Catalog sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
+        sizes: Vec<usize>,
+        /// How Cadastre runs (repeatable, or comma-separated).
+        #[arg(long = "mode", value_enum, value_delimiter = ',', default_values_t = [cadastre::bench::Mode::Embedded])]
+        modes: Vec<cadastre::bench::Mode>,
+        /// Pushes timed per size.
+        #[arg(long, default_value_t = 100)]
+        pushes: usize,
+        /// Concurrent clients in the load phase.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds each route is loaded.
+        #[arg(long, default_value_t = 10)]
+        load_seconds: u64,
+        /// Minutes a cold ingest may take before the run fails.
+        #[arg(long, default_value_t = 60)]
+        ingest_timeout_minutes: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Scratch space for organisations and data (a few GiB at a million entities).
+        #[arg(long, default_value = "target/bench-scale")]
+        work_dir: PathBuf,
+        /// Where results.md, results.json and chart.svg go.
+        #[arg(long, default_value = "target/bench-scale/results")]
+        out: PathBuf,
+        /// Distributed mode: NATS (with JetStream).
+        #[arg(long, env = "CADASTRE_BENCH_NATS_URL")]
+        nats_url: Option<String>,
+        /// Distributed mode: a PostgreSQL server (a database is created per size).
+        #[arg(long, env = "CADASTRE_BENCH_POSTGRES_URL")]
+        postgres_url: Option<String>,
+        /// Distributed mode: OpenSearch.
+        #[arg(long, env = "CADASTRE_BENCH_OPENSEARCH_URL")]
+        opensearch_url: Option<String>,
     },
     /// Run catalog-store, the system of record, serving gRPC until SIGINT or SIGTERM.
     Store {
@@ -138,7 +184,8 @@ fn main() -> ExitCode {
         }
     };
     // Services set up logging (and trace export) inside their runtime, under their name.
-    if let Command::Validate { .. } | Command::Generate { .. } = cli.command {
+    if let Command::Validate { .. } | Command::Generate { .. } | Command::Bench { .. } = cli.command
+    {
         tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -234,6 +281,51 @@ fn main() -> ExitCode {
                 "warn,cadastre::up=info",
                 cadastre::up::run(config, options),
             )
+        }
+        Command::Bench {
+            sizes,
+            modes,
+            pushes,
+            clients,
+            load_seconds,
+            ingest_timeout_minutes,
+            seed,
+            work_dir,
+            out,
+            nats_url,
+            postgres_url,
+            opensearch_url,
+        } => {
+            let services = match (nats_url, postgres_url, opensearch_url) {
+                (Some(nats), Some(postgres), Some(opensearch)) => {
+                    Some(cadastre::bench::ServiceUrls {
+                        nats,
+                        postgres,
+                        opensearch,
+                    })
+                }
+                _ => None,
+            };
+            let options = cadastre::bench::Options {
+                sizes,
+                modes,
+                pushes,
+                clients,
+                load_duration: std::time::Duration::from_secs(load_seconds),
+                ingest_timeout: std::time::Duration::from_secs(ingest_timeout_minutes * 60),
+                seed,
+                work_dir,
+                out,
+                services,
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(&format!("starting the runtime: {error}")),
+            };
+            match runtime.block_on(cadastre::bench::run(options)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => fail(&format!("{error:#}")),
+            }
         }
         Command::Store {
             database_url,
