@@ -254,7 +254,14 @@ fn push_field(sql: &mut Sql, key: &str, condition: &Condition) {
             sql.push(")");
         }
         (Some(column), Condition::In(values)) => {
-            sql.push(column).push(" IN ").bind_list(values);
+            // Never NULL, so that NOT around it holds where the key is absent.
+            sql.push("(")
+                .push(column)
+                .push(" IS NOT NULL AND ")
+                .push(column)
+                .push(" IN ")
+                .bind_list(values)
+                .push(")");
         }
         (Some(_), Condition::HasPrefix(prefix)) => {
             push_value_like(sql, key, format!("{}%", like_escape(prefix)));
@@ -399,7 +406,7 @@ mod tests {
         let (text, values) = render(DbBackend::Postgres, &predicate);
         assert_eq!(
             text,
-            "(e.kind_l IN ($1) AND e.spec_type_l IN ($2) AND (e.search_doc @> $3::jsonb))"
+            "((e.kind_l IS NOT NULL AND e.kind_l IN ($1)) AND (e.spec_type_l IS NOT NULL AND e.spec_type_l IN ($2)) AND (e.search_doc @> $3::jsonb))"
         );
         assert_eq!(values, 3);
         let (text, _) = render(DbBackend::Sqlite, &predicate);

@@ -257,6 +257,28 @@ async fn filters_follow_backstage_semantics(store: &CatalogStore) {
         );
         assert_ne!(item.body_json().unwrap()["spec"]["type"], "service");
     }
+    // A negated condition holds where the key is absent (groups have no spec.type).
+    for (key, value) in [("spec.type", "service"), ("spec.lifecycle", "production")] {
+        let count = |predicate: serde_json::Value| async move {
+            store
+                .query_entities(&EntityQuery {
+                    filter: cadastre_query::json_predicate::parse(&predicate).unwrap(),
+                    ..EntityQuery::default()
+                })
+                .await
+                .unwrap()
+                .total_items
+        };
+        let all = count(serde_json::json!({"$all": []})).await;
+        let matching = count(serde_json::json!({ key: value })).await;
+        let negated = count(serde_json::json!({"$not": { key: value }})).await;
+        assert!(matching > 0, "{key}");
+        assert_eq!(
+            negated,
+            all - matching,
+            "{key}: $not keeps entities without it"
+        );
+    }
     let any_of = cadastre_query::json_predicate::parse(
         &serde_json::json!({"kind": {"$in": ["Domain", "System"]}}),
     )
