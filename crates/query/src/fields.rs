@@ -54,6 +54,16 @@ impl Projection {
         self.paths.is_empty()
     }
 
+    /// Whether the projected entity can hold anything of `relations` (so a server must look
+    /// them up): the whole entity, or a path into or above them.
+    pub fn keeps_relations(&self) -> bool {
+        self.is_empty()
+            || self
+                .paths
+                .iter()
+                .any(|path| path == "relations" || path.starts_with("relations."))
+    }
+
     /// The paths, as given.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.paths.iter().map(String::as_str)

@@ -142,3 +142,13 @@ fn adversarial_paths_stay_fast() {
     let found = Projection::parse(&["a.a.a.a.a.a.a.a.a.a"]).unwrap();
     assert!(found.apply(&entity).is_object());
 }
+
+#[test]
+fn knows_whether_relations_can_be_in_the_answer() {
+    let keeps = |fields: &[&str]| Projection::parse(fields).unwrap().keeps_relations();
+    assert!(keeps(&[]));
+    assert!(keeps(&["kind,relations"]));
+    assert!(keeps(&["metadata.name", "relations.type"]));
+    assert!(!keeps(&["apiVersion,kind,metadata,spec"]));
+    assert!(!keeps(&["relationsExtra"]));
+}

@@ -85,7 +85,11 @@ impl CatalogService for CatalogGrpc {
         let filter = request.filter.map(from_proto_predicate).transpose()?;
         let found = self
             .store
-            .entities_by_refs(&request.entity_refs, filter.as_ref())
+            .entities_by_refs_with(
+                &request.entity_refs,
+                filter.as_ref(),
+                projection.keeps_relations(),
+            )
             .await?;
         let items = found
             .into_iter()
@@ -135,6 +139,7 @@ impl CatalogService for CatalogGrpc {
             offset: request.offset,
             cursor: Some(request.cursor).filter(|c| !c.is_empty()),
             include_total: !request.exclude_total,
+            with_relations: projection.keeps_relations(),
         };
         let page = self.store.query_entities(&query).await?;
         Ok(Response::new(pb::QueryEntitiesResponse {

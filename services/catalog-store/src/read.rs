@@ -58,8 +58,18 @@ impl CatalogStore {
 
     /// Turns stored bodies into served ones: uid, etag and relations added.
     async fn serve(&self, entities: &mut [StoredEntity]) -> Result<()> {
+        self.serve_with(entities, true).await
+    }
+
+    /// [`Self::serve`]; without `with_relations` the relations are not looked up (the body's
+    /// `relations` is empty), for readers that drop them anyway.
+    async fn serve_with(&self, entities: &mut [StoredEntity], with_relations: bool) -> Result<()> {
         let mut relations: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        let refs: Vec<String> = entities.iter().map(|e| e.entity_ref.clone()).collect();
+        let refs: Vec<String> = if with_relations {
+            entities.iter().map(|e| e.entity_ref.clone()).collect()
+        } else {
+            Vec::new()
+        };
         for chunk in refs.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
             sql.push("SELECT source_ref, type, target_ref FROM relations WHERE source_ref IN ")
@@ -94,6 +104,18 @@ impl CatalogStore {
         refs: &[String],
         filter: Option<&Predicate>,
     ) -> Result<Vec<Option<StoredEntity>>> {
+        self.entities_by_refs_with(refs, filter, true).await
+    }
+
+    /// [`Self::entities_by_refs`]; without `with_relations` their bodies carry no relations,
+    /// which are then not read (the search indexer's documents need none, and a popular
+    /// group's relations are thousands of rows).
+    pub async fn entities_by_refs_with(
+        &self,
+        refs: &[String],
+        filter: Option<&Predicate>,
+        with_relations: bool,
+    ) -> Result<Vec<Option<StoredEntity>>> {
         let mut found: HashMap<String, StoredEntity> = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
@@ -112,7 +134,7 @@ impl CatalogStore {
                 .iter()
                 .map(entity_from_row)
                 .collect::<Result<Vec<_>>>()?;
-            self.serve(&mut entities).await?;
+            self.serve_with(&mut entities, with_relations).await?;
             found.extend(entities.into_iter().map(|e| (e.entity_ref.clone(), e)));
         }
         Ok(refs.iter().map(|r| found.get(r).cloned()).collect())
@@ -207,7 +229,7 @@ impl CatalogStore {
         let has_more = items.len() > query.limit as usize;
         items.truncate(query.limit as usize);
         keys.truncate(query.limit as usize);
-        self.serve(&mut items).await?;
+        self.serve_with(&mut items, query.with_relations).await?;
         if cursor.is_previous {
             items.reverse();
             keys.reverse();

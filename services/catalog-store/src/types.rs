@@ -186,6 +186,9 @@ pub struct EntityQuery {
     /// From a previous page; carries filter, order and full text.
     pub cursor: Option<String>,
     pub include_total: bool,
+    /// Serve the entities' relations; without, they are not read (for a projection that
+    /// drops them: an API consumed by thousands of services has thousands of relations).
+    pub with_relations: bool,
 }
 
 impl Default for EntityQuery {
@@ -198,6 +201,7 @@ impl Default for EntityQuery {
             offset: 0,
             cursor: None,
             include_total: true,
+            with_relations: true,
         }
     }
 }

@@ -19,6 +19,10 @@ use tonic::transport::Channel;
 
 use crate::{IndexBatch, Result, SearchBackend, SearchDocument, SearchError};
 
+/// What a search document is built from: everything but `relations`, which the store then
+/// does not read (the relations of a group owning thousands of entities are thousands of rows,
+/// and every entity that joins it changes the group's etag, so its document is rewritten).
+const DOCUMENT_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
 /// Changes written per round, at most.
 const ROUND: usize = 1_000;
 /// How long a round waits for more changes once it has one.
@@ -187,6 +191,7 @@ impl Indexer {
                 .clone()
                 .get_entities_by_refs(pb::GetEntitiesByRefsRequest {
                     entity_refs: chunk.iter().map(|(r, _)| (*r).to_owned()).collect(),
+                    fields: DOCUMENT_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
                     ..Default::default()
                 })
                 .await?

@@ -26,6 +26,9 @@ use crate::params::Params;
 
 /// At most this many processing errors are listed on a page.
 const ERRORS_SHOWN: u32 = 100;
+/// At most this many targets are listed per relation type (a popular API has thousands of
+/// consumers; each listed one is a link whose existence the page checks).
+const RELATIONS_SHOWN: usize = 100;
 /// The most recent changes shown.
 const HISTORY_SHOWN: u32 = 20;
 /// At most this many changed fields are named per change.
@@ -368,10 +371,18 @@ fn relations_html(out: &mut String, entity: &Value) {
             esc(relation),
             esc(relation)
         );
-        for target in targets {
+        let more = targets.len().saturating_sub(RELATIONS_SHOWN);
+        for target in targets.into_iter().take(RELATIONS_SHOWN) {
             let _ = write!(out, "<li>{}</li>", ref_link(target, None, "default"));
         }
         out.push_str("</ul>");
+        if more > 0 {
+            let _ = write!(
+                out,
+                "<p class=\"subtle\">… and {more} more (the entity's JSON below lists every \
+                 relation).</p>"
+            );
+        }
     }
     out.push_str("</section>");
 }
