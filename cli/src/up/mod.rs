@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cadastre_bus::Bus;
 use cadastre_bus::memory::InProcessBus;
-use cadastre_bus::subjects::HARVEST_REQUESTS;
+use cadastre_bus::subjects::{ENTITY_BATCHES, HARVEST_REQUESTS, HARVESTED};
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
 use tokio::net::TcpListener;
@@ -29,6 +29,11 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::Config;
 use crate::services::{self, Shutdown};
 
+/// Harvested parts (up to 256 documents each) waiting for the processor, at most.
+const HARVESTED_BACKLOG: usize = 32;
+/// Processed batches waiting for the store, at most: a few seconds of its work, well inside
+/// the processor's ack wait, which a publisher waiting here holds its delivery against.
+const BATCH_BACKLOG: usize = 8;
 /// How long the services get to finish in-flight work after a stop is asked for.
 const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
@@ -78,7 +83,12 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
         }
     });
 
-    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+    // Harvests and processed batches wait for the stage after them, so memory stays bounded
+    // however large the catalog (JetStream keeps such a backlog on disk; this bus has none).
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::with_backlog_limits(&[
+        (HARVESTED.name, HARVESTED_BACKLOG),
+        (ENTITY_BATCHES.name, BATCH_BACKLOG),
+    ]));
     let counts = Arc::new(progress::Counts::default());
     progress::count(Arc::clone(&bus), Arc::clone(&counts), shutdown.clone()).await?;
 

@@ -6,6 +6,11 @@
 //! than `max_messages_per_subject` (oldest first, as a stream with limits would drop them).
 //! Nothing survives the process: embedded mode recovers by re-harvesting and by the store's
 //! change feed, which is durable.
+//!
+//! A subject may have a backlog limit ([`InProcessBus::with_backlog_limits`]): while that many
+//! of its messages are unsettled (and it has a consumer), publishing to it waits. That is the
+//! back-pressure JetStream gives through its file store: without it a cold ingest of a million
+//! entities held every harvested and processed batch the store had not reached in memory.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +41,8 @@ struct Shared {
     /// Woken on every publish and every settled delivery.
     changed: Notify,
     max_messages_per_subject: usize,
+    /// Subject -> unsettled messages at which its publishers wait.
+    backlog_limits: HashMap<String, usize>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +90,25 @@ impl InProcessBus {
                 state: Mutex::new(State::default()),
                 changed: Notify::new(),
                 max_messages_per_subject: max_messages_per_subject.max(1),
+                backlog_limits: HashMap::new(),
+            }),
+        }
+    }
+
+    /// A bus whose publishers to each `(subject, limit)` wait while `limit` messages of it are
+    /// unsettled by a consumer. Only for subjects no consumer of which publishes back into a
+    /// limited subject it waits on (the pipeline's data subjects, not harvest requests, which
+    /// the processor publishes while the harvester may be waiting on it).
+    pub fn with_backlog_limits(limits: &[(&str, usize)]) -> Self {
+        InProcessBus {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                changed: Notify::new(),
+                max_messages_per_subject: DEFAULT_MAX_MESSAGES_PER_SUBJECT,
+                backlog_limits: limits
+                    .iter()
+                    .map(|(subject, limit)| ((*subject).to_owned(), (*limit).max(1)))
+                    .collect(),
             }),
         }
     }
@@ -98,6 +124,32 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits while `subject` is at its backlog limit (a subject without a limit, or without
+    /// a consumer, never waits).
+    async fn wait_for_room(&self, subject: &str) {
+        let Some(&limit) = self.backlog_limits.get(subject) else {
+            return;
+        };
+        loop {
+            // Registered before the check, so a settle in between still wakes us.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let state = self.lock();
+                let consumed = state
+                    .consumers
+                    .values()
+                    .any(|consumer| consumer.spec.subject == subject);
+                let backlog = state.logs.get(subject).map_or(0, BTreeMap::len);
+                if !consumed || backlog < limit {
+                    return;
+                }
+            }
+            changed.await;
+        }
     }
 
     fn publish(&self, subject: &str, message: Outgoing) -> Published {
@@ -186,6 +238,7 @@ impl Shared {
 #[async_trait]
 impl Bus for InProcessBus {
     async fn publish(&self, subject: &str, message: Outgoing) -> Result<Published> {
+        self.shared.wait_for_room(subject).await;
         Ok(self.shared.publish(subject, message))
     }
 
@@ -368,5 +421,50 @@ impl Acker for MemoryAcker {
         self.shared
             .settle(&self.consumer, self.sequence, self.attempt, None);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &'static str) -> Outgoing {
+        Outgoing {
+            payload: Bytes::from_static(text.as_bytes()),
+            ..Outgoing::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limited_subject_makes_its_publisher_wait_for_the_consumer() {
+        let bus = InProcessBus::with_backlog_limits(&[("t.limited", 2)]);
+        // Without a consumer nothing waits (nobody would ever make room).
+        for _ in 0..3 {
+            bus.publish("t.limited", message("early")).await.unwrap();
+        }
+        let mut consumer = bus
+            .consume(&ConsumerSpec::new("reader", "t.limited"))
+            .await
+            .unwrap();
+        // Three unsettled, over the limit of two: the next publish waits ...
+        let waiting = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.publish("t.limited", message("late")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "published past the backlog limit");
+        // ... until the consumer has settled enough of them.
+        for _ in 0..2 {
+            consumer.next().await.unwrap().ack().await.unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the publisher is let through once there is room")
+            .unwrap()
+            .unwrap();
+        // Other subjects never wait.
+        for _ in 0..10 {
+            bus.publish("t.free", message("free")).await.unwrap();
+        }
     }
 }
