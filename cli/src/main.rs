@@ -109,6 +109,9 @@ enum Command {
         /// Where results.md, results.json and chart.svg go.
         #[arg(long, default_value = "target/bench-scale/results")]
         out: PathBuf,
+        /// Measure nothing: write results.md and chart.svg again from --out's results.json.
+        #[arg(long)]
+        redraw: bool,
         /// Distributed mode: NATS (with JetStream).
         #[arg(long, env = "CADASTRE_BENCH_NATS_URL")]
         nats_url: Option<String>,
@@ -292,10 +295,17 @@ fn main() -> ExitCode {
             seed,
             work_dir,
             out,
+            redraw,
             nats_url,
             postgres_url,
             opensearch_url,
         } => {
+            if redraw {
+                return match cadastre::bench::redraw(&out) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(error) => fail(&format!("{error:#}")),
+                };
+            }
             let services = match (nats_url, postgres_url, opensearch_url) {
                 (Some(nats), Some(postgres), Some(opensearch)) => {
                     Some(cadastre::bench::ServiceUrls {

@@ -66,7 +66,15 @@ fn check(measured: &Value, processes: &[&str]) {
         .collect();
     assert_eq!(
         names,
-        ["by-name", "filtered page", "facets", "search", "suggest"]
+        [
+            "by-name",
+            "filtered page",
+            "facets",
+            "search",
+            "suggest",
+            "UI catalog",
+            "UI entity"
+        ]
     );
     for route in routes {
         assert!(route["requests"].as_u64().unwrap() > 0, "{route}");
@@ -82,6 +90,15 @@ fn check(measured: &Value, processes: &[&str]) {
         })
         .collect();
     assert_eq!(memory, processes);
+    let heap = measured["peak_heap_mib"].as_array().unwrap();
+    assert_eq!(heap.len(), processes.len());
+    for (pair, rss) in heap
+        .iter()
+        .zip(measured["peak_rss_mib"].as_array().unwrap())
+    {
+        let (heap, rss) = (pair[1].as_f64().unwrap(), rss[1].as_f64().unwrap());
+        assert!(heap > 1.0 && heap <= rss, "heap {heap} of {rss} MiB");
+    }
     assert!(measured["store_disk_mib"].as_f64().unwrap() > 0.0);
     assert!(measured["index_disk_mib"].as_f64().unwrap() > 0.0);
 }

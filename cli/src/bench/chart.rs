@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use super::{Measurement, Mode};
 
 const WIDTH: f64 = 960.0;
-const HEIGHT: f64 = 420.0;
 const PANEL_WIDTH: f64 = 400.0;
 const PANEL_HEIGHT: f64 = 280.0;
 const TOP: f64 = 60.0;
@@ -17,6 +16,8 @@ const COLOURS: [&str; 8] = [
 
 /// One line: a name and its (entities, value) points.
 struct Series {
+    /// What is measured (`by-name`): one colour in both modes.
+    what: String,
     name: String,
     dashed: bool,
     points: Vec<(f64, f64)>,
@@ -38,6 +39,7 @@ pub fn svg(measurements: &[Measurement]) -> String {
         rows.sort_by_key(|m| m.entities);
         let dashed = *mode == Mode::Distributed;
         ingest.push(Series {
+            what: "ingest".to_owned(),
             name: format!("{mode}"),
             dashed,
             points: rows
@@ -46,6 +48,7 @@ pub fn svg(measurements: &[Measurement]) -> String {
                 .collect(),
         });
         latency.push(Series {
+            what: "push".to_owned(),
             name: format!("push→visible ({mode})"),
             dashed,
             points: rows
@@ -59,6 +62,7 @@ pub fn svg(measurements: &[Measurement]) -> String {
             .unwrap_or_default();
         for route in routes {
             latency.push(Series {
+                what: route.clone(),
                 name: format!("{route} ({mode})"),
                 dashed,
                 points: rows
@@ -73,11 +77,14 @@ pub fn svg(measurements: &[Measurement]) -> String {
             });
         }
     }
+    // Tall enough for the longer legend (two entries a row under each panel).
+    let legend_rows = ingest.len().max(latency.len()).div_ceil(2) as f64;
+    let height = TOP + PANEL_HEIGHT + 50.0 + legend_rows * 15.0 + 10.0;
     let mut out = String::new();
     let _ = write!(
         out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-         width=\"{WIDTH}\" height=\"{HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" \
+         width=\"{WIDTH}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\
          <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\
          <text x=\"{x}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">\
          Cadastre at scale: cold ingest and p99 latencies against catalog size</text>",
@@ -149,8 +156,18 @@ fn panel(out: &mut String, left: f64, title: &str, series: &[Series]) {
         x = left + PANEL_WIDTH / 2.0,
         y = TOP + PANEL_HEIGHT + 32.0,
     );
+    let mut measured: Vec<&str> = Vec::new();
+    for line in series {
+        if !measured.contains(&line.what.as_str()) {
+            measured.push(&line.what);
+        }
+    }
     for (index, line) in series.iter().enumerate() {
-        let colour = COLOURS[index % COLOURS.len()];
+        let colour_index = measured
+            .iter()
+            .position(|w| *w == line.what)
+            .unwrap_or(index);
+        let colour = COLOURS[colour_index % COLOURS.len()];
         let dash = if line.dashed {
             " stroke-dasharray=\"6 4\""
         } else {
@@ -236,6 +253,7 @@ mod tests {
                 p99_ms: 4.0,
             }],
             peak_rss_mib: Vec::new(),
+            peak_heap_mib: Vec::new(),
             store_disk_mib: 1.0,
             index_disk_mib: 1.0,
         }

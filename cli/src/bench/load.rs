@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// The gateway's REST API.
@@ -149,7 +149,7 @@ impl Api {
 }
 
 /// One route under load.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RouteFigures {
     pub route: String,
     pub requests: usize,
@@ -230,7 +230,8 @@ async fn load(
 type PathFn = Arc<dyn Fn(usize, usize) -> String + Send + Sync>;
 
 /// Loads each route in turn: by-name (entities spread over the whole catalog), a filtered
-/// first page, facets, search and suggest (terms from entity names). Refuses a route whose
+/// first page, facets, search and suggest (terms from entity names), and the web UI's catalog
+/// page (components) and entity pages. Refuses a route whose
 /// every request failed: a figure must be of answers.
 pub async fn all_routes(
     base: &str,
@@ -278,6 +279,17 @@ pub async fn all_routes(
         let prefix: String = word(client, n).chars().take(3).collect();
         format!("/api/search/suggest?prefix={prefix}")
     });
+    // The web UI's two busiest pages, rendered on the server.
+    let catalog_page: PathFn = Arc::new(|_, _| "/?kind=component".to_owned());
+    let entity_page: PathFn = {
+        let refs = Arc::clone(&refs);
+        Arc::new(move |client, n| {
+            let entity_ref = pick(&refs, client, n);
+            let (kind, rest) = entity_ref.split_once(':').unwrap_or(("component", ""));
+            let (namespace, name) = rest.split_once('/').unwrap_or(("default", rest));
+            format!("/catalog/{namespace}/{kind}/{name}")
+        })
+    };
     let mut figures = Vec::new();
     for (route, path) in [
         ("by-name", by_name),
@@ -285,6 +297,8 @@ pub async fn all_routes(
         ("facets", facets),
         ("search", search),
         ("suggest", suggest),
+        ("UI catalog", catalog_page),
+        ("UI entity", entity_page),
     ] {
         // A short warm-up: connections opened, caches as a running system has them.
         load(

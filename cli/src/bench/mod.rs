@@ -9,7 +9,7 @@
 //! - push-to-visible: a commit changing one entity in a team repository, a signed GitHub push
 //!   webhook, and the time until the change is served by the REST API and found by search;
 //! - API latency under load: concurrent clients on by-name, a filtered first page, facets,
-//!   search and suggest (requests/s, p50, p99);
+//!   search and suggest, and the web UI's catalog and entity pages (requests/s, p50, p99);
 //! - peak resident memory of each process (the kernel's high-water mark), and the disk the
 //!   store and the index use.
 //!
@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use system::ServiceUrls;
@@ -38,7 +38,7 @@ use system::System;
 const WEBHOOK_SECRET: &str = "cadastre-bench webhook secret";
 
 /// How Cadastre runs for a measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// `cadastre up`: one process, in-process bus, SQLite, tantivy.
@@ -79,7 +79,7 @@ pub struct Options {
 }
 
 /// One size in one mode: every figure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
     pub mode: Mode,
     pub entities: usize,
@@ -89,14 +89,17 @@ pub struct Measurement {
     pub ingest_per_second: f64,
     pub push: PushFigures,
     pub routes: Vec<load::RouteFigures>,
-    /// Peak resident memory per process, in MiB.
+    /// Peak resident memory per process (`VmHWM`: heap and the mapped database and index
+    /// files), in MiB.
     pub peak_rss_mib: Vec<(String, f64)>,
+    /// Peak heap per process (`RssAnon`, sampled every 250 ms), in MiB.
+    pub peak_heap_mib: Vec<(String, f64)>,
     pub store_disk_mib: f64,
     pub index_disk_mib: f64,
 }
 
 /// Push-to-visible over the timed pushes, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PushFigures {
     pub pushes: usize,
     /// Pushes not visible in time (each counted as the timeout in the percentiles).
@@ -111,14 +114,14 @@ pub struct PushFigures {
 }
 
 /// Everything the run found, as written to `results.json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     pub machine: Machine,
     pub measurements: Vec<Measurement>,
 }
 
 /// Where the figures come from.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub cores: usize,
     pub memory_gib: f64,
@@ -139,9 +142,11 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Results accumulate in `--out`: a rerun of a mode and size replaces its row, others stay
+    // (so the embedded and distributed modes can be run apart).
     let mut report = Report {
         machine: Machine::describe(),
-        measurements: Vec::new(),
+        measurements: earlier_measurements(&options.out),
     };
     for &size in &options.sizes {
         for &mode in &options.modes {
@@ -149,13 +154,40 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
             let measured = measure(&options, mode, size)
                 .await
                 .with_context(|| format!("{mode} at {size} entities"))?;
+            report
+                .measurements
+                .retain(|m| (m.mode, m.entities) != (mode, size));
             report.measurements.push(measured);
+            report
+                .measurements
+                .sort_by_key(|m| (m.mode as u8, m.entities));
             // Written after every size, so a long run that stops keeps what it measured.
             write_results(&options.out, &report)?;
         }
     }
     println!("{}", table(&report));
     Ok(report)
+}
+
+/// Writes `results.md` and `chart.svg` again from `out/results.json`, measuring nothing (for a
+/// new chart or table layout over figures already taken).
+pub fn redraw(out: &Path) -> anyhow::Result<Report> {
+    let text = std::fs::read_to_string(out.join("results.json"))
+        .with_context(|| format!("reading {}", out.join("results.json").display()))?;
+    let report: Report = serde_json::from_str(&text).context("results.json")?;
+    write_results(out, &report)?;
+    println!("{}", table(&report));
+    Ok(report)
+}
+
+/// The measurements an earlier run left in `out/results.json` (none when there is no such
+/// file, or it is of another shape).
+fn earlier_measurements(out: &Path) -> Vec<Measurement> {
+    std::fs::read_to_string(out.join("results.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Report>(&text).ok())
+        .map(|report| report.measurements)
+        .unwrap_or_default()
 }
 
 async fn measure(options: &Options, mode: Mode, size: usize) -> anyhow::Result<Measurement> {
@@ -191,6 +223,7 @@ async fn measure(options: &Options, mode: Mode, size: usize) -> anyhow::Result<M
         }
     };
     let api = load::Api::new(&system.base);
+    let heap = system.sample_heap();
     let registered = Instant::now();
     system.register_root(&api, &generated.root).await?;
     let stored = wait_for_ingest(&api, &system, generated.entities, options, registered).await?;
@@ -222,6 +255,7 @@ async fn measure(options: &Options, mode: Mode, size: usize) -> anyhow::Result<M
     }
 
     let peak_rss_mib = system.peak_rss_mib();
+    let peak_heap_mib = heap.peaks().await;
     let (store_disk_mib, index_disk_mib) = system.disk_mib(&api).await?;
     system.stop().await;
     // The organisation and the data are large; the figures are what is kept.
@@ -235,6 +269,7 @@ async fn measure(options: &Options, mode: Mode, size: usize) -> anyhow::Result<M
         push,
         routes,
         peak_rss_mib,
+        peak_heap_mib,
         store_disk_mib,
         index_disk_mib,
     })
@@ -271,7 +306,8 @@ async fn wait_for_ingest(
             );
             last_report = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Each poll counts the whole catalog twice; once a second keeps that off the figures.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -415,7 +451,7 @@ pub fn table(report: &Report) -> String {
     for route in &route_names {
         out.push_str(&format!(" {route} req/s, p50 / p99 ms |"));
     }
-    out.push_str(" peak memory | store disk | index disk |\n|---|---:|---:|---:|---:|");
+    out.push_str(" peak RSS (heap) | store disk | index disk |\n|---|---:|---:|---:|---:|");
     for _ in &route_names {
         out.push_str("---:|");
     }
@@ -449,7 +485,8 @@ pub fn table(report: &Report) -> String {
         let memory: Vec<String> = m
             .peak_rss_mib
             .iter()
-            .map(|(process, mib)| format!("{process} {mib:.0} MiB"))
+            .zip(&m.peak_heap_mib)
+            .map(|((process, rss), (_, heap))| format!("{process} {rss:.0} MiB ({heap:.0} heap)"))
             .collect();
         out.push_str(&format!(
             " {} | {:.0} MiB | {:.0} MiB |\n",

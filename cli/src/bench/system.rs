@@ -206,20 +206,38 @@ location_types = ["url", "git", "file"]
         Ok(())
     }
 
-    /// Each process's peak resident memory (`VmHWM`), in MiB.
+    /// Each process's peak resident memory (`VmHWM`: heap and mapped files), in MiB.
     pub fn peak_rss_mib(&self) -> Vec<(String, f64)> {
         self.processes
             .iter()
-            .map(|(name, child)| {
-                let kib: f64 = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-                    .unwrap_or_default()
-                    .lines()
-                    .find_map(|line| line.strip_prefix("VmHWM:"))
-                    .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-                    .unwrap_or(0.0);
-                (name.clone(), kib / 1024.0)
-            })
+            .map(|(name, child)| (name.clone(), status_kib(child.id(), "VmHWM:") / 1024.0))
             .collect()
+    }
+
+    /// Samples each process's anonymous resident memory (`RssAnon`: the heap, without the
+    /// database and index files mapped in, which the kernel may drop) every 250 ms, keeping
+    /// the largest, until the answer is asked for.
+    pub fn sample_heap(&self) -> HeapSampler {
+        let pids: Vec<(String, u32)> = self
+            .processes
+            .iter()
+            .map(|(name, child)| (name.clone(), child.id()))
+            .collect();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut peaks = vec![0.0f64; pids.len()];
+            loop {
+                for ((_, pid), peak) in pids.iter().zip(&mut peaks) {
+                    *peak = peak.max(status_kib(*pid, "RssAnon:") / 1024.0);
+                }
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+            pids.into_iter().map(|(name, _)| name).zip(peaks).collect()
+        });
+        HeapSampler { stop, task }
     }
 
     /// Disk used by the store and by the index, in MiB.
@@ -305,6 +323,30 @@ impl Drop for System {
             let _ = child.wait();
         }
     }
+}
+
+/// Peak heap per process, sampled while the benchmark runs.
+pub struct HeapSampler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<(String, f64)>>,
+}
+
+impl HeapSampler {
+    /// The largest `RssAnon` seen per process, in MiB.
+    pub async fn peaks(self) -> Vec<(String, f64)> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// A `kB` line of `/proc/PID/status`, in KiB (0 when the process is gone).
+fn status_kib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn free_port() -> anyhow::Result<u16> {
