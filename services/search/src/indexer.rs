@@ -23,6 +23,8 @@ use crate::{IndexBatch, Result, SearchBackend, SearchDocument, SearchError};
 /// does not read (the relations of a group owning thousands of entities are thousands of rows,
 /// and every entity that joins it changes the group's etag, so its document is rewritten).
 const DOCUMENT_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
+/// Traces a round's spans continue, at most (a bulk load's round carries one per harvest part).
+const TRACES_PER_ROUND: usize = 32;
 /// Changes written per round, at most.
 const ROUND: usize = 1_000;
 /// How long a round waits for more changes once it has one.
@@ -151,17 +153,37 @@ impl Indexer {
     /// Writes the current state of the entities `changes` name into `index`, with the last
     /// change's sequence as the checkpoint.
     async fn apply(&self, index: &str, changes: &[pb::ChangeEvent]) -> Result<()> {
-        // One span per round, continuing the trace of the write behind its first change (a
-        // push's trace thus reaches search through the feed).
-        let span = tracing::info_span!("index", otel.kind = "consumer", changes = changes.len());
-        if let Some(parent) = changes
-            .iter()
-            .map(|change| change.traceparent.as_str())
-            .find(|traceparent| !traceparent.is_empty())
-        {
-            cadastre_telemetry::propagation::set_parent(&span, parent);
+        // One `index` span per trace the round's changes carry (a push's trace thus reaches
+        // search through the feed even when its change shares a round with others), each
+        // lasting the round's write; the first is the one the write runs in.
+        let mut traces: Vec<&str> = Vec::new();
+        for change in changes {
+            let traceparent = change.traceparent.as_str();
+            if !traceparent.is_empty()
+                && traces.len() < TRACES_PER_ROUND
+                && !traces.contains(&traceparent)
+            {
+                traces.push(traceparent);
+            }
         }
-        tracing::Instrument::instrument(self.apply_round(index, changes), span).await
+        let span_for = |parent: Option<&str>| {
+            let span =
+                tracing::info_span!("index", otel.kind = "consumer", changes = changes.len());
+            if let Some(parent) = parent {
+                cadastre_telemetry::propagation::set_parent(&span, parent);
+            }
+            span
+        };
+        let mut spans: Vec<tracing::Span> = traces.iter().map(|t| span_for(Some(t))).collect();
+        if spans.is_empty() {
+            spans.push(span_for(None));
+        }
+        let written =
+            tracing::Instrument::instrument(self.apply_round(index, changes), spans[0].clone())
+                .await;
+        // The other traces' spans close with the write.
+        drop(spans);
+        written
     }
 
     async fn apply_round(&self, index: &str, changes: &[pb::ChangeEvent]) -> Result<()> {
