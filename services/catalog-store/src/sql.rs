@@ -241,28 +241,12 @@ fn push_field(sql: &mut Sql, key: &str, condition: &Condition) {
             sql.push("1=0");
         }
         (Some(column), Condition::In(values)) if first_value_key(key) => {
-            // Never NULL (as the document's test), so that NOT around it holds where the
-            // key is absent.
-            sql.push("((")
-                .push(column)
-                .push(" IS NOT NULL AND ")
-                .push(column)
-                .push(" IN ")
-                .bind_list(values)
-                .push(")");
+            sql.push("(");
+            push_column_in(sql, column, values);
             push_or_more_values(sql, |sql| push_document_field(sql, key, condition));
             sql.push(")");
         }
-        (Some(column), Condition::In(values)) => {
-            // Never NULL, so that NOT around it holds where the key is absent.
-            sql.push("(")
-                .push(column)
-                .push(" IS NOT NULL AND ")
-                .push(column)
-                .push(" IN ")
-                .bind_list(values)
-                .push(")");
-        }
+        (Some(column), Condition::In(values)) => push_column_in(sql, column, values),
         (Some(_), Condition::HasPrefix(prefix)) => {
             push_value_like(sql, key, format!("{}%", like_escape(prefix)));
         }
@@ -271,6 +255,18 @@ fn push_field(sql: &mut Sql, key: &str, condition: &Condition) {
         }
         _ => push_document_field(sql, key, condition),
     }
+}
+
+/// `column IN values`, never NULL (as the document's test is), so that a NOT around it
+/// holds where the key is absent.
+fn push_column_in(sql: &mut Sql, column: &str, values: &[String]) {
+    sql.push("(")
+        .push(column)
+        .push(" IS NOT NULL AND ")
+        .push(column)
+        .push(" IN ")
+        .bind_list(values)
+        .push(")");
 }
 
 enum RelationTargets<'a> {
