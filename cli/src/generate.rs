@@ -190,26 +190,33 @@ fn commit(repo: &Path) -> Result<(), GenerateError> {
         &["add", "-A"],
         &["commit", "-q", "-m", "generated catalog"],
     ] {
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(["-c", "gc.auto=0"])
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Cadastre")
-            .env("GIT_AUTHOR_EMAIL", "cadastre@example.invalid")
-            .env("GIT_COMMITTER_NAME", "Cadastre")
-            .env("GIT_COMMITTER_EMAIL", "cadastre@example.invalid")
-            .output()
-            .map_err(io(repo))?;
-        if !output.status.success() {
-            return Err(GenerateError::Git {
-                repo: repo.to_owned(),
-                args: args.join(" "),
-                message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
+        git(repo, args)?;
     }
     Ok(())
+}
+
+/// Runs `git` in `repo` as the generator's fixed author, without background housekeeping;
+/// its trimmed output (the benchmark commits into generated repositories with it too).
+pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<String, GenerateError> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "gc.auto=0"])
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Cadastre")
+        .env("GIT_AUTHOR_EMAIL", "cadastre@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Cadastre")
+        .env("GIT_COMMITTER_EMAIL", "cadastre@example.invalid")
+        .output()
+        .map_err(io(repo))?;
+    if !output.status.success() {
+        return Err(GenerateError::Git {
+            repo: repo.to_owned(),
+            args: args.join(" "),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ use serde_json::Value;
 pub use system::ServiceUrls;
 use system::System;
 
+use crate::generate::git;
+
 /// The secret the benchmark's gateway verifies push webhooks with.
 const WEBHOOK_SECRET: &str = "cadastre-bench webhook secret";
 
@@ -399,28 +401,6 @@ fn change_first_entity(repo: &Path, marker: &str) -> anyhow::Result<(String, Str
     git(repo, &["commit", "-q", "-a", "-m", marker])?;
     let commit = git(repo, &["rev-parse", "HEAD"])?;
     Ok((entity_ref, commit))
-}
-
-fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["-c", "gc.auto=0"])
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Cadastre bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
-        .env("GIT_COMMITTER_NAME", "Cadastre bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
-        .output()
-        .context("running git")?;
-    if !output.status.success() {
-        bail!(
-            "git {args:?} in {}: {}",
-            repo.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 fn write_results(out: &Path, report: &Report) -> anyhow::Result<()> {
