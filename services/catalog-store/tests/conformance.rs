@@ -1756,6 +1756,32 @@ async fn walk(store: &CatalogStore, query: EntityQuery) -> (Vec<String>, u64) {
     }
 }
 
+/// Asserts `query` (up to 1,000 rows) answers exactly the `entities` that `keep` picks, in
+/// their order; answers the page's total and how many were expected.
+async fn answers_exactly(
+    store: &CatalogStore,
+    entities: &[cadastre_catalog_store::StoredEntity],
+    query: EntityQuery,
+    keep: impl Fn(&cadastre_catalog_store::StoredEntity) -> bool,
+    what: &str,
+) -> (usize, usize) {
+    let page = store
+        .query_entities(&EntityQuery {
+            limit: 1_000,
+            ..query
+        })
+        .await
+        .unwrap();
+    let expected: Vec<String> = entities
+        .iter()
+        .filter(|e| keep(e))
+        .map(|e| e.entity_ref.clone())
+        .collect();
+    let got: Vec<String> = page.items.into_iter().map(|e| e.entity_ref).collect();
+    assert_eq!(got, expected, "{what}");
+    (page.total_items as usize, expected.len())
+}
+
 /// `spec.owner` and `spec.system` are indexed columns holding the first value of their key;
 /// filters, full text, ordering (with cursors) and facets answer exactly as over the JSON
 /// document, for usual values and for the odd ones: case, full refs, lists, `spec.Owner`
@@ -1868,50 +1894,42 @@ async fn owner_and_system_answer_as_their_documents(store: &CatalogStore) {
                 &serde_json::json!({ key: {"$hasPrefix": prefix} }),
             )
             .unwrap();
-            let page = store
-                .query_entities(&EntityQuery {
+            let (total, expected) = answers_exactly(
+                store,
+                &entities,
+                EntityQuery {
                     filter: predicate,
-                    limit: 1_000,
                     ..EntityQuery::default()
-                })
-                .await
-                .unwrap();
-            let expected: Vec<String> = entities
-                .iter()
-                .filter(|e| {
+                },
+                |e| {
                     doc_rows(e, key)
                         .iter()
                         .any(|r| r.value.as_ref().is_some_and(|v| v.starts_with(prefix)))
-                })
-                .map(|e| e.entity_ref.clone())
-                .collect();
-            let got: Vec<String> = page.items.into_iter().map(|e| e.entity_ref).collect();
-            assert_eq!(got, expected, "{key} has prefix {prefix}");
-            assert_eq!(page.total_items as usize, expected.len());
+                },
+                &format!("{key} has prefix {prefix}"),
+            )
+            .await;
+            assert_eq!(total, expected);
         }
         for value in ["team-alpha", "team-d", "payments"] {
             let predicate =
                 cadastre_query::json_predicate::parse(&serde_json::json!({"$not": { key: value }}))
                     .unwrap();
-            let page = store
-                .query_entities(&EntityQuery {
+            answers_exactly(
+                store,
+                &entities,
+                EntityQuery {
                     filter: predicate,
-                    limit: 1_000,
                     ..EntityQuery::default()
-                })
-                .await
-                .unwrap();
-            let expected: Vec<String> = entities
-                .iter()
-                .filter(|e| {
+                },
+                |e| {
                     !doc_rows(e, key)
                         .iter()
                         .any(|r| r.value.as_deref() == Some(value))
-                })
-                .map(|e| e.entity_ref.clone())
-                .collect();
-            let got: Vec<String> = page.items.into_iter().map(|e| e.entity_ref).collect();
-            assert_eq!(got, expected, "not {key}={value}");
+                },
+                &format!("not {key}={value}"),
+            )
+            .await;
         }
         let present: Vec<String> = entities
             .iter()
@@ -1922,26 +1940,22 @@ async fn owner_and_system_answer_as_their_documents(store: &CatalogStore) {
 
         // Full text over the key: a substring of any value.
         for term in ["ALPHA", "team-d", "ayment", "42"] {
-            let page = store
-                .query_entities(&EntityQuery {
-                    full_text: cadastre_query::full_text::build(term, &[key], &[]),
-                    limit: 1_000,
-                    ..EntityQuery::default()
-                })
-                .await
-                .unwrap();
             let needle = term.to_lowercase();
-            let expected: Vec<String> = entities
-                .iter()
-                .filter(|e| {
+            answers_exactly(
+                store,
+                &entities,
+                EntityQuery {
+                    full_text: cadastre_query::full_text::build(term, &[key], &[]),
+                    ..EntityQuery::default()
+                },
+                |e| {
                     doc_rows(e, key)
                         .iter()
                         .any(|r| r.value.as_ref().is_some_and(|v| v.contains(&needle)))
-                })
-                .map(|e| e.entity_ref.clone())
-                .collect();
-            let got: Vec<String> = page.items.into_iter().map(|e| e.entity_ref).collect();
-            assert_eq!(got, expected, "full text {term} in {key}");
+                },
+                &format!("full text {term} in {key}"),
+            )
+            .await;
         }
 
         // Ordering: by the first value, then by ref; entities whose first value is null or
