@@ -280,7 +280,7 @@ pub async fn all_routes(
         format!("/api/search/suggest?prefix={prefix}")
     });
     // The web UI's two busiest pages, rendered on the server.
-    let catalog_page: PathFn = Arc::new(|_, _| "/?kind=component".to_owned());
+    let catalog_page: PathFn = Arc::new(|_, _| "/?filter=kind=component".to_owned());
     let entity_page: PathFn = {
         let refs = Arc::clone(&refs);
         Arc::new(move |client, n| {

@@ -97,6 +97,8 @@ pub struct Gateway {
     entities: Option<Arc<entity_cache::EntityCache>>,
     /// Reads locations for `POST /locations?dryRun=true` and `POST /analyze-location`.
     previewer: Option<preview::Previewer>,
+    /// The catalog page's facet counts per filter set, reused for a moment.
+    catalog_facets: Arc<ui::CatalogFacets>,
 }
 
 impl Gateway {
@@ -113,6 +115,7 @@ impl Gateway {
             deliveries: Arc::new(webhooks::Deliveries::default()),
             entities: None,
             previewer: None,
+            catalog_facets: Arc::default(),
         }
     }
 
@@ -177,6 +180,10 @@ impl Gateway {
             .await?
             .into_inner()
             .locations)
+    }
+
+    pub(crate) fn catalog_facets(&self) -> &ui::CatalogFacets {
+        &self.catalog_facets
     }
 
     pub(crate) fn settings(&self) -> &Settings {

@@ -139,6 +139,19 @@ impl Filters {
         legacy_filter(&[&statements.join(",")])
     }
 
+    /// The same for every spelling of the same filters (order, repeats, case of values): the
+    /// key of this view's facet counts.
+    fn key(&self) -> String {
+        let mut statements: Vec<String> = self
+            .0
+            .iter()
+            .map(|(key, value)| format!("{key}={}", value.to_lowercase()))
+            .collect();
+        statements.sort();
+        statements.dedup();
+        statements.join("\n")
+    }
+
     /// The URL of this view in `sort` order (first page, or at `cursor`).
     fn url(&self, sort: Sort, cursor: Option<&str>) -> String {
         let statements: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -446,13 +459,17 @@ pub(crate) async fn catalog(
             ))),
         }
     }
+    let view = filters.key();
+    let facets = gateway.catalog_facets().get_or_compute(&view, || async {
+        let facets = futures::future::try_join_all(facet_calls).await?;
+        Ok::<_, ApiError>(facets.into_iter().flatten().collect::<Vec<pb::Facet>>())
+    });
     let mut catalog = gateway.catalog();
     let (page, facets) = futures::future::try_join(
         async { Ok::<_, ApiError>(catalog.query_entities(request).await?.into_inner()) },
-        futures::future::try_join_all(facet_calls),
+        facets,
     )
     .await?;
-    let facets: Vec<pb::Facet> = facets.into_iter().flatten().collect();
 
     let mut main = String::with_capacity(32 * 1024);
     main.push_str("<div class=\"with-sidebar\">");
@@ -761,5 +778,19 @@ mod tests {
         let kinds = Filters::parse(&["kind=component,kind=api"]).unwrap();
         assert_eq!(kind_total(&kinds, &facets), 17);
         assert!(Filters::default().predicate(None).unwrap().is_none());
+    }
+
+    #[test]
+    fn one_view_has_one_facet_key_however_it_is_spelled() {
+        let key = |values: &[&str]| Filters::parse(values).unwrap().key();
+        let view = key(&["kind=component,spec.type=service"]);
+        assert_eq!(key(&["spec.type=Service", "kind=Component"]), view);
+        assert_eq!(
+            key(&["kind=component,kind=component,spec.type=service"]),
+            view
+        );
+        assert_ne!(key(&["kind=component"]), view);
+        assert_ne!(key(&["kind=component,spec.type=website"]), view);
+        assert_eq!(key(&[]), "");
     }
 }

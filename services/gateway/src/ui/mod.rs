@@ -2,9 +2,10 @@
 //! the catalog (`/`), search (`/search`), entity pages (`/catalog/{namespace}/{kind}/{name}`,
 //! with API definitions, group and user sections, links to configured tools (`tools`), a
 //! relations graph and history), registering a location (`/register`) and ingestion
-//! (`/ingestion`). Pages work without JavaScript;
-//! `app.js` only adds suggestions to the search box. Static files are embedded and served under hashed names
-//! (`assets`). The gateway mounts these routes behind the same tokens and limits as the
+//! (`/ingestion`). Pages work without JavaScript; `app.js` adds suggestions to the search box
+//! and the graph's highlighting, filters and zoom. Static files are embedded and served under
+//! hashed names (`assets`). The catalog page's facet counts are reused for a moment per view
+//! (`facet_cache`). The gateway mounts these routes behind the same tokens and limits as the
 //! read API; errors become HTML pages ([`html_errors`]) instead of Backstage's JSON body.
 
 mod api_definition;
@@ -12,6 +13,7 @@ mod assets;
 mod catalog_page;
 pub mod dangling;
 mod entity_page;
+mod facet_cache;
 mod graph;
 mod html;
 mod ingestion_page;
@@ -23,6 +25,9 @@ mod sign_in;
 mod tools;
 
 pub use tools::{Tool, UiSettings, check_tools, default_tools};
+
+/// The catalog page's facet counts, by filter set.
+pub(crate) type CatalogFacets = facet_cache::FacetCache<Vec<cadastre_proto::v1::Facet>>;
 
 use axum::Router;
 use axum::extract::Request;
