@@ -138,11 +138,17 @@ impl Api {
             .send()
             .await?;
         let status = response.status();
+        let answer = response.text().await.unwrap_or_default();
         if status != reqwest::StatusCode::ACCEPTED {
-            bail!(
-                "the push webhook: {status} {}",
-                response.text().await.unwrap_or_default()
-            );
+            bail!("the push webhook: {status} {answer}");
+        }
+        // Accepted but touching no location would only show as pushes that never arrive.
+        let touched = serde_json::from_str::<Value>(&answer)
+            .ok()
+            .and_then(|answer| answer["locations"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        if touched == 0 {
+            bail!("the push of {repository_url} touched no registered location: {answer}");
         }
         Ok(())
     }

@@ -198,6 +198,11 @@ async fn measure(options: &Options, mode: Mode, size: usize) -> anyhow::Result<M
         std::fs::remove_dir_all(&work)
             .with_context(|| format!("removing the previous run's {}", work.display()))?;
     }
+    // Absolute, so the repositories' URLs in push webhooks name the locations Cadastre
+    // registered (a relative work folder made every push touch no location).
+    std::fs::create_dir_all(&work)?;
+    let work = std::fs::canonicalize(&work)
+        .with_context(|| format!("the work folder {}", work.display()))?;
     let started = Instant::now();
     let generated = crate::generate::run(
         &crate::generate::Options {

@@ -556,6 +556,7 @@ pub fn to_proto_change(change: Change) -> pb::ChangeEvent {
         generation: change.generation,
         recorded_at: to_rfc3339(change.recorded_at),
         traceparent: change.trace_parent.unwrap_or_default(),
+        relations_only: change.change == crate::ChangeKind::Relations,
     }
 }
 

@@ -11,7 +11,7 @@ use cadastre_catalog_store::{
     ProcessedBatch, ProcessingError, Receipt, StoreError,
 };
 use cadastre_model::{Finding, Position, Rule};
-use cadastre_query::{OrderField, Predicate, legacy_filter};
+use cadastre_query::{FullTextFilter, OrderField, Predicate, legacy_filter};
 use common::{component, examples_batch};
 
 macro_rules! conformance {
@@ -26,6 +26,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    one_kind_in_ref_order_pages_both_ways,
     stores_and_reads_the_examples,
     filters_follow_backstage_semantics,
     orders_and_pages_with_cursors,
@@ -431,6 +432,73 @@ async fn orders_and_pages_with_cursors(store: &CatalogStore) {
             .iter()
             .all(|e| e.kind == "Component" || e.kind == "API" || e.kind == "Template")
     );
+}
+
+/// A page of one kind in ref order (the catalog page's default view) is read as a range of refs
+/// on SQLite: forwards, backwards, with full text, and in any spelling of the kind, it answers
+/// exactly the entities of that kind.
+async fn one_kind_in_ref_order_pages_both_ways(store: &CatalogStore) {
+    load_examples(store).await;
+    let entities = all_entities(store).await;
+    for kind in ["component", "API", "Group", "user", "nosuchkind", "comp"] {
+        let of_kind: Vec<String> = entities
+            .iter()
+            .filter(|e| e.kind.eq_ignore_ascii_case(kind))
+            .map(|e| e.entity_ref.clone())
+            .collect();
+        let query = EntityQuery {
+            filter: filter(&[&format!("kind={kind}")]),
+            ..EntityQuery::default()
+        };
+        let (walked, total) = walk(store, query.clone()).await;
+        assert_eq!(walked, of_kind, "kind={kind}, forwards");
+        assert_eq!(total as usize, of_kind.len());
+        answers_exactly(
+            store,
+            &entities,
+            EntityQuery {
+                full_text: Some(FullTextFilter {
+                    term: "a".into(),
+                    fields: vec!["metadata.name".into()],
+                }),
+                ..query.clone()
+            },
+            |e| e.kind.eq_ignore_ascii_case(kind) && e.name.to_lowercase().contains('a'),
+            "one kind with full text",
+        )
+        .await;
+        // Back from the last page, page by page, to the first.
+        let mut page = store
+            .query_entities(&EntityQuery { limit: 3, ..query })
+            .await
+            .unwrap();
+        while let Some(cursor) = page.next_cursor.clone() {
+            page = store
+                .query_entities(&EntityQuery {
+                    cursor: Some(cursor),
+                    limit: 3,
+                    ..EntityQuery::default()
+                })
+                .await
+                .unwrap();
+        }
+        let mut backwards: Vec<String> = page.items.iter().map(|e| e.entity_ref.clone()).collect();
+        while let Some(cursor) = page.prev_cursor.clone() {
+            page = store
+                .query_entities(&EntityQuery {
+                    cursor: Some(cursor),
+                    limit: 3,
+                    ..EntityQuery::default()
+                })
+                .await
+                .unwrap();
+            let mut earlier: Vec<String> =
+                page.items.iter().map(|e| e.entity_ref.clone()).collect();
+            earlier.append(&mut backwards);
+            backwards = earlier;
+        }
+        assert_eq!(backwards, of_kind, "kind={kind}, backwards");
+    }
 }
 
 async fn counts_facets(store: &CatalogStore) {

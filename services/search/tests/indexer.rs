@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cadastre_catalog_store::{Batch, CatalogStore};
+use cadastre_catalog_store::{Batch, CatalogStore, ChangeKind};
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::search_service_client::SearchServiceClient;
 use cadastre_search::SearchBackend;
@@ -109,7 +109,8 @@ async fn start(kind: Backend) -> Running {
 
 impl Running {
     /// Waits until the index has applied every change the store has made (and, on
-    /// OpenSearch, refreshed), for at most 60 s.
+    /// OpenSearch, refreshed), for at most 60 s: until it holds every stored ref with the etag
+    /// of that entity's last change of content.
     async fn caught_up(&mut self) {
         let head = self.store.head_sequence().await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -170,7 +171,27 @@ impl Running {
         }
     }
 
+    /// Every stored ref with the etag its document must carry: that of the entity's latest
+    /// change other than of its relations alone (those leave documents as they are).
     async fn stored(&self) -> BTreeMap<String, String> {
+        let current = self.current_etags().await;
+        let mut expected = BTreeMap::new();
+        for change in self.store.changes_after(0, 1_000_000).await.unwrap() {
+            if change.change != ChangeKind::Relations {
+                expected.insert(change.entity_ref, change.etag);
+            }
+        }
+        expected.retain(|entity_ref, _| current.contains_key(entity_ref));
+        assert_eq!(
+            expected.len(),
+            current.len(),
+            "a stored entity without a change"
+        );
+        expected
+    }
+
+    /// Every stored ref with its etag now.
+    async fn current_etags(&self) -> BTreeMap<String, String> {
         self.store
             .entities_after(None, 100_000)
             .await
@@ -236,6 +257,39 @@ async fn the_index_follows_every_change(kind: Backend) {
         .unwrap();
     running.caught_up().await;
     assert!(running.search("zeppelins").await.is_empty());
+}
+
+/// A component joining a group moves the group's etag in the store (its relations changed)
+/// but not its content: the group's document is not rewritten, the component's is written.
+async fn a_change_of_only_relations_rewrites_no_document(kind: Backend) {
+    let mut running = start(kind).await;
+    running
+        .store
+        .apply_batch(store_common::examples_batch())
+        .await
+        .unwrap();
+    running.caught_up().await;
+    let group = "group:default/team-a";
+    let indexed_before = running.indexed().await[group].clone();
+    running
+        .store
+        .apply_batch(Batch {
+            upserts: vec![store_common::component(
+                "joins-team-a",
+                "team-a",
+                "file:/joins.yaml",
+            )],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let current = running.current_etags().await;
+    assert_ne!(current[group], indexed_before, "the group's etag moved");
+    running.caught_up().await;
+    let indexed = running.indexed().await;
+    assert_eq!(indexed[group], indexed_before, "the group's document stays");
+    let newcomer = "component:default/joins-team-a";
+    assert_eq!(indexed[newcomer], current[newcomer]);
 }
 
 async fn a_rebuild_while_changes_flow_misses_none(kind: Backend) {
@@ -369,6 +423,7 @@ macro_rules! on_both {
 
 on_both!(
     the_index_follows_every_change,
+    a_change_of_only_relations_rewrites_no_document,
     a_rebuild_while_changes_flow_misses_none,
     bad_requests_are_invalid_arguments,
 );
