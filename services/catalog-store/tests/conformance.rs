@@ -467,6 +467,66 @@ async fn one_kind_in_ref_order_pages_both_ways(store: &CatalogStore) {
             "one kind with full text",
         )
         .await;
+        // With other conditions (read along the kind's refs), and with ones that keep the
+        // plain plan (a type, a relation, a second kind).
+        let has = |e: &cadastre_catalog_store::StoredEntity, pointer: &str, value: &str| {
+            let body = e.body_json().unwrap();
+            match body.pointer(pointer) {
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .any(|item| item.as_str().is_some_and(|s| s.eq_ignore_ascii_case(value))),
+                Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case(value),
+                _ => false,
+            }
+        };
+        for (extra, pointer, value) in [
+            ("spec.lifecycle=production", "/spec/lifecycle", "production"),
+            ("metadata.tags=java", "/metadata/tags", "java"),
+            (
+                "metadata.namespace=default",
+                "/metadata/namespace",
+                "default",
+            ),
+            ("spec.type=service", "/spec/type", "service"),
+            ("spec.owner=team-a", "/spec/owner", "team-a"),
+        ] {
+            let query = EntityQuery {
+                filter: filter(&[&format!("kind={kind},{extra}")]),
+                ..EntityQuery::default()
+            };
+            let expected: Vec<String> = entities
+                .iter()
+                .filter(|e| e.kind.eq_ignore_ascii_case(kind) && has(e, pointer, value))
+                .map(|e| e.entity_ref.clone())
+                .collect();
+            assert_eq!(walk(store, query).await.0, expected, "kind={kind},{extra}");
+        }
+        let with_owner = EntityQuery {
+            filter: filter(&[&format!(
+                "kind={kind},relations.ownedBy=group:default/team-a"
+            )]),
+            ..EntityQuery::default()
+        };
+        let owned: Vec<String> = entities
+            .iter()
+            .filter(|e| e.kind.eq_ignore_ascii_case(kind) && has(e, "/spec/owner", "team-a"))
+            .map(|e| e.entity_ref.clone())
+            .collect();
+        assert_eq!(
+            walk(store, with_owner).await.0,
+            owned,
+            "kind={kind} and an owner"
+        );
+        let two_kinds = EntityQuery {
+            filter: filter(&[&format!("kind={kind},kind=system")]),
+            ..EntityQuery::default()
+        };
+        let of_either: Vec<String> = entities
+            .iter()
+            .filter(|e| e.kind.eq_ignore_ascii_case(kind) || e.kind == "System")
+            .map(|e| e.entity_ref.clone())
+            .collect();
+        assert_eq!(walk(store, two_kinds).await.0, of_either, "two kinds");
         // Back from the last page, page by page, to the first.
         let mut page = store
             .query_entities(&EntityQuery { limit: 3, ..query })

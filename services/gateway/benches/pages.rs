@@ -228,6 +228,19 @@ async fn main() {
                 "/?filter=kind%3Dcomponent&filter=relations.ownedby%3Dgroup%3Adefault%2F{owner_filter}"
             ),
         ),
+        ("catalog, components", "/?filter=kind%3Dcomponent".to_owned()),
+        (
+            "catalog, components + lifecycle",
+            "/?filter=kind%3Dcomponent&filter=spec.lifecycle%3Dproduction".to_owned(),
+        ),
+        (
+            "catalog, components + tag",
+            "/?filter=kind%3Dcomponent&filter=metadata.tags%3Djava".to_owned(),
+        ),
+        (
+            "catalog, components + namespace",
+            "/?filter=kind%3Dcomponent&filter=metadata.namespace%3Ddefault".to_owned(),
+        ),
         (
             "catalog, sorted by kind (desc)",
             "/?order=kind&dir=desc".to_owned(),
