@@ -528,30 +528,25 @@ async fn one_kind_in_ref_order_pages_both_ways(store: &CatalogStore) {
             .collect();
         assert_eq!(walk(store, two_kinds).await.0, of_either, "two kinds");
         // Back from the last page, page by page, to the first.
+        let at = |cursor: String| async move {
+            store
+                .query_entities(&EntityQuery {
+                    cursor: Some(cursor),
+                    limit: 3,
+                    ..EntityQuery::default()
+                })
+                .await
+        };
         let mut page = store
             .query_entities(&EntityQuery { limit: 3, ..query })
             .await
             .unwrap();
         while let Some(cursor) = page.next_cursor.clone() {
-            page = store
-                .query_entities(&EntityQuery {
-                    cursor: Some(cursor),
-                    limit: 3,
-                    ..EntityQuery::default()
-                })
-                .await
-                .unwrap();
+            page = at(cursor).await.unwrap();
         }
         let mut backwards: Vec<String> = page.items.iter().map(|e| e.entity_ref.clone()).collect();
         while let Some(cursor) = page.prev_cursor.clone() {
-            page = store
-                .query_entities(&EntityQuery {
-                    cursor: Some(cursor),
-                    limit: 3,
-                    ..EntityQuery::default()
-                })
-                .await
-                .unwrap();
+            page = at(cursor).await.unwrap();
             let mut earlier: Vec<String> =
                 page.items.iter().map(|e| e.entity_ref.clone()).collect();
             earlier.append(&mut backwards);

@@ -107,6 +107,18 @@ async fn start(kind: Backend) -> Running {
     }
 }
 
+/// Started, with the shared examples stored and indexed.
+async fn start_with_examples(kind: Backend) -> Running {
+    let mut running = start(kind).await;
+    running
+        .store
+        .apply_batch(store_common::examples_batch())
+        .await
+        .unwrap();
+    running.caught_up().await;
+    running
+}
+
 impl Running {
     /// Waits until the index has applied every change the store has made (and, on
     /// OpenSearch, refreshed), for at most 60 s: until it holds every stored ref with the etag
@@ -230,13 +242,7 @@ fn describe(batch: &mut Batch, name: &str, description: &str) {
 }
 
 async fn the_index_follows_every_change(kind: Backend) {
-    let mut running = start(kind).await;
-    running
-        .store
-        .apply_batch(store_common::examples_batch())
-        .await
-        .unwrap();
-    running.caught_up().await;
+    let mut running = start_with_examples(kind).await;
     assert!(running.indexed().await.len() > 40);
 
     let mut changed = store_common::examples_batch();
@@ -262,13 +268,7 @@ async fn the_index_follows_every_change(kind: Backend) {
 /// A component joining a group moves the group's etag in the store (its relations changed)
 /// but not its content: the group's document is not rewritten, the component's is written.
 async fn a_change_of_only_relations_rewrites_no_document(kind: Backend) {
-    let mut running = start(kind).await;
-    running
-        .store
-        .apply_batch(store_common::examples_batch())
-        .await
-        .unwrap();
-    running.caught_up().await;
+    let mut running = start_with_examples(kind).await;
     let group = "group:default/team-a";
     let indexed_before = running.indexed().await[group].clone();
     running
@@ -293,13 +293,7 @@ async fn a_change_of_only_relations_rewrites_no_document(kind: Backend) {
 }
 
 async fn a_rebuild_while_changes_flow_misses_none(kind: Backend) {
-    let mut running = start(kind).await;
-    running
-        .store
-        .apply_batch(store_common::examples_batch())
-        .await
-        .unwrap();
-    running.caught_up().await;
+    let mut running = start_with_examples(kind).await;
     let before = running
         .search
         .get_index_status(pb::GetIndexStatusRequest {})
