@@ -235,6 +235,14 @@ async fn load(
 
 type PathFn = Arc<dyn Fn(usize, usize) -> String + Send + Sync>;
 
+/// `kind:namespace/name` as its three parts (a component, and the default namespace, where
+/// one is missing).
+fn ref_parts(entity_ref: &str) -> (String, String, String) {
+    let (kind, rest) = entity_ref.split_once(':').unwrap_or(("component", ""));
+    let (namespace, name) = rest.split_once('/').unwrap_or(("default", rest));
+    (kind.to_owned(), namespace.to_owned(), name.to_owned())
+}
+
 /// Loads each route in turn: by-name (entities spread over the whole catalog), a filtered
 /// first page, facets, search and suggest (terms from entity names), and the web UI's catalog
 /// page (components) and entity pages. Refuses a route whose
@@ -253,9 +261,7 @@ pub async fn all_routes(
     let by_name: PathFn = {
         let refs = Arc::clone(&refs);
         Arc::new(move |client, n| {
-            let entity_ref = pick(&refs, client, n);
-            let (kind, rest) = entity_ref.split_once(':').unwrap_or(("component", ""));
-            let (namespace, name) = rest.split_once('/').unwrap_or(("default", rest));
+            let (kind, namespace, name) = ref_parts(&pick(&refs, client, n));
             format!("/api/catalog/entities/by-name/{kind}/{namespace}/{name}")
         })
     };
@@ -290,9 +296,7 @@ pub async fn all_routes(
     let entity_page: PathFn = {
         let refs = Arc::clone(&refs);
         Arc::new(move |client, n| {
-            let entity_ref = pick(&refs, client, n);
-            let (kind, rest) = entity_ref.split_once(':').unwrap_or(("component", ""));
-            let (namespace, name) = rest.split_once('/').unwrap_or(("default", rest));
+            let (kind, namespace, name) = ref_parts(&pick(&refs, client, n));
             format!("/catalog/{namespace}/{kind}/{name}")
         })
     };
@@ -327,6 +331,17 @@ pub async fn all_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refs_split_into_kind_namespace_and_name() {
+        let parts = |r: &str| ref_parts(r);
+        let owned = |k: &str, ns: &str, n: &str| (k.to_owned(), ns.to_owned(), n.to_owned());
+        assert_eq!(
+            parts("api:payments/charge"),
+            owned("api", "payments", "charge")
+        );
+        assert_eq!(parts("group:team-a"), owned("group", "default", "team-a"));
+    }
 
     #[test]
     fn percentiles_are_of_the_samples() {
