@@ -238,6 +238,8 @@ pub struct HarvesterConfig {
     pub credentials_env: std::collections::BTreeMap<String, String>,
     /// Extra certificate authorities (PEM) for HTTPS, e.g. an internal git host's.
     pub ca_file: Option<PathBuf>,
+    /// Locations read at once in this process (members of the `harvester` queue group).
+    pub workers: usize,
 }
 
 impl Default for HarvesterConfig {
@@ -253,6 +255,7 @@ impl Default for HarvesterConfig {
             store_url: "http://127.0.0.1:7010".to_owned(),
             credentials_env: std::collections::BTreeMap::new(),
             ca_file: None,
+            workers: 4,
         }
     }
 }
@@ -261,6 +264,9 @@ impl Default for HarvesterConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessorConfig {
     pub max_fan_out_depth: u32,
+    /// Parts processed at once in this process (members of the `processor` queue group);
+    /// default: one per core.
+    pub workers: usize,
     /// Which kinds may come from which registered locations; none: every kind from anywhere.
     pub kind_rules: Vec<cadastre_processor::KindRule>,
 }
@@ -269,6 +275,7 @@ impl Default for ProcessorConfig {
     fn default() -> Self {
         ProcessorConfig {
             max_fan_out_depth: cadastre_processor::Settings::default().max_fan_out_depth,
+            workers: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             kind_rules: Vec::new(),
         }
     }
@@ -416,12 +423,14 @@ struct HarvesterFile {
     #[serde(default)]
     credentials_env: std::collections::BTreeMap<String, String>,
     ca_file: Option<PathBuf>,
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProcessorFile {
     max_fan_out_depth: Option<u32>,
+    workers: Option<usize>,
     #[serde(default)]
     kind_rules: Vec<KindRuleFile>,
 }
@@ -624,8 +633,14 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), ConfigError> {
     if let Some(ca_file) = h.ca_file {
         harvester.ca_file = Some(base_of(path).join(ca_file));
     }
+    if let Some(workers) = h.workers {
+        harvester.workers = workers.max(1);
+    }
     if let Some(depth) = file.processor.max_fan_out_depth {
         config.processor.max_fan_out_depth = depth;
+    }
+    if let Some(workers) = file.processor.workers {
+        config.processor.workers = workers.max(1);
     }
     config
         .processor
@@ -797,6 +812,12 @@ max_file_bytes = 1000
 database_url = "postgres://cadastre@db/cadastre"
 listen = "0.0.0.0:7010"
 
+[harvester]
+workers = 8
+
+[processor]
+workers = 0
+
 [[kinds]]
 kind = "AiResource"
 api_versions = ["backstage.io/v1alpha1"]
@@ -813,6 +834,12 @@ relations = [{ field = "owner", forward = "ownedBy", inverse = "ownerOf", defaul
         let config = load(None, &env).unwrap();
         assert_eq!(config.limits.max_depth, 32);
         assert_eq!(config.limits.max_file_bytes, 2048, "environment beats file");
+        assert_eq!(config.harvester.workers, 8);
+        assert_eq!(config.processor.workers, 1, "at least one worker");
+        assert!(
+            Config::default().processor.workers >= 1,
+            "one per core by default"
+        );
         assert_eq!(
             config.limits.max_alias_nodes,
             Limits::default().max_alias_nodes

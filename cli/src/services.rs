@@ -124,12 +124,16 @@ pub async fn serve_harvester(
         h.timeout * 2 + std::time::Duration::from_secs(30),
         std::time::Duration::from_secs(5),
     );
-    let worker = tokio::spawn(cadastre_harvester::service::run_with(
-        Arc::clone(&bus),
-        harvester,
-        Some(leases),
-        shutdown.wait(),
-    ));
+    // Reads mostly wait (on git, on the network), so several run at once, each one more
+    // member of the queue group; the leases keep them off each other's locations.
+    let workers = run_workers(h.workers.max(1), || {
+        cadastre_harvester::service::run_with(
+            Arc::clone(&bus),
+            Arc::clone(&harvester),
+            Some(leases.clone()),
+            shutdown.wait(),
+        )
+    });
     if !h.refresh_interval.is_zero() {
         let client = CatalogServiceClient::new(endpoint.connect_lazy());
         tokio::spawn(cadastre_harvester::service::schedule(
@@ -153,8 +157,8 @@ pub async fn serve_harvester(
             shutdown.wait(),
         ));
     }
-    tracing::info!("harvester running");
-    worker.await.context("harvester task")??;
+    tracing::info!(workers = h.workers, "harvester running");
+    workers.await.context("harvester")?;
     tracing::info!("harvester stopped");
     Ok(())
 }
@@ -203,14 +207,39 @@ pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Turns harvested files into entity batches.
+/// Runs `workers` copies of a consumer loop, each a member of the same queue group (as
+/// replicas would be), until every one has stopped; the first error is the answer.
+async fn run_workers<Loop, Run, E>(workers: usize, start: Loop) -> anyhow::Result<()>
+where
+    Loop: Fn() -> Run,
+    Run: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        running.spawn(start());
+    }
+    while let Some(finished) = running.join_next().await {
+        finished.context("a worker panicked")??;
+    }
+    Ok(())
+}
+
 pub async fn serve_processor(
     config: &Config,
     bus: Arc<dyn Bus>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let processor = Arc::new(processor(config)?);
-    tracing::info!("processor running");
-    cadastre_processor::service::run(bus, processor, shutdown.wait()).await?;
+    let workers = config.processor.workers.max(1);
+    tracing::info!(workers, "processor running");
+    // Each worker is one more member of the queue group, as another replica would be: a
+    // part is CPU work on one core, and a file's documents are read in order.
+    run_workers(workers, || {
+        cadastre_processor::service::run(Arc::clone(&bus), Arc::clone(&processor), shutdown.wait())
+    })
+    .await
+    .context("processor")?;
     tracing::info!("processor stopped");
     Ok(())
 }

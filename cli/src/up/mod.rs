@@ -32,8 +32,9 @@ use crate::services::{self, Shutdown};
 /// Harvested parts (up to 256 documents each) waiting for the processor, at most.
 const HARVESTED_BACKLOG: usize = 32;
 /// Processed batches waiting for the store, at most: a few seconds of its work, well inside
-/// the processor's ack wait, which a publisher waiting here holds its delivery against.
-const BATCH_BACKLOG: usize = 8;
+/// the processor's ack wait, which a publisher waiting here holds its delivery against. Twice
+/// the store's largest group, so the processor goes on while the store fills and applies one.
+const BATCH_BACKLOG: usize = 64;
 /// How long the services get to finish in-flight work after a stop is asked for.
 const GRACE_PERIOD: Duration = Duration::from_secs(10);
 

@@ -105,16 +105,27 @@ async fn settle(spec: &ConsumerSpec, delivery: crate::Delivery, handled: Handled
     }
 }
 
-/// Like [`run`], handling deliveries in groups: after the first, whatever else arrives within
-/// `gather` joins the group, up to `max_group` messages. For consumers whose work is cheaper
-/// done together (one database transaction for several batches). `handle` answers each
-/// message of the group, in order.
+/// How [`run_grouped`] forms a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grouping {
+    /// Messages per group, at most.
+    pub max: usize,
+    /// After the first message, one that arrives within this gap joins the group.
+    pub gap: Duration,
+    /// A group that already holds two messages is a stream, not a lone message: it waits for
+    /// more until this long after its first message (or until it is full). A lone message is
+    /// handled after `gap`, so a single push is not delayed.
+    pub linger: Duration,
+}
+
+/// Like [`run`], handling deliveries in groups formed as [`Grouping`] says. For consumers
+/// whose work is cheaper done together (one database transaction for several batches).
+/// `handle` answers each message of the group, in order.
 pub async fn run_grouped<M, F, Fut>(
     bus: &dyn Bus,
     spec: &ConsumerSpec,
     shutdown: impl Future<Output = ()>,
-    max_group: usize,
-    gather: Duration,
+    grouping: Grouping,
     mut handle: F,
 ) -> Result<()>
 where
@@ -129,9 +140,15 @@ where
             () = &mut shutdown => return Ok(()),
             delivery = consumer.next() => delivery?,
         };
+        let linger_until = tokio::time::Instant::now() + grouping.linger;
         let mut deliveries = vec![first];
-        while deliveries.len() < max_group.max(1) {
-            match tokio::time::timeout(gather, consumer.next()).await {
+        while deliveries.len() < grouping.max.max(1) {
+            let until = if deliveries.len() < 2 {
+                tokio::time::Instant::now() + grouping.gap
+            } else {
+                linger_until.max(tokio::time::Instant::now() + grouping.gap)
+            };
+            match tokio::time::timeout_at(until, consumer.next()).await {
                 Ok(delivery) => deliveries.push(delivery?),
                 Err(_) => break,
             }

@@ -40,6 +40,7 @@ contract!(
     bounds_messages_in_flight,
     a_durable_consumer_resumes_where_it_stopped,
     the_worker_counts_what_it_handles,
+    a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message,
 );
 
 fn in_process() -> Arc<dyn Bus> {
@@ -483,4 +484,89 @@ async fn the_worker_counts_what_it_handles(bus: Arc<dyn Bus>) {
         metrics.contains("cadastre_bus_published_total{subject=\"catalog.harvest.request\"}"),
         "{metrics}"
     );
+}
+
+/// A lone message (a push) is handled at once; a stream (an import) waits up to `linger` to
+/// fill its group, so several batches share one transaction.
+async fn a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message(bus: Arc<dyn Bus>) {
+    use cadastre_bus::worker::{Grouping, Handled};
+    const GROUPED: ConsumerSpec = ConsumerSpec::new("grouped-test", HARVEST_REQUESTS.name);
+    let grouping = Grouping {
+        max: 8,
+        // Wide enough that two messages published back to back are one group on NATS too.
+        gap: Duration::from_millis(200),
+        linger: Duration::from_secs(5),
+    };
+    let (groups_tx, mut groups) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn({
+        let bus = Arc::clone(&bus);
+        async move {
+            cadastre_bus::worker::run_grouped(
+                &*bus,
+                &GROUPED,
+                async {
+                    let _ = stopped.await;
+                },
+                grouping,
+                |requests: Vec<pb::HarvestRequest>| {
+                    let answers = vec![Handled::Done; requests.len()];
+                    let _ = groups_tx.send(requests.into_iter().map(|r| r.reason).collect());
+                    async move { answers }
+                },
+            )
+            .await
+        }
+    });
+
+    let lone = std::time::Instant::now();
+    publish(&*bus, 0).await;
+    let group = tokio::time::timeout(PATIENCE, groups.recv())
+        .await
+        .expect("the lone message handled")
+        .unwrap();
+    assert_eq!(group, ["request 0"]);
+    assert!(
+        lone.elapsed() < grouping.linger,
+        "a lone message waited for the stream's linger: {:?}",
+        lone.elapsed()
+    );
+
+    // Two together make a stream: messages that come within the linger join their group.
+    let stream = std::time::Instant::now();
+    publish(&*bus, 1).await;
+    publish(&*bus, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 3..6 {
+        publish(&*bus, n).await;
+    }
+    let mut handled: Vec<Vec<String>> = Vec::new();
+    while handled.iter().map(Vec::len).sum::<usize>() < 5 {
+        let group = tokio::time::timeout(PATIENCE, groups.recv())
+            .await
+            .expect("the stream handled")
+            .unwrap();
+        handled.push(group);
+    }
+    assert_eq!(
+        handled,
+        [[
+            "request 1",
+            "request 2",
+            "request 3",
+            "request 4",
+            "request 5"
+        ]],
+        "one group for the stream"
+    );
+    assert!(
+        stream.elapsed() >= Duration::from_millis(300),
+        "the group waited for the later messages"
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, worker)
+        .await
+        .expect("the worker stops")
+        .unwrap()
+        .unwrap();
 }

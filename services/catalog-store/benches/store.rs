@@ -23,7 +23,17 @@ use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
 use cadastre_synth::{Organisation, Rng};
 use sea_orm::{ConnectionTrait, Database};
 
-const BATCH: usize = 1_000;
+/// The allocator the `cadastre` binary runs with, so the rates are the ones it gets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Entities per batch (one transaction); `CADASTRE_BENCH_BATCH` overrides it.
+fn batch_size() -> usize {
+    std::env::var("CADASTRE_BENCH_BATCH")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1_000)
+}
 const LOOKUPS: usize = 2_000;
 const QUERIES: usize = 200;
 const FACETS: usize = 30;
@@ -184,7 +194,7 @@ async fn ingest(
     let mut start = range.start;
     let mut last_report = Instant::now();
     while start < range.end {
-        let end = (start + BATCH).min(range.end);
+        let end = (start + batch_size()).min(range.end);
         let batch = batch(org, validator, start..end, edit);
         let began = Instant::now();
         store.apply_batch(batch).await.unwrap();

@@ -176,15 +176,21 @@ fn etag(content_hash: &str, relations_version: i64) -> String {
 impl CatalogStore {
     /// Applies a batch in one transaction: all or nothing.
     pub async fn apply_batch(&self, batch: Batch) -> Result<BatchOutcome> {
+        let mut phases = Phases::start();
         let mut prepared = prepare(&batch)?;
+        phases.mark("hash");
         let _writer = self.inner.writer.lock().await;
         let txn = self.begin_write().await?;
+        phases.mark("begin");
         let gone = self
             .no_longer_produced(&txn, &batch.replaced_locations, &prepared)
             .await?;
         self.settle_gone(&mut prepared, gone);
         let outcome = self.apply_in(&txn, &batch, prepared).await?;
+        phases.mark("apply");
         txn.commit().await?;
+        phases.mark("commit");
+        tracing::debug!(phases = ?phases.spent, "batch committed");
         self.publish_head(outcome.last_sequence);
         Ok(outcome)
     }
