@@ -173,11 +173,15 @@ async fn run(options: Options) {
         harvester,
         never(),
     ));
-    tokio::spawn(cadastre_processor::service::run(
-        Arc::clone(&bus),
-        processor,
-        never(),
-    ));
+    // As `cadastre processor` runs by default: one worker per core, one queue group.
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    for _ in 0..workers {
+        tokio::spawn(cadastre_processor::service::run(
+            Arc::clone(&bus),
+            Arc::clone(&processor),
+            never(),
+        ));
+    }
     tokio::spawn(cadastre_catalog_store::bus::apply_batches(
         Arc::clone(&bus),
         store.clone(),

@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(NameOrder),
             Box::new(ErrorsNewestFirst),
             Box::new(OwnerAndSystemColumns),
+            Box::new(HarvestedFiles),
         ]
     }
 }
@@ -609,6 +610,42 @@ async fn backfill_owner_and_system(
     Ok(())
 }
 
+/// When each file (and each registered location, for its own errors) was last covered by an
+/// applied part of a harvest: a part of an older harvest that arrives late is dropped for the
+/// files a newer harvest has already applied, and applied for the others.
+#[derive(Debug)]
+struct HarvestedFiles;
+
+impl MigrationName for HarvestedFiles {
+    fn name(&self) -> &str {
+        "m0010_harvested_files"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for HarvestedFiles {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE harvested_files (
+                    location_key TEXT PRIMARY KEY,
+                    harvest_started_at BIGINT NOT NULL
+                )",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE IF EXISTS harvested_files")
+            .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,7 +738,8 @@ mod tests {
             false
         )));
 
-        Migrator::down(store.db(), Some(1)).await.unwrap();
+        // Back to before m0009 (m0010 came after it), then forward again: the backfill.
+        Migrator::down(store.db(), Some(2)).await.unwrap();
         Migrator::up(store.db(), None).await.unwrap();
         assert_eq!(owner_system_columns(&store).await, written);
     }

@@ -5,12 +5,14 @@
 //! ack) is applied once. The receipt of its harvest is updated in the same transaction, so
 //! the receipt always says exactly what was applied.
 
+use std::collections::BTreeSet;
+
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 
 use crate::sql::Sql;
 use crate::time_util::now_micros;
 use crate::write::{Prepared, prepare};
-use crate::{BatchOutcome, CatalogStore, ProcessedBatch, ProcessedOutcome, Receipt, Result};
+use crate::{Batch, BatchOutcome, CatalogStore, ProcessedBatch, ProcessedOutcome, Receipt, Result};
 
 /// Refs and files listed per receipt, at most.
 const MAX_LISTED: usize = 1_000;
@@ -19,8 +21,9 @@ const MAX_RECEIPTS: u32 = 500;
 
 impl CatalogStore {
     /// Applies a batch from the processor once, and records it in its harvest's receipt.
-    /// A batch seen before, or one from a harvest older than one already applied for its
-    /// location (a late redelivery), changes nothing.
+    /// A batch seen before changes nothing. A part of a harvest older than one already
+    /// applied for some of its files (a late redelivery, or a duplicate harvest that
+    /// overtook it) is applied for the other files only.
     pub async fn apply_processed(&self, processed: ProcessedBatch) -> Result<ProcessedOutcome> {
         let prepared = prepare(&processed.batch)?;
         let _writer = self.writer().lock().await;
@@ -96,11 +99,30 @@ impl CatalogStore {
             receipt,
         } = processed;
         let mut phases = crate::write::Phases::start();
-        if self.already_applied(txn, &batch_id, &receipt).await? {
+        if self.already_applied(txn, &batch_id).await? {
             return Ok(ProcessedOutcome {
                 outcome: BatchOutcome::default(),
                 duplicate: true,
             });
+        }
+        let mut batch = batch;
+        if receipt.harvest_started_at > 0 {
+            let stale = self
+                .newer_harvested(txn, &covered_keys(&batch), receipt.harvest_started_at)
+                .await?;
+            if !stale.is_empty() {
+                tracing::warn!(batch = %batch_id, harvest = %receipt.harvest_id, files = ?stale, "a newer harvest already applied these files; applying the rest of this part");
+                batch = without_keys(batch, &stale);
+                if covered_keys(&batch).is_empty() && batch.removals.is_empty() {
+                    return Ok(ProcessedOutcome {
+                        outcome: BatchOutcome::default(),
+                        duplicate: true,
+                    });
+                }
+                prepared = prepare(&batch)?;
+            }
+            self.record_harvested(txn, &covered_keys(&batch), receipt.harvest_started_at)
+                .await?;
         }
         let gone = self
             .no_longer_produced(txn, &batch.replaced_locations, &prepared)
@@ -128,34 +150,64 @@ impl CatalogStore {
         })
     }
 
-    async fn already_applied(
-        &self,
-        txn: &DatabaseTransaction,
-        batch_id: &str,
-        receipt: &Receipt,
-    ) -> Result<bool> {
+    async fn already_applied(&self, txn: &DatabaseTransaction, batch_id: &str) -> Result<bool> {
         let mut sql = Sql::new(self.backend());
         sql.push("SELECT batch_id FROM applied_batches WHERE batch_id = ")
             .bind(batch_id.to_owned());
-        if txn.query_one_raw(sql.build()).await?.is_some() {
-            return Ok(true);
-        }
-        if receipt.harvest_id.is_empty() || receipt.harvest_started_at == 0 {
-            return Ok(false);
-        }
-        let mut sql = Sql::new(self.backend());
-        sql.push("SELECT harvest_id FROM harvest_receipts WHERE location_key = ")
-            .bind(receipt.location_key.clone())
-            .push(" AND harvest_id <> ")
-            .bind(receipt.harvest_id.clone())
-            .push(" AND harvest_started_at > ")
-            .bind(receipt.harvest_started_at)
-            .push(" LIMIT 1");
-        let newer = txn.query_one_raw(sql.build()).await?.is_some();
-        if newer {
-            tracing::warn!(batch = batch_id, harvest = %receipt.harvest_id, "skipping a batch from a harvest older than one already applied");
+        Ok(txn.query_one_raw(sql.build()).await?.is_some())
+    }
+
+    /// Which of `keys` a harvest started after `started_at` has already applied.
+    async fn newer_harvested(
+        &self,
+        txn: &DatabaseTransaction,
+        keys: &BTreeSet<String>,
+        started_at: i64,
+    ) -> Result<BTreeSet<String>> {
+        let keys: Vec<String> = keys.iter().cloned().collect();
+        let mut newer = BTreeSet::new();
+        for chunk in keys.chunks(KEY_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("SELECT location_key FROM harvested_files WHERE harvest_started_at > ")
+                .bind(started_at)
+                .push(" AND location_key IN ")
+                .bind_list(chunk);
+            for row in txn.query_all_raw(sql.build()).await? {
+                newer.insert(row.try_get("", "location_key")?);
+            }
         }
         Ok(newer)
+    }
+
+    /// Notes that a harvest started at `started_at` has applied `keys` (a later one stays).
+    async fn record_harvested(
+        &self,
+        txn: &DatabaseTransaction,
+        keys: &BTreeSet<String>,
+        started_at: i64,
+    ) -> Result<()> {
+        let keys: Vec<&String> = keys.iter().collect();
+        for chunk in keys.chunks(KEY_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("INSERT INTO harvested_files (location_key, harvest_started_at) VALUES ");
+            for (index, key) in chunk.iter().enumerate() {
+                if index > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(")
+                    .bind((*key).clone())
+                    .push(", ")
+                    .bind(started_at)
+                    .push(")");
+            }
+            sql.push(
+                " ON CONFLICT (location_key) DO UPDATE SET harvest_started_at = CASE \
+                 WHEN excluded.harvest_started_at > harvested_files.harvest_started_at \
+                 THEN excluded.harvest_started_at ELSE harvested_files.harvest_started_at END",
+            );
+            txn.execute_raw(sql.build()).await?;
+        }
+        Ok(())
     }
 
     /// Adds one applied part to its harvest's receipt.
@@ -345,4 +397,42 @@ fn receipt_from_row(row: &QueryResult) -> Result<Receipt> {
         parts: count("parts")?,
         parts_applied: count("parts_applied")?,
     })
+}
+
+/// Keys per `IN (...)` lookup or multi-row insert of `harvested_files`.
+const KEY_CHUNK: usize = 500;
+
+/// The files (and registered locations) a batch speaks for: those it replaces, those its
+/// entities come from, and those whose errors it sets.
+fn covered_keys(batch: &Batch) -> BTreeSet<String> {
+    batch
+        .replaced_locations
+        .iter()
+        .cloned()
+        .chain(
+            batch
+                .upserts
+                .iter()
+                .filter_map(|upsert| upsert.location_key.clone()),
+        )
+        .chain(
+            batch
+                .errors
+                .iter()
+                .map(|errors| errors.location_key.clone()),
+        )
+        .collect()
+}
+
+/// `batch` without what it says about `keys`.
+fn without_keys(mut batch: Batch, keys: &BTreeSet<String>) -> Batch {
+    let kept = |key: &Option<String>| key.as_ref().is_none_or(|key| !keys.contains(key));
+    batch.upserts.retain(|upsert| kept(&upsert.location_key));
+    batch
+        .errors
+        .retain(|errors| !keys.contains(&errors.location_key));
+    batch
+        .replaced_locations
+        .retain(|location| !keys.contains(location));
+    batch
 }

@@ -45,6 +45,7 @@ conformance!(
     rejects_bad_queries,
     replacing_a_location_removes_what_it_no_longer_produces,
     processed_batches_apply_once_and_build_receipts,
+    a_late_part_of_an_older_harvest_keeps_only_files_no_newer_harvest_applied,
     conflicts_are_kept_as_errors_on_the_newcomer,
     entities_no_longer_produced_are_kept_as_orphans,
     batches_applied_together_answer_each_on_its_own,
@@ -1519,6 +1520,83 @@ async fn processed_batches_apply_once_and_build_receipts(store: &CatalogStore) {
     let receipts = store.harvest_receipts("", 10).await.unwrap();
     assert_eq!(receipts[0].harvest_id, "h2");
     assert_eq!(receipts[0].removed_refs, ["component:default/c"]);
+}
+
+/// Two harvests of one location overlap (a request delivered twice; parts processed by
+/// several workers): the newer one, which read only the file that changed, is applied before
+/// the older one's last parts. Those still bring every file the newer harvest did not read.
+async fn a_late_part_of_an_older_harvest_keeps_only_files_no_newer_harvest_applied(
+    store: &CatalogStore,
+) {
+    let file = |name: &str| format!("url:late/{name}.yaml");
+    let files = |owner: &str, names: &[&str]| Batch {
+        upserts: names
+            .iter()
+            .map(|name| component(&format!("late-{name}"), owner, &file(name)))
+            .collect(),
+        replaced_locations: names.iter().map(|name| file(name)).collect(),
+        ..Batch::default()
+    };
+    let older = |index: u32, batch: Batch| ProcessedBatch {
+        batch_id: format!("older/{index}"),
+        ..part("older", 1_000, 3, batch)
+    };
+    let applied = store
+        .apply_processed(older(0, files("team-a", &["one"])))
+        .await
+        .unwrap();
+    assert_eq!(applied.outcome.created, 1);
+    let newer = ProcessedBatch {
+        batch_id: "newer/0".into(),
+        ..part("newer", 2_000, 1, files("team-b", &["three"]))
+    };
+    assert_eq!(
+        store.apply_processed(newer).await.unwrap().outcome.created,
+        1
+    );
+
+    // A part of files the newer harvest did not read: applied in full.
+    let late = store
+        .apply_processed(older(1, files("team-a", &["two"])))
+        .await
+        .unwrap();
+    assert!(!late.duplicate);
+    assert_eq!(late.outcome.created, 1);
+    // A part of one file it read and one it did not: only the other file.
+    let mixed = store
+        .apply_processed(older(2, files("team-a", &["three", "four"])))
+        .await
+        .unwrap();
+    assert!(!mixed.duplicate);
+    assert_eq!(
+        (mixed.outcome.created, mixed.outcome.updated),
+        (1, 0),
+        "{mixed:?}"
+    );
+    // A part of only files it read: nothing at all.
+    let stale = store
+        .apply_processed(older(3, files("team-z", &["three"])))
+        .await
+        .unwrap();
+    assert!(stale.duplicate);
+
+    async fn owner(store: &CatalogStore, name: &str) -> String {
+        let entity = store
+            .entity_by_ref(&format!("component:default/late-{name}"))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("late-{name} is stored"));
+        let body: serde_json::Value = serde_json::from_str(&entity.body).unwrap();
+        body["spec"]["owner"].as_str().unwrap().to_owned()
+    }
+    assert_eq!(owner(store, "one").await, "team-a");
+    assert_eq!(owner(store, "two").await, "team-a");
+    assert_eq!(
+        owner(store, "three").await,
+        "team-b",
+        "the newer harvest's content stays"
+    );
+    assert_eq!(owner(store, "four").await, "team-a");
 }
 
 async fn conflicts_are_kept_as_errors_on_the_newcomer(store: &CatalogStore) {
