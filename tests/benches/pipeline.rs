@@ -173,8 +173,14 @@ async fn run(options: Options) {
         harvester,
         never(),
     ));
-    // As `cadastre processor` runs by default: one worker per core, one queue group.
-    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    // As `cadastre processor` runs by default: one worker per core, one queue group
+    // (`CADASTRE_BENCH_PROCESSOR_WORKERS` overrides it).
+    let workers = std::env::var("CADASTRE_BENCH_PROCESSOR_WORKERS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
     for _ in 0..workers {
         tokio::spawn(cadastre_processor::service::run(
             Arc::clone(&bus),
