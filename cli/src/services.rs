@@ -157,7 +157,7 @@ pub async fn serve_harvester(
             shutdown.wait(),
         ));
     }
-    tracing::info!(workers = h.workers, "harvester running");
+    tracing::info!(workers = h.workers.max(1), "harvester running");
     workers.await.context("harvester")?;
     tracing::info!("harvester stopped");
     Ok(())
@@ -206,7 +206,6 @@ pub async fn run_processor(config: &Config) -> anyhow::Result<()> {
     serve_processor(config, bus, shutdown).await
 }
 
-/// Turns harvested files into entity batches.
 /// Runs `workers` copies of a consumer loop, each a member of the same queue group (as
 /// replicas would be), until every one has stopped; the first error is the answer.
 async fn run_workers<Loop, Run, E>(workers: usize, start: Loop) -> anyhow::Result<()>
@@ -225,6 +224,7 @@ where
     Ok(())
 }
 
+/// Turns harvested files into entity batches.
 pub async fn serve_processor(
     config: &Config,
     bus: Arc<dyn Bus>,
