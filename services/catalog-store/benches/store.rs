@@ -190,11 +190,12 @@ async fn ingest(
     range: std::ops::Range<usize>,
     edit: bool,
 ) -> f64 {
+    let batch_size = batch_size();
     let mut spent = Duration::ZERO;
     let mut start = range.start;
     let mut last_report = Instant::now();
     while start < range.end {
-        let end = (start + batch_size()).min(range.end);
+        let end = (start + batch_size).min(range.end);
         let batch = batch(org, validator, start..end, edit);
         let began = Instant::now();
         store.apply_batch(batch).await.unwrap();

@@ -22,7 +22,7 @@ const RELAY: &str = "entity-changes";
 /// file's worth (about 100 entities). Most of a transaction's cost on SQLite is writing the
 /// pages it touched to the log and checkpointing them; a page of an index is written once per
 /// transaction however many of its rows changed, so larger transactions write far less per
-/// entity (see the README's "How it stays fast"). A lone batch (a push) is applied at once; a
+/// entity (ARCHITECTURE.md, decisions). A lone batch (a push) is applied at once; a
 /// stream of them (an import) waits up to `linger` to fill a group.
 const GROUPING: Grouping = Grouping {
     max: 32,
