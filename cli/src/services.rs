@@ -103,7 +103,18 @@ pub async fn run_harvester(config: &Config) -> anyhow::Result<()> {
     let bus = connect_bus(&config.bus).await?;
     let shutdown = Shutdown::on_signal();
     start_admin(config.admin.listen, bus_readiness(&bus), &shutdown).await?;
-    serve_harvester(config, bus, shutdown).await
+    serve_harvester(config, bus, Harvesters::Replicas, shutdown).await
+}
+
+/// Who else may read locations, which decides where harvest leases are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Harvesters {
+    /// Replicas in other processes: leases in catalog-store, which they all see.
+    Replicas,
+    /// This process is the only harvester (`cadastre up`): its workers take leases from
+    /// memory. Asking the store would queue each read twice behind the import's writes
+    /// (SQLite has one writer), which held a 100,000-entity import to three reads a second.
+    OnlyThisProcess,
 }
 
 /// Answers harvest requests and, every `refresh_interval`, asks for every registered
@@ -111,26 +122,32 @@ pub async fn run_harvester(config: &Config) -> anyhow::Result<()> {
 pub async fn serve_harvester(
     config: &Config,
     bus: Arc<dyn Bus>,
+    harvesters: Harvesters,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let h = &config.harvester;
     let harvester = Arc::new(harvester(config)?);
     let endpoint = tonic::transport::Endpoint::from_shared(h.store_url.clone())
         .with_context(|| format!("harvester.store_url {:?}", h.store_url))?;
-    // Replicas take a lease (in catalog-store) per location, so two never read one at once;
-    // it outlives the longest read, and a request waits a little for it before coming back.
-    let leases = cadastre_harvester::lease::Leases::new(
-        endpoint.connect_lazy(),
+    // Workers take a lease per location, so two never read one at once; it outlives the
+    // longest read, and a request waits a little for it before coming back.
+    let (ttl, wait) = (
         h.timeout * 2 + std::time::Duration::from_secs(30),
         std::time::Duration::from_secs(5),
     );
+    let leases = match harvesters {
+        Harvesters::Replicas => {
+            cadastre_harvester::lease::Leases::new(endpoint.connect_lazy(), ttl, wait)
+        }
+        Harvesters::OnlyThisProcess => cadastre_harvester::lease::Leases::in_process(ttl, wait),
+    };
     // Reads mostly wait (on git, on the network), so several run at once, each one more
     // member of the queue group; the leases keep them off each other's locations.
     let workers = run_workers(h.workers.max(1), || {
         cadastre_harvester::service::run_with(
             Arc::clone(&bus),
             Arc::clone(&harvester),
-            Some(leases.clone()),
+            Some(leases.for_worker()),
             shutdown.wait(),
         )
     });

@@ -1,6 +1,7 @@
-//! Two harvester replicas never read one location at once: each takes the location's lease
-//! in catalog-store (SQLite, served over gRPC) first. A slow HTTP server counts how many
-//! reads of its one catalog file overlap while both replicas get a request for it.
+//! Two harvester workers never read one location at once: each takes the location's lease
+//! first, from catalog-store (SQLite, served over gRPC) when they are replicas, or from
+//! memory when they are workers of the only harvester process. A slow HTTP server counts how
+//! many reads of its one catalog file overlap while both workers get requests for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,8 +45,33 @@ async fn slow_server(in_flight: Arc<AtomicUsize>, most: Arc<AtomicUsize>) -> Str
     format!("http://{address}/catalog-info.yaml")
 }
 
+/// Where the two workers' leases come from.
+#[derive(Clone, Copy)]
+enum Workers {
+    /// Two replicas, each with its own store-backed leases.
+    Replicas,
+    /// Two workers of one process, sharing one process's store-backed leases.
+    OneProcess,
+    /// Two workers of the only harvester process, with in-memory leases.
+    OnlyProcess,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_take_turns_on_one_location() {
+    reads_of_one_location_never_overlap(Workers::Replicas).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_of_one_process_take_turns_on_one_location() {
+    reads_of_one_location_never_overlap(Workers::OneProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_of_the_only_harvester_take_turns_with_leases_in_memory() {
+    reads_of_one_location_never_overlap(Workers::OnlyProcess).await;
+}
+
+async fn reads_of_one_location_never_overlap(workers: Workers) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let scratch = tempfile::tempdir().unwrap();
     let store = cadastre_catalog_store::CatalogStore::connect(&format!(
@@ -62,29 +88,43 @@ async fn two_replicas_take_turns_on_one_location() {
         std::future::pending(),
         Duration::from_secs(1),
     ));
+    let (ttl, wait) = (Duration::from_secs(30), Duration::from_secs(5));
+    let store_leases = || {
+        Leases::new(
+            tonic::transport::Endpoint::from_shared(store_url.clone())
+                .unwrap()
+                .connect_lazy(),
+            ttl,
+            wait,
+        )
+    };
+    let leases: Vec<Leases> = match workers {
+        Workers::Replicas => vec![store_leases(), store_leases()],
+        Workers::OneProcess => {
+            let shared = store_leases();
+            vec![shared.for_worker(), shared.for_worker()]
+        }
+        Workers::OnlyProcess => {
+            let shared = Leases::in_process(ttl, wait);
+            vec![shared.for_worker(), shared.for_worker()]
+        }
+    };
 
     let (in_flight, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let url = slow_server(Arc::clone(&in_flight), Arc::clone(&most)).await;
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
-    // Everything the replicas publish, counted by a consumer of this test's own.
+    // Everything the workers publish, counted by a consumer of this test's own.
     const WATCH: ConsumerSpec = ConsumerSpec::new("leases-test", HARVESTED.name);
     let mut harvested = bus.consume(&WATCH).await.unwrap();
-    for replica in 0..2 {
+    for (worker, leases) in leases.into_iter().enumerate() {
         let harvester = Arc::new(
             Harvester::new(cadastre_harvester::Settings {
-                cache_dir: scratch.path().join(format!("cache-{replica}")),
+                cache_dir: scratch.path().join(format!("cache-{worker}")),
                 allowed_hosts: vec!["127.0.0.1".into()],
                 allow_private_addresses: true,
                 ..cadastre_harvester::Settings::default()
             })
             .unwrap(),
-        );
-        let leases = Leases::new(
-            tonic::transport::Endpoint::from_shared(store_url.clone())
-                .unwrap()
-                .connect_lazy(),
-            Duration::from_secs(30),
-            Duration::from_secs(5),
         );
         tokio::spawn(cadastre_harvester::service::run_with(
             Arc::clone(&bus),
@@ -94,7 +134,7 @@ async fn two_replicas_take_turns_on_one_location() {
         ));
     }
 
-    // Four requests for the one location, at once: the replicas share them, one read at a
+    // Four requests for the one location, at once: the workers share them, one read at a
     // time.
     for n in 0..4 {
         let request = pb::HarvestRequest {

@@ -114,7 +114,13 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     {
         let (config, bus, shutdown) = (Arc::clone(&config), Arc::clone(&bus), shutdown.clone());
         services.spawn(async move {
-            let served = services::serve_harvester(&config, bus, shutdown).await;
+            let served = services::serve_harvester(
+                &config,
+                bus,
+                services::Harvesters::OnlyThisProcess,
+                shutdown,
+            )
+            .await;
             ("harvester", served)
         });
     }

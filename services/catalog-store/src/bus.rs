@@ -104,7 +104,7 @@ pub async fn relay_changes(
     let mut head = store.subscribe();
     let mut position = store.relay_position(RELAY).await?;
     loop {
-        let changes = store.changes_after(position, RELAY_BATCH).await?;
+        let changes = store.feed_after(position, RELAY_BATCH).await?;
         if changes.is_empty() {
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
@@ -144,7 +144,7 @@ impl CatalogStore {
     }
 
     pub async fn save_relay_position(&self, name: &str, sequence: u64) -> crate::Result<()> {
-        let _writer = self.inner.writer.lock().await;
+        let _writer = self.single_statement_writer().await;
         let mut sql = Sql::new(self.backend());
         sql.push("INSERT INTO relay_positions (name, sequence) VALUES (")
             .bind(name.to_owned())
@@ -168,9 +168,7 @@ impl CatalogStore {
                 "a lease needs a name and a holder".into(),
             ));
         }
-        // Writes go one at a time (SQLite allows one writer; a transaction started before
-        // this statement would otherwise fail to commit).
-        let _writer = self.inner.writer.lock().await;
+        let _writer = self.single_statement_writer().await;
         let now = crate::time_util::now_micros();
         let expires_at = now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX));
         // One statement, so two callers cannot both win: the row is written only when it is
@@ -194,7 +192,7 @@ impl CatalogStore {
 
     /// Gives the lease back, if `holder` still has it.
     pub async fn release_lease(&self, name: &str, holder: &str) -> crate::Result<()> {
-        let _writer = self.inner.writer.lock().await;
+        let _writer = self.single_statement_writer().await;
         let mut sql = Sql::new(self.backend());
         sql.push("DELETE FROM leases WHERE name = ")
             .bind(name.to_owned())

@@ -409,7 +409,7 @@ impl CatalogService for CatalogGrpc {
             let mut head = store.subscribe();
             let mut after = request.after_sequence;
             loop {
-                let changes = match store.changes_after(after, FEED_BATCH).await {
+                let changes = match store.feed_after(after, FEED_BATCH).await {
                     Ok(changes) => changes,
                     Err(error) => {
                         let _ = sender.send(Err(Status::from(error))).await;

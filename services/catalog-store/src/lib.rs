@@ -225,6 +225,16 @@ impl CatalogStore {
         &self.inner.writer
     }
 
+    /// What a write of one statement outside a batch (a lease, the relay's position) holds:
+    /// on SQLite the writer lock, since a transaction open meanwhile could not commit; on
+    /// PostgreSQL nothing, so a lease is never queued behind a large batch's transaction.
+    pub(crate) async fn single_statement_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend() {
+            DbBackend::Postgres => None,
+            _ => Some(self.inner.writer.lock().await),
+        }
+    }
+
     pub(crate) fn db(&self) -> &DatabaseConnection {
         &self.inner.db
     }

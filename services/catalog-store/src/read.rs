@@ -20,6 +20,8 @@ use crate::{
 
 const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, e.etag, e.kind, e.namespace, e.name, e.body, e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, e.created_at, e.updated_at";
 const CHANGE_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, trace_parent, recorded_at";
+/// [`CHANGE_COLUMNS`] without the body (a change read this way has none).
+const FEED_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, NULL AS body, NULL AS own_relations, location_key, commit_sha, trace_parent, recorded_at";
 /// Refs per `IN (...)` lookup.
 const LOOKUP_CHUNK: usize = 500;
 /// Entities per page when facets are counted outside SQL.
@@ -547,15 +549,30 @@ impl CatalogStore {
         Ok(change.filter(|c| c.change != ChangeKind::Removed))
     }
 
-    /// Changes with a sequence above `after`, oldest first, at most `limit`.
+    /// Changes with a sequence above `after`, oldest first, at most `limit`, with their
+    /// bodies.
     pub async fn changes_after(&self, after: u64, limit: u32) -> Result<Vec<Change>> {
+        self.changes_after_with(CHANGE_COLUMNS, after, limit).await
+    }
+
+    /// The change feed: [`Self::changes_after`] without the bodies, which its followers
+    /// (the search indexer, the relay) never use. Reading and serving each body was most of
+    /// the cost of following the feed.
+    pub async fn feed_after(&self, after: u64, limit: u32) -> Result<Vec<Change>> {
+        self.changes_after_with(FEED_COLUMNS, after, limit).await
+    }
+
+    async fn changes_after_with(
+        &self,
+        columns: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Change>> {
         let mut sql = Sql::new(self.backend());
-        sql.push(&format!(
-            "SELECT {CHANGE_COLUMNS} FROM changes WHERE sequence > "
-        ))
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .push(" ORDER BY sequence ASC LIMIT ")
-        .bind(i64::from(limit.max(1)));
+        sql.push(&format!("SELECT {columns} FROM changes WHERE sequence > "))
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .push(" ORDER BY sequence ASC LIMIT ")
+            .bind(i64::from(limit.max(1)));
         self.db()
             .query_all_raw(sql.build())
             .await?

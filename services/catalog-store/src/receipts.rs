@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 
 use crate::sql::Sql;
 use crate::time_util::now_micros;
-use crate::write::{Prepared, prepare};
+use crate::write::{Deferred, Prepared, prepare};
 use crate::{Batch, BatchOutcome, CatalogStore, ProcessedBatch, ProcessedOutcome, Receipt, Result};
 
 /// Refs and files listed per receipt, at most.
@@ -28,8 +28,13 @@ impl CatalogStore {
         let prepared = prepare(&processed.batch)?;
         let _writer = self.writer().lock().await;
         let txn = self.begin_write().await?;
-        let outcome = self.apply_processed_in(&txn, processed, prepared).await?;
+        let mut deferred = Deferred::default();
+        let mut outcome = self
+            .apply_processed_in(&txn, processed, prepared, &mut deferred)
+            .await?;
+        let bumped = self.settle(&txn, deferred).await?;
         txn.commit().await?;
+        outcome.outcome.last_sequence = outcome.outcome.last_sequence.max(bumped);
         self.publish_head(outcome.outcome.last_sequence);
         Ok(outcome)
     }
@@ -72,15 +77,23 @@ impl CatalogStore {
         let _writer = self.writer().lock().await;
         let txn = self.begin_write().await?;
         let mut outcomes = Vec::with_capacity(batches.len());
+        // A popular entity the batches all point at is bumped once, after the last of them,
+        // and the counts are written once.
+        let mut deferred = Deferred::default();
         for (processed, prepared) in batches.into_iter().zip(prepared) {
-            outcomes.push(self.apply_processed_in(&txn, processed, prepared).await?);
+            outcomes.push(
+                self.apply_processed_in(&txn, processed, prepared, &mut deferred)
+                    .await?,
+            );
         }
+        let bumped = self.settle(&txn, deferred).await?;
         let started = std::time::Instant::now();
         txn.commit().await?;
         tracing::debug!(batches = outcomes.len(), commit = ?started.elapsed(), "processed batches committed together");
         let last = outcomes
             .iter()
             .map(|o| o.outcome.last_sequence)
+            .chain([bumped])
             .max()
             .unwrap_or_default();
         self.publish_head(last);
@@ -92,6 +105,7 @@ impl CatalogStore {
         txn: &DatabaseTransaction,
         processed: ProcessedBatch,
         mut prepared: Prepared,
+        deferred: &mut Deferred,
     ) -> Result<ProcessedOutcome> {
         let ProcessedBatch {
             batch_id,
@@ -129,7 +143,9 @@ impl CatalogStore {
             .await?;
         self.settle_gone(&mut prepared, gone);
         phases.mark("checks");
-        let outcome = self.apply_in(txn, &batch, prepared).await?;
+        let outcome = self
+            .apply_in_deferring(txn, &batch, prepared, deferred)
+            .await?;
         phases.mark("apply");
         let now = now_micros();
         let mut sql = Sql::new(self.backend());

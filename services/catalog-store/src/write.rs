@@ -152,6 +152,23 @@ impl Phases {
     }
 }
 
+/// What a transaction's batches leave to do once, after the last of them
+/// (`CatalogStore::settle`): a stream of batches pointing at the same popular group or API
+/// bumps it once per transaction, not once per batch, and the counts are added up first.
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    /// Entities whose relations moved, for a new relations version and etag.
+    bumps: BTreeSet<String>,
+    /// Entities created in the transaction (none of their etags was ever seen).
+    created: BTreeSet<String>,
+    /// Per `(kind, spec.type, spec.lifecycle)`.
+    hot_counts: BTreeMap<HotKey, i64>,
+    /// Distinct sources per `(relation type, target)`, from edges about the source itself.
+    relation_counts: BTreeMap<(String, String), i64>,
+    /// Edges emitted about others, per relation type.
+    inverse_edges: BTreeMap<String, i64>,
+}
+
 /// The relations an upsert emits about its own entity, as stored with its history.
 fn own_relations_json(write: &Write<'_>) -> String {
     let own: BTreeSet<(&str, String)> = write
@@ -425,19 +442,63 @@ impl CatalogStore {
         }
     }
 
+    /// Applies one batch in `txn`, its bumps included.
     pub(crate) async fn apply_in(
         &self,
         txn: &DatabaseTransaction,
         batch: &Batch,
         prepared: Prepared,
     ) -> Result<BatchOutcome> {
+        let mut deferred = Deferred::default();
+        let mut outcome = self
+            .apply_in_deferring(txn, batch, prepared, &mut deferred)
+            .await?;
+        let bumped = self.settle(txn, deferred).await?;
+        outcome.last_sequence = outcome.last_sequence.max(bumped);
+        Ok(outcome)
+    }
+
+    /// Applies one batch in `txn`, leaving its bumps and counts to `deferred`, for
+    /// [`Self::settle`] once the transaction's batches are applied.
+    pub(crate) async fn apply_in_deferring(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &Batch,
+        prepared: Prepared,
+        deferred: &mut Deferred,
+    ) -> Result<BatchOutcome> {
         let started = std::time::Instant::now();
         cadastre_telemetry::metrics::histogram!("cadastre_store_batch_entities")
             .record((batch.upserts.len() + batch.removals.len()) as f64);
-        let outcome = self.apply_in_timed(txn, batch, prepared).await;
+        let outcome = self.apply_in_timed(txn, batch, prepared, deferred).await;
         cadastre_telemetry::metrics::histogram!("cadastre_store_apply_seconds")
             .record(started.elapsed().as_secs_f64());
         outcome
+    }
+
+    /// Writes the counts, and gives every entity whose relations moved and that existed
+    /// before the transaction a new relations version, etag and `relations` change.
+    /// Answers the last change sequence written (0 if none).
+    pub(crate) async fn settle(
+        &self,
+        txn: &DatabaseTransaction,
+        deferred: Deferred,
+    ) -> Result<u64> {
+        let started = std::time::Instant::now();
+        self.apply_hot_deltas(txn, &deferred.hot_counts).await?;
+        self.apply_relation_deltas(txn, &deferred.relation_counts, &deferred.inverse_edges)
+            .await?;
+        // An entity created in this transaction is first seen with its relations as they
+        // are at commit: nobody holds an older etag of it.
+        let refs: Vec<String> = deferred
+            .bumps
+            .difference(&deferred.created)
+            .cloned()
+            .collect();
+        let changes = self.bump_relations(txn, &refs, now_micros()).await?;
+        let last = self.record_changes(txn, &changes, now_micros()).await?;
+        tracing::debug!(bumped = changes.len(), spent = ?started.elapsed(), "counts and relations versions settled");
+        Ok(last)
     }
 
     async fn apply_in_timed(
@@ -445,6 +506,7 @@ impl CatalogStore {
         txn: &DatabaseTransaction,
         batch: &Batch,
         prepared: Prepared,
+        deferred: &mut Deferred,
     ) -> Result<BatchOutcome> {
         let now = now_micros();
         let mut phases = Phases::start();
@@ -583,7 +645,9 @@ impl CatalogStore {
                                 row.generation + 1,
                                 row.relations_version + moved_here,
                             ),
-                            None => (uuid::Uuid::new_v4().to_string(), 1, moved_here),
+                            // Time-ordered: new uids append to the uid index instead of
+                            // touching a random page of it each.
+                            None => (uuid::Uuid::now_v7().to_string(), 1, moved_here),
                         };
                         NewRow {
                             write,
@@ -644,18 +708,26 @@ impl CatalogStore {
         self.insert_relations(txn, &edge_rows).await?;
         phases.mark("relations");
 
-        // 6. Entities outside the batch whose relations moved: new version and etag only.
+        // 6. Entities outside the batch whose relations moved get a new version and etag
+        //    only, once per transaction (`settle_bumps`).
         let written: BTreeSet<&str> = writes
             .iter()
             .map(|w| w.columns.entity_ref.as_str())
             .collect();
-        let others: Vec<String> = moved
-            .iter()
-            .filter(|r| !written.contains(r.as_str()))
-            .cloned()
-            .collect();
-        changes.extend(self.bump_relations(txn, &others, now).await?);
-        phases.mark("bump");
+        let others = moved.len()
+            - moved
+                .iter()
+                .filter(|r| written.contains(r.as_str()))
+                .count();
+        deferred
+            .bumps
+            .extend(moved.into_iter().filter(|r| !written.contains(r.as_str())));
+        deferred.created.extend(
+            writes
+                .iter()
+                .filter(|w| w.existing.is_none())
+                .map(|w| w.columns.entity_ref.clone()),
+        );
 
         // 6b. Entities no longer produced, kept as orphans: marked, with a new etag.
         let newly_orphaned: Vec<(&str, &ExistingRow)> = prepared
@@ -673,8 +745,8 @@ impl CatalogStore {
         outcome.orphaned_refs = orphaned.iter().map(|c| c.entity_ref.clone()).collect();
         changes.extend(orphaned);
 
-        // 7. Keep the per-(kind, type, lifecycle) counts in step.
-        let mut deltas: BTreeMap<HotKey, i64> = BTreeMap::new();
+        // 7. Keep the per-(kind, type, lifecycle) counts in step (written by `settle`).
+        let deltas = &mut deferred.hot_counts;
         for (_, row) in &removed {
             *deltas.entry(row.hot.clone()).or_default() -= 1;
         }
@@ -684,7 +756,6 @@ impl CatalogStore {
             }
             *deltas.entry(write.columns.hot_key()).or_default() += 1;
         }
-        self.apply_hot_deltas(txn, &deltas).await?;
         let originators: HashMap<i64, &str> = removed
             .iter()
             .map(|(entity_ref, row)| (row.id, *entity_ref))
@@ -693,8 +764,8 @@ impl CatalogStore {
                     .map(|row| (row.id, w.columns.entity_ref.as_str()))
             }))
             .collect();
-        let mut own: BTreeMap<(String, String), i64> = BTreeMap::new();
-        let mut inverse: BTreeMap<String, i64> = BTreeMap::new();
+        let own = &mut deferred.relation_counts;
+        let inverse = &mut deferred.inverse_edges;
         let mut count =
             |originator: &str, source: &str, relation_type: &str, target: &str, delta: i64| {
                 let relation_type = relation_type.to_lowercase();
@@ -723,7 +794,6 @@ impl CatalogStore {
                 );
             }
         }
-        self.apply_relation_deltas(txn, &own, &inverse).await?;
         phases.mark("counts");
 
         // 8. Removals and every change go to the change feed.
@@ -764,7 +834,7 @@ impl CatalogStore {
             updated = outcome.updated,
             unchanged = outcome.unchanged,
             removed = outcome.removed,
-            bumped = others.len(),
+            bumped = others,
             phases = ?phases.spent,
             "batch applied"
         );

@@ -49,6 +49,7 @@ conformance!(
     conflicts_are_kept_as_errors_on_the_newcomer,
     entities_no_longer_produced_are_kept_as_orphans,
     batches_applied_together_answer_each_on_its_own,
+    batches_applied_together_bump_each_target_once,
     lists_every_processing_error_newest_first_in_pages,
     owner_and_system_answer_as_their_documents,
 );
@@ -1768,6 +1769,133 @@ async fn batches_applied_together_answer_each_on_its_own(store: &CatalogStore) {
             "{name}"
         );
     }
+}
+
+/// A group of batches all pointing at one owner bumps it once (one `relations` change, one
+/// new etag), bumps no entity the group itself created, and counts every edge once.
+async fn batches_applied_together_bump_each_target_once(store: &CatalogStore) {
+    let group = |name: &str| cadastre_catalog_store::Upsert {
+        body: serde_json::json!({
+            "apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+            "metadata": {"name": name}, "spec": {"type": "team", "children": []}
+        }),
+        edges: Vec::new(),
+        location_key: Some(format!("url:{name}.yaml")),
+        origin_location: Some(format!("url:{name}.yaml")),
+        parent_ref: None,
+        commit: None,
+    };
+    store
+        .apply_batch(Batch {
+            upserts: vec![group("team-a")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let team_a = "group:default/team-a";
+    let before = store.entity_by_ref(team_a).await.unwrap().unwrap();
+    let head = store
+        .changes_after(0, 1_000)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .sequence;
+
+    let batch = |name: &str, upserts| {
+        part(
+            &format!("h-{name}"),
+            0,
+            1,
+            Batch {
+                upserts,
+                ..Batch::default()
+            },
+        )
+    };
+    let results = store
+        .apply_processed_all(vec![
+            batch("1", vec![component("a1", "team-a", "url:a1.yaml")]),
+            batch(
+                "2",
+                vec![component("a2", "team-a", "url:a2.yaml"), group("team-b")],
+            ),
+            batch(
+                "3",
+                vec![
+                    component("a3", "team-a", "url:a3.yaml"),
+                    component("b1", "team-b", "url:b1.yaml"),
+                ],
+            ),
+        ])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    let feed: Vec<(String, ChangeKind)> = store
+        .changes_after(head, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|change| (change.entity_ref, change.change))
+        .collect();
+    let of = |entity_ref: &str| -> Vec<ChangeKind> {
+        feed.iter()
+            .filter(|(r, _)| r == entity_ref)
+            .map(|(_, change)| *change)
+            .collect()
+    };
+    assert_eq!(of(team_a), [ChangeKind::Relations], "{feed:?}");
+    assert_eq!(
+        of("group:default/team-b"),
+        [ChangeKind::Created],
+        "{feed:?}"
+    );
+    assert_eq!(feed.len(), 6, "four components, team-b, one bump: {feed:?}");
+    // The change that was written is the one served.
+    let after = store.entity_by_ref(team_a).await.unwrap().unwrap();
+    assert_ne!(after.etag, before.etag);
+    let bump = store.changes_after(head, 1_000).await.unwrap();
+    let bump = bump.iter().find(|c| c.entity_ref == team_a).unwrap();
+    assert_eq!(bump.etag, after.etag);
+    for name in ["a1", "a2", "a3"] {
+        assert!(
+            after.body.contains(&format!("component:default/{name}")),
+            "{name}"
+        );
+    }
+    let team_b = store
+        .entity_by_ref("group:default/team-b")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(team_b.body.contains("component:default/b1"));
+
+    // The counts were summed over the group and written once, exactly.
+    let facets = store
+        .facets(
+            &["kind".to_owned(), "relations.ownedBy".to_owned()],
+            &Predicate::everything(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        facets[0].values.contains(&("Component".to_owned(), 4)),
+        "{facets:?}"
+    );
+    assert!(
+        facets[0].values.contains(&("Group".to_owned(), 2)),
+        "{facets:?}"
+    );
+    assert!(
+        facets[1].values.contains(&(team_a.to_owned(), 3)),
+        "{facets:?}"
+    );
+    assert!(
+        facets[1]
+            .values
+            .contains(&("group:default/team-b".to_owned(), 1)),
+        "{facets:?}"
+    );
 }
 
 /// An error at `location_key` recorded at `recorded_at`, told apart by its message.
