@@ -442,7 +442,7 @@ impl CatalogStore {
         }
     }
 
-    /// Applies one batch in `txn`, its bumps included.
+    /// Applies one batch in `txn`, its bumps and counts included.
     pub(crate) async fn apply_in(
         &self,
         txn: &DatabaseTransaction,
@@ -709,19 +709,17 @@ impl CatalogStore {
         phases.mark("relations");
 
         // 6. Entities outside the batch whose relations moved get a new version and etag
-        //    only, once per transaction (`settle_bumps`).
+        //    only, once per transaction (`settle`).
         let written: BTreeSet<&str> = writes
             .iter()
             .map(|w| w.columns.entity_ref.as_str())
             .collect();
-        let others = moved.len()
-            - moved
-                .iter()
-                .filter(|r| written.contains(r.as_str()))
-                .count();
-        deferred
-            .bumps
-            .extend(moved.into_iter().filter(|r| !written.contains(r.as_str())));
+        let others: Vec<String> = moved
+            .into_iter()
+            .filter(|r| !written.contains(r.as_str()))
+            .collect();
+        let bumps_deferred = others.len();
+        deferred.bumps.extend(others);
         deferred.created.extend(
             writes
                 .iter()
@@ -834,7 +832,7 @@ impl CatalogStore {
             updated = outcome.updated,
             unchanged = outcome.unchanged,
             removed = outcome.removed,
-            bumped = others,
+            bumps_deferred,
             phases = ?phases.spent,
             "batch applied"
         );
