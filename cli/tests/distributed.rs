@@ -26,9 +26,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const SECRET: &str = "the distributed test's webhook secret";
-/// Components in the large commit: several harvest parts (256 documents each), so the kill
-/// lands between batches.
+/// Components in the large commit.
 const BULK: usize = 1_500;
+/// Padding in each component of the large commit: a harvest part holds at most 64 KiB, so a
+/// part holds about 15 of them and the commit spans about 100 parts. With 256 small documents
+/// per part (6 parts) the pipeline took the whole commit in about 130 ms, and a processor
+/// killed after its first part had already acknowledged everything it held.
+const BULK_PADDING: usize = 4_000;
 /// The bound on every wait.
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -495,8 +499,13 @@ location_types = ["url", "git"]
     for index in 0..BULK {
         let dir = repo.join(format!("bulk/{index:04}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let yaml = component(&bulk_name(index), &format!("narwhal number {index}"))
-            .replace("metadata:\n", "metadata:\n  tags:\n    - bulkload\n");
+        let padding = "z".repeat(BULK_PADDING);
+        let yaml = component(&bulk_name(index), &format!("narwhal number {index}")).replace(
+            "metadata:\n",
+            &format!(
+                "metadata:\n  tags:\n    - bulkload\n  annotations:\n    example.com/padding: {padding}\n"
+            ),
+        );
         std::fs::write(dir.join("catalog-info.yaml"), yaml).unwrap();
     }
     let third = commit_all(&repo, "bulk");
