@@ -154,6 +154,14 @@ async fn up_serves_the_examples_refuses_a_second_instance_and_keeps_data_across_
         .unwrap()
         .len();
     assert!(stored > 60, "{stored} entities");
+    // Ready means the import is over: the summary names every entity there is.
+    let ready: usize = log
+        .split("cadastre: ready: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count in the ready line: {log}"));
+    assert_eq!(ready, stored, "ready before the import was over");
 
     // A second instance on the same data folder stops at once, saying why.
     let second = Command::new(env!("CARGO_BIN_EXE_cadastre"))

@@ -31,10 +31,12 @@ use crate::services::{self, Shutdown};
 
 /// Harvested parts (up to 256 documents each) waiting for the processor, at most.
 const HARVESTED_BACKLOG: usize = 32;
-/// Processed batches waiting for the store, at most: a few seconds of its work, well inside
-/// the processor's ack wait, which a publisher waiting here holds its delivery against. Twice
-/// the store's largest group, so the processor goes on while the store fills and applies one.
-const BATCH_BACKLOG: usize = 64;
+/// Processed batches waiting for the store, at most. Twice the store's largest group, so the
+/// processor goes on while the store applies one. A processor waiting here holds its delivery
+/// against its 10 s ack wait for at most one group's transaction (a few seconds at a million
+/// entities); past it the part is processed again and the store skips the batch it already
+/// applied (by batch id).
+const BATCH_BACKLOG: usize = 256;
 /// How long the services get to finish in-flight work after a stop is asked for.
 const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
@@ -86,10 +88,11 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
 
     // Harvests and processed batches wait for the stage after them, so memory stays bounded
     // however large the catalog (JetStream keeps such a backlog on disk; this bus has none).
-    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::with_backlog_limits(&[
+    let in_process = InProcessBus::with_backlog_limits(&[
         (HARVESTED.name, HARVESTED_BACKLOG),
         (ENTITY_BATCHES.name, BATCH_BACKLOG),
-    ]));
+    ]);
+    let bus: Arc<dyn Bus> = Arc::new(in_process.clone());
     let counts = Arc::new(progress::Counts::default());
     progress::count(Arc::clone(&bus), Arc::clone(&counts), shutdown.clone()).await?;
 
@@ -154,6 +157,7 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let registered = register(&config, &options.catalogs, store_channel.clone(), &*bus).await?;
     tokio::spawn(progress::report(
         counts,
+        in_process,
         registered,
         store_channel,
         search_channel,

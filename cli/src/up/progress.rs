@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cadastre_bus::Bus;
+use cadastre_bus::memory::InProcessBus;
 use cadastre_bus::subjects::{PROGRESS_BATCHES, PROGRESS_HARVESTED};
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
@@ -101,10 +102,14 @@ async fn each<M: prost::Message + Default>(
 }
 
 /// Prints a line whenever the numbers move (at most once a second) until the import settles:
-/// every registered location processed, nothing moving for two seconds, and search caught up
-/// with the store. Then prints the summary and returns.
+/// every registered location processed, nothing left on the bus for two seconds, and search
+/// caught up with the store. Then prints the summary and returns.
+///
+/// Settled means the bus is empty, not that the numbers stopped moving: a store transaction
+/// of a large group of batches can keep them still for seconds mid-import.
 pub async fn report(
     counts: Arc<Counts>,
+    bus: InProcessBus,
     registered: Vec<String>,
     store: Channel,
     search: Channel,
@@ -116,7 +121,7 @@ pub async fn report(
     let stop = shutdown.wait();
     tokio::pin!(stop);
     let mut last: Option<Snapshot> = None;
-    let mut quiet_ticks = 0;
+    let mut settled_ticks = 0;
     loop {
         tokio::select! {
             () = &mut stop => return,
@@ -125,11 +130,16 @@ pub async fn report(
         let Ok(now) = snapshot(&counts, &mut store, &mut search).await else {
             continue;
         };
-        if last == Some(now) {
-            quiet_ticks += 1;
-        } else {
-            quiet_ticks = 0;
+        if last != Some(now) {
             terminal_line(&format!("importing: {now}"));
+        }
+        // Two looks in a row, a second apart: each stage publishes what it makes before it
+        // acknowledges what it took, so an empty bus is a settled pipeline; the second look
+        // is a margin, not a known gap.
+        if bus.unsettled() == 0 {
+            settled_ticks += 1;
+        } else {
+            settled_ticks = 0;
         }
         last = Some(now);
         let all_processed = counts
@@ -137,7 +147,7 @@ pub async fn report(
             .lock()
             .map(|seen| registered.iter().all(|key| seen.contains(key)))
             .unwrap_or(false);
-        if all_processed && quiet_ticks >= 2 && caught_up(&mut store, &mut search).await {
+        if all_processed && settled_ticks >= 2 && caught_up(&mut store, &mut search).await {
             terminal_line(&format!(
                 "ready: {} entities, {} indexed, {} documents with errors; the catalog is at {ui}",
                 now.stored, now.indexed, now.errors

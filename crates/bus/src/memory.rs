@@ -116,6 +116,24 @@ impl InProcessBus {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
     }
+
+    /// Messages some consumer has yet to settle, over every consumed subject: delivered and
+    /// not acknowledged, waiting for a retry, or not delivered yet. Zero when the pipeline
+    /// has nothing left in it (what `cadastre up` waits for before it says it is ready).
+    pub fn unsettled(&self) -> usize {
+        let state = self.lock();
+        state
+            .logs
+            .iter()
+            .filter(|(subject, _)| {
+                state
+                    .consumers
+                    .values()
+                    .any(|consumer| consumer.spec.subject == subject.as_str())
+            })
+            .map(|(_, log)| log.len())
+            .sum()
+    }
 }
 
 impl Shared {
@@ -466,5 +484,32 @@ mod tests {
         for _ in 0..10 {
             bus.publish("t.free", message("free")).await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn unsettled_counts_what_a_consumer_has_yet_to_settle() {
+        let bus = InProcessBus::new();
+        // Nobody consumes this subject: nothing is waiting for anyone.
+        bus.publish("t.unread", message("lost")).await.unwrap();
+        assert_eq!(bus.unsettled(), 0);
+        let spec = ConsumerSpec::new("reader", "t.work").with_ack_wait(Duration::from_secs(60));
+        let mut consumer = bus.consume(&spec).await.unwrap();
+        for _ in 0..3 {
+            bus.publish("t.work", message("job")).await.unwrap();
+        }
+        assert_eq!(bus.unsettled(), 3, "published, not delivered");
+        let first = consumer.next().await.unwrap();
+        assert_eq!(bus.unsettled(), 3, "delivered counts until it is settled");
+        first.ack().await.unwrap();
+        assert_eq!(bus.unsettled(), 2);
+        // Asked to come again later: still unsettled.
+        let second = consumer.next().await.unwrap();
+        second
+            .retry("later", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(bus.unsettled(), 2);
+        consumer.next().await.unwrap().ack().await.unwrap();
+        assert_eq!(bus.unsettled(), 1, "the retry is still to come");
     }
 }

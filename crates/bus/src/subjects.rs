@@ -36,8 +36,10 @@ pub const HARVESTER: ConsumerSpec = ConsumerSpec::new("harvester", HARVEST_REQUE
 /// process, so one held by a replica that died comes back soon.
 pub const PROCESSOR: ConsumerSpec =
     ConsumerSpec::new("processor", HARVESTED.name).with_ack_wait(Duration::from_secs(10));
-/// catalog-store's replicas share processed batches.
-pub const STORE_WRITER: ConsumerSpec = ConsumerSpec::new("catalog-store", ENTITY_BATCHES.name);
+/// catalog-store's replicas share processed batches, as many in flight as the store groups
+/// into one transaction (`cadastre_catalog_store::bus`'s grouping).
+pub const STORE_WRITER: ConsumerSpec =
+    ConsumerSpec::new("catalog-store", ENTITY_BATCHES.name).with_max_in_flight(128);
 /// The search service's replicas share the change feed.
 pub const SEARCH_INDEXER: ConsumerSpec = ConsumerSpec::new("search", ENTITY_CHANGES.name);
 

@@ -25,7 +25,7 @@ const RELAY: &str = "entity-changes";
 /// entity (ARCHITECTURE.md, decisions). A lone batch (a push) is applied at once; a
 /// stream of them (an import) waits up to `linger` to fill a group.
 const GROUPING: Grouping = Grouping {
-    max: 32,
+    max: 128,
     gap: Duration::from_millis(2),
     linger: Duration::from_millis(500),
 };
@@ -151,7 +151,7 @@ impl CatalogStore {
             .push(", ")
             .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
             .push(") ON CONFLICT (name) DO UPDATE SET sequence = excluded.sequence");
-        self.db().execute_raw(sql.build()).await?;
+        self.writes().execute_raw(sql.build()).await?;
         Ok(())
     }
 
@@ -186,7 +186,7 @@ impl CatalogStore {
             )
             .bind(now)
             .push(" OR leases.holder = excluded.holder");
-        let written = self.db().execute_raw(sql.build()).await?;
+        let written = self.writes().execute_raw(sql.build()).await?;
         Ok(written.rows_affected() == 1)
     }
 
@@ -198,7 +198,7 @@ impl CatalogStore {
             .bind(name.to_owned())
             .push(" AND holder = ")
             .bind(holder.to_owned());
-        self.db().execute_raw(sql.build()).await?;
+        self.writes().execute_raw(sql.build()).await?;
         Ok(())
     }
 }

@@ -44,6 +44,11 @@ pub struct CatalogStore {
 #[derive(Debug)]
 struct Inner {
     db: DatabaseConnection,
+    /// Where transactions that write run. On SQLite a pool of one connection of its own: a
+    /// connection's page cache is dropped whenever another connection has written, so writes
+    /// spread over the readers' pool started each transaction with a cold cache and read the
+    /// indexes' pages again. On PostgreSQL the same pool as reads.
+    writes: DatabaseConnection,
     backend: DbBackend,
     /// One batch at a time per process (PostgreSQL adds an advisory lock across replicas).
     writer: Mutex<()>,
@@ -90,61 +95,30 @@ async fn migrate(db: &DatabaseConnection) -> Result<()> {
 impl CatalogStore {
     /// Connects to `url` (`postgres://…` or `sqlite://path?mode=rwc`) and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self> {
-        let mut options = ConnectOptions::new(url.to_owned());
-        // A database that does not answer is reported quickly rather than retried for long.
-        options
-            .sqlx_logging(false)
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .acquire_timeout(std::time::Duration::from_secs(5));
-        if url.starts_with("sqlite:") {
-            // SQLite allows one writer; more connections only serve readers.
-            options.max_connections(4).map_sqlx_sqlite_opts(|opts| {
-                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                    .busy_timeout(std::time::Duration::from_secs(30))
-                    // A larger page cache and memory-mapped reads: the catalog is read
-                    // far more than written.
-                    .pragma("cache_size", "-262144")
-                    .pragma("mmap_size", "1073741824")
-                    .pragma("temp_store", "memory")
-                    // Checkpoints run in the background (see `checkpoint_in_background`),
-                    // not inside a writer's commit.
-                    .pragma("wal_autocheckpoint", "0")
-                    .pragma("journal_size_limit", "268435456")
-                    .foreign_keys(false)
-            });
-        } else {
+        if !url.starts_with("sqlite:") {
+            let mut options = connect_options(url);
             options.max_connections(16);
+            return Self::open(Database::connect(options).await?).await;
         }
-        let db = if url.starts_with("sqlite:") {
-            // Opening sets the journal mode, which needs the database to itself for a moment:
-            // stores opening one new file together may find it locked. Try again, for a while.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            loop {
-                match Database::connect(options.clone()).await {
-                    Ok(db) => break db,
-                    Err(error)
-                        if error.to_string().contains("database is locked")
-                            && std::time::Instant::now() < deadline =>
-                    {
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-            }
-        } else {
-            Database::connect(options).await?
-        };
-        Self::open(db).await
+        // SQLite allows one writer; the other connections serve readers.
+        let readers = connect_sqlite(url, 3, READER_CACHE_KIB).await?;
+        let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB).await?;
+        Self::open_with_writer(readers, writer).await
     }
 
     /// Uses an existing connection and migrates the schema.
     pub async fn open(db: DatabaseConnection) -> Result<Self> {
-        migrate(&db).await?;
+        Self::open_with_writer(db.clone(), db).await
+    }
+
+    /// Reads from `db`, writes through `writes`, after migrating the schema.
+    async fn open_with_writer(db: DatabaseConnection, writes: DatabaseConnection) -> Result<Self> {
+        migrate(&writes).await?;
         let backend = db.get_database_backend();
         let store = CatalogStore {
             inner: Arc::new(Inner {
                 db,
+                writes,
                 backend,
                 writer: Mutex::new(()),
                 head: watch::channel(0).0,
@@ -187,7 +161,8 @@ impl CatalogStore {
                 // writers held off and truncate it.
                 if log_frames > WAL_FRAMES_BEFORE_TRUNCATE {
                     let _writer = inner.writer.lock().await;
-                    match checkpoint(&inner.db, "TRUNCATE").await {
+                    // On the writer's own connection, whose page cache survives it.
+                    match checkpoint(&inner.writes, "TRUNCATE").await {
                         Ok(_) => tracing::debug!(log_frames, "SQLite log truncated"),
                         Err(error) => tracing::warn!(%error, "SQLite log truncation failed"),
                     }
@@ -239,6 +214,11 @@ impl CatalogStore {
         &self.inner.db
     }
 
+    /// The connection writes go through (see `Inner::writes`).
+    pub(crate) fn writes(&self) -> &DatabaseConnection {
+        &self.inner.writes
+    }
+
     /// Whether the database answers (for readiness).
     pub async fn ping(&self) -> Result<()> {
         Ok(self.inner.db.ping().await?)
@@ -247,6 +227,60 @@ impl CatalogStore {
     /// Notified with the highest sequence after each commit in this process.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.head.subscribe()
+    }
+}
+
+/// Options shared by every pool: a database that does not answer is reported quickly rather
+/// than retried for long.
+fn connect_options(url: &str) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .acquire_timeout(std::time::Duration::from_secs(5));
+    options
+}
+
+/// Page cache of each reading SQLite connection. Reads are served mostly from the memory map;
+/// a reader's cache is dropped whenever the writer commits, which during an import is always.
+const READER_CACHE_KIB: i64 = 64 << 10;
+/// Page cache of the writing SQLite connection: it keeps the indexes' interior and hot leaf
+/// pages from one transaction to the next.
+const WRITER_CACHE_KIB: i64 = 256 << 10;
+
+/// A pool of `connections` to the SQLite database at `url`.
+async fn connect_sqlite(url: &str, connections: u32, cache_kib: i64) -> Result<DatabaseConnection> {
+    let mut options = connect_options(url);
+    options
+        .max_connections(connections)
+        .map_sqlx_sqlite_opts(move |opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(30))
+                .pragma("cache_size", format!("-{cache_kib}"))
+                // Memory-mapped reads: the catalog is read far more than written.
+                .pragma("mmap_size", "1073741824")
+                .pragma("temp_store", "memory")
+                // Checkpoints run in the background (see `checkpoint_in_background`), not
+                // inside a writer's commit.
+                .pragma("wal_autocheckpoint", "0")
+                .pragma("journal_size_limit", "268435456")
+                .foreign_keys(false)
+        });
+    // Opening sets the journal mode, which needs the database to itself for a moment: stores
+    // opening one new file together may find it locked. Try again, for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match Database::connect(options.clone()).await {
+            Ok(db) => return Ok(db),
+            Err(error)
+                if error.to_string().contains("database is locked")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
 }
 

@@ -420,7 +420,7 @@ impl CatalogStore {
     }
 
     pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
-        let txn = self.db().begin().await?;
+        let txn = self.writes().begin().await?;
         if self.backend() == DbBackend::Postgres {
             txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"))
                 .await?;
