@@ -3,6 +3,11 @@
 //! `cat-file --batch`; after the first harvest only the files changed between the last
 //! harvested commit and the new one are read.
 //!
+//! A `file://` repository is already on this machine: it is read in place, as
+//! `git clone --local` does, rather than fetched. A fetch would pack every object, send it
+//! through a pipe, inflate and hash it again into the mirror (most of the CPU of a cold
+//! import from local repositories) to end with a copy of what is already on the disk.
+//!
 //! Credentials reach git through `GIT_CONFIG_*` environment variables (never the command
 //! line, never logged); prompts are disabled, so a missing credential fails instead of waiting.
 
@@ -57,8 +62,15 @@ impl GitReader<'_> {
         previous_commit: Option<&str>,
     ) -> Result<GitRead, String> {
         let began = std::time::Instant::now();
-        let mirror = self.mirror_path(repository);
-        self.fetch(repository, &mirror).await?;
+        let mirror = match local_repository(repository) {
+            Some(in_place) if in_place.exists() => in_place,
+            Some(_) => return Err(format!("{repository} does not exist")),
+            None => {
+                let mirror = self.mirror_path(repository);
+                self.fetch(repository, &mirror).await?;
+                mirror
+            }
+        };
         let fetched = began.elapsed();
         let commit = self
             .git(
@@ -159,7 +171,7 @@ impl GitReader<'_> {
         commit: &str,
         paths: &[String],
     ) -> Result<Vec<(String, Vec<u8>)>, String> {
-        let mirror = self.mirror_path(repository);
+        let mirror = local_repository(repository).unwrap_or_else(|| self.mirror_path(repository));
         let objects: Vec<(String, String)> = paths
             .iter()
             .map(|path| (path.clone(), format!("{commit}:{path}")))
@@ -183,17 +195,8 @@ impl GitReader<'_> {
             self.git(mirror, &["init", "--quiet", "--bare"]).await?;
         }
         // Every branch and tag, forced: the mirror follows the repository, rewrites included.
-        // From a local repository the "server" is a git process of ours: it sends objects
-        // whole (no delta search, light compression), which is many times faster to pack
-        // here and to read back blob by blob.
-        let local: &[&str] = if repository.scheme() == "file" {
-            &["-c", "pack.window=0", "-c", "pack.compression=1"]
-        } else {
-            &[]
-        };
-        self.git_with(
+        self.git(
             mirror,
-            local,
             &[
                 "fetch",
                 "--quiet",
@@ -313,7 +316,9 @@ impl GitReader<'_> {
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "true")
             .env("GIT_SSH_COMMAND", "false")
-            .env_remove("GIT_DIR")
+            // Named, not discovered: a path that is not a repository must not resolve to a
+            // repository above it.
+            .env("GIT_DIR", mirror)
             .stdin(Stdio::null())
             .kill_on_drop(true);
         let config = {
@@ -342,19 +347,8 @@ impl GitReader<'_> {
 
     /// Runs git in `mirror` with the harvest timeout; its output, or why it failed.
     async fn git(&self, mirror: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-        self.git_with(mirror, &[], args).await
-    }
-
-    /// [`Self::git`] with options before the subcommand (`-c key=value`).
-    async fn git_with(
-        &self,
-        mirror: &Path,
-        options: &[&str],
-        args: &[&str],
-    ) -> Result<Vec<u8>, String> {
         let run = self
             .command(mirror)
-            .args(options)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -375,6 +369,20 @@ impl GitReader<'_> {
             Err(first_line(&stderr).to_owned())
         }
     }
+}
+
+/// The git folder of a `file://` repository (`<path>/.git` or a bare `<path>`), read in
+/// place instead of through a mirror.
+fn local_repository(repository: &url::Url) -> Option<PathBuf> {
+    let path = (repository.scheme() == "file")
+        .then(|| repository.to_file_path().ok())
+        .flatten()?;
+    let work_tree_git = path.join(".git");
+    Some(if work_tree_git.exists() {
+        work_tree_git
+    } else {
+        path
+    })
 }
 
 fn first_line(text: &str) -> &str {

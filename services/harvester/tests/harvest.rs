@@ -268,6 +268,27 @@ async fn a_git_location_reads_only_what_a_commit_changed() {
         "{:?}",
         missing.errors
     );
+
+    // A local repository is read in place: no mirror of it in the cache.
+    let mirrors = scratch.path().join("cache/git");
+    assert!(
+        !mirrors.exists() || std::fs::read_dir(&mirrors).unwrap().next().is_none(),
+        "a mirror was made of a local repository"
+    );
+    // A folder inside the work tree is not a repository, and does not resolve to the one
+    // above it.
+    let inside = harvest(
+        &harvester,
+        &format!("git:{url}/a#ref=main"),
+        pb::HarvestTrigger::Registered,
+    )
+    .await;
+    assert!(
+        inside.documents.is_empty(),
+        "{:?}",
+        targets(&inside.documents)
+    );
+    assert!(!inside.errors.is_empty());
 }
 
 #[tokio::test]
