@@ -36,7 +36,7 @@ const HARVESTED_BACKLOG: usize = 32;
 /// against its 10 s ack wait for at most one group's transaction (a few seconds at a million
 /// entities); past it the part is processed again and the store skips the batch it already
 /// applied (by batch id).
-const BATCH_BACKLOG: usize = 256;
+const BATCH_BACKLOG: usize = 512;
 /// How long the services get to finish in-flight work after a stop is asked for.
 const GRACE_PERIOD: Duration = Duration::from_secs(10);
 

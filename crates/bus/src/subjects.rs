@@ -39,7 +39,7 @@ pub const PROCESSOR: ConsumerSpec =
 /// catalog-store's replicas share processed batches, as many in flight as the store groups
 /// into one transaction (`cadastre_catalog_store::bus`'s grouping).
 pub const STORE_WRITER: ConsumerSpec =
-    ConsumerSpec::new("catalog-store", ENTITY_BATCHES.name).with_max_in_flight(128);
+    ConsumerSpec::new("catalog-store", ENTITY_BATCHES.name).with_max_in_flight(256);
 /// The search service's replicas share the change feed.
 pub const SEARCH_INDEXER: ConsumerSpec = ConsumerSpec::new("search", ENTITY_CHANGES.name);
 
