@@ -54,7 +54,7 @@ impl CatalogStore {
             }
             return results;
         }
-        // Borrowed, not cloned: a group of 128 batches is about 13,000 entity bodies.
+        // Borrowed, not cloned: a group of up to 256 batches is about 25,000 entity bodies.
         match self.apply_processed_together(&batches).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(error) => {

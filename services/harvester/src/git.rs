@@ -62,8 +62,8 @@ impl GitReader<'_> {
         previous_commit: Option<&str>,
     ) -> Result<GitRead, String> {
         let began = std::time::Instant::now();
-        let mirror = match local_repository(repository) {
-            Some(in_place) if in_place.exists() => in_place,
+        let git_dir = match local_repository(repository) {
+            Some(local) if local.exists() => local,
             Some(_) => return Err(format!("{repository} does not exist")),
             None => {
                 let mirror = self.mirror_path(repository);
@@ -74,7 +74,7 @@ impl GitReader<'_> {
         let fetched = began.elapsed();
         let commit = self
             .git(
-                &mirror,
+                &git_dir,
                 &[
                     "rev-parse",
                     "--verify",
@@ -94,7 +94,7 @@ impl GitReader<'_> {
         let known_previous = match previous_commit {
             Some(previous) => self
                 .git(
-                    &mirror,
+                    &git_dir,
                     &["cat-file", "-e", &format!("{previous}^{{commit}}")],
                 )
                 .await
@@ -108,8 +108,19 @@ impl GitReader<'_> {
                 // `--raw` names each new blob's id: no path is resolved again when reading.
                 let diff = self
                     .git(
-                        &mirror,
-                        &["diff", "--raw", "-z", "--no-renames", previous, &commit],
+                        &git_dir,
+                        &[
+                            "diff",
+                            "--raw",
+                            "-z",
+                            "--no-renames",
+                            // A local repository is read in place, with its own settings:
+                            // no external diff or text conversion program of theirs runs.
+                            "--no-ext-diff",
+                            "--no-textconv",
+                            previous,
+                            &commit,
+                        ],
                     )
                     .await?;
                 let fields: Vec<&[u8]> =
@@ -134,7 +145,7 @@ impl GitReader<'_> {
                 read.complete = true;
                 // `<mode> <type> <id>\t<path>`: blob ids, read without resolving paths.
                 let listing = self
-                    .git(&mirror, &["ls-tree", "-r", "-z", "--full-tree", &commit])
+                    .git(&git_dir, &["ls-tree", "-r", "-z", "--full-tree", &commit])
                     .await?;
                 for entry in listing.split(|b| *b == 0).filter(|e| !e.is_empty()) {
                     let entry = String::from_utf8_lossy(entry);
@@ -150,7 +161,7 @@ impl GitReader<'_> {
         }
         paths.sort();
         let listed = began.elapsed();
-        let (files, too_large) = self.read_blobs(&mirror, &paths).await?;
+        let (files, too_large) = self.read_blobs(&git_dir, &paths).await?;
         read.files = files;
         read.too_large = too_large;
         tracing::debug!(
@@ -171,12 +182,12 @@ impl GitReader<'_> {
         commit: &str,
         paths: &[String],
     ) -> Result<Vec<(String, Vec<u8>)>, String> {
-        let mirror = local_repository(repository).unwrap_or_else(|| self.mirror_path(repository));
+        let git_dir = local_repository(repository).unwrap_or_else(|| self.mirror_path(repository));
         let objects: Vec<(String, String)> = paths
             .iter()
             .map(|path| (path.clone(), format!("{commit}:{path}")))
             .collect();
-        Ok(self.read_blobs(&mirror, &objects).await?.0)
+        Ok(self.read_blobs(&git_dir, &objects).await?.0)
     }
 
     fn mirror_path(&self, repository: &url::Url) -> PathBuf {
@@ -236,14 +247,14 @@ impl GitReader<'_> {
     /// Reads `(path, object)` pairs with one `git cat-file --batch`.
     async fn read_blobs(
         &self,
-        mirror: &Path,
+        git_dir: &Path,
         paths: &[(String, String)],
     ) -> Result<(Vec<(String, Vec<u8>)>, Vec<(String, u64)>), String> {
         if paths.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
         let mut child = self
-            .command(mirror)
+            .command(git_dir)
             .args(["cat-file", "--batch"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -308,17 +319,18 @@ impl GitReader<'_> {
         Ok((files, too_large))
     }
 
-    fn command(&self, mirror: &Path) -> Command {
+    /// git in `git_dir` (a mirror, or a local repository's git folder).
+    fn command(&self, git_dir: &Path) -> Command {
         let mut command = Command::new("git");
         command
             .arg("-C")
-            .arg(mirror)
+            .arg(git_dir)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "true")
             .env("GIT_SSH_COMMAND", "false")
             // Named, not discovered: a path that is not a repository must not resolve to a
             // repository above it.
-            .env("GIT_DIR", mirror)
+            .env("GIT_DIR", git_dir)
             .stdin(Stdio::null())
             .kill_on_drop(true);
         let config = {
@@ -345,10 +357,10 @@ impl GitReader<'_> {
         command
     }
 
-    /// Runs git in `mirror` with the harvest timeout; its output, or why it failed.
-    async fn git(&self, mirror: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
+    /// Runs git in `git_dir` with the harvest timeout; its output, or why it failed.
+    async fn git(&self, git_dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
         let run = self
-            .command(mirror)
+            .command(git_dir)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
