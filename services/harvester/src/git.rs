@@ -321,10 +321,16 @@ impl GitReader<'_> {
 
     /// git in `git_dir` (a mirror, or a local repository's git folder).
     fn command(&self, git_dir: &Path) -> Command {
+        // A linked work tree's or a submodule's `.git` is a file naming the real folder:
+        // git follows it from `GIT_DIR`, but cannot run inside it.
+        let cwd = match git_dir.parent() {
+            Some(parent) if git_dir.is_file() => parent,
+            _ => git_dir,
+        };
         let mut command = Command::new("git");
         command
             .arg("-C")
-            .arg(git_dir)
+            .arg(cwd)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "true")
             .env("GIT_SSH_COMMAND", "false")

@@ -289,6 +289,27 @@ async fn a_git_location_reads_only_what_a_commit_changed() {
         targets(&inside.documents)
     );
     assert!(!inside.errors.is_empty());
+    // A linked work tree, whose `.git` is a file naming the repository's folder, reads too.
+    let linked = scratch.path().join("linked");
+    git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "--detach",
+            linked.to_str().unwrap(),
+        ],
+    );
+    let from_linked = harvest(
+        &harvester,
+        &format!("git:file://{}#ref=main", linked.display()),
+        pb::HarvestTrigger::Registered,
+    )
+    .await;
+    assert!(from_linked.errors.is_empty(), "{:?}", from_linked.errors);
+    assert_eq!(from_linked.commit, second_commit);
+    assert_eq!(from_linked.documents.len(), 2);
 }
 
 #[tokio::test]
