@@ -158,8 +158,7 @@ impl CatalogStore {
             .push(")");
         txn.execute_raw(sql.build()).await?;
         if !receipt.harvest_id.is_empty() {
-            self.record_receipt(txn, receipt.clone(), &outcome, now)
-                .await?;
+            self.record_receipt(txn, receipt, &outcome, now).await?;
         }
         phases.mark("receipt");
         tracing::debug!(batch = %batch_id, phases = ?phases.spent, "processed batch applied");
@@ -233,7 +232,7 @@ impl CatalogStore {
     async fn record_receipt(
         &self,
         txn: &DatabaseTransaction,
-        part: Receipt,
+        part: &Receipt,
         outcome: &BatchOutcome,
         now: i64,
     ) -> Result<()> {
