@@ -14,6 +14,7 @@
 //!   made Backstage's key/value search table slow.
 
 pub mod bus;
+mod edges;
 mod error;
 pub mod grpc;
 mod migration;

@@ -26,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(ErrorsNewestFirst),
             Box::new(OwnerAndSystemColumns),
             Box::new(HarvestedFiles),
+            Box::new(RelationEdgePairs),
         ]
     }
 }
@@ -646,6 +647,103 @@ impl MigrationTrait for HarvestedFiles {
     }
 }
 
+/// One row per relation edge and the edge back (see `edges`), read as both through the
+/// `relations` view, which takes the table's name so every read stays as it was. Rows written
+/// before are copied as they are, each an edge without an inverse: the same edges, read the
+/// same way; an entity's rows are paired the next time its relations change.
+#[derive(Debug)]
+struct RelationEdgePairs;
+
+impl MigrationName for RelationEdgePairs {
+    fn name(&self) -> &str {
+        "m0011_relation_edge_pairs"
+    }
+}
+
+/// The edges `relation_edges` stands for: each row's own edge, and the edge back where the
+/// row has one. Filters on the view's columns reach both halves' indexes.
+const RELATIONS_VIEW: &str = "CREATE VIEW relations AS
+    SELECT originating_entity_id, source_ref, type, type_l, target_ref FROM relation_edges
+    UNION ALL
+    SELECT originating_entity_id, target_ref AS source_ref, inverse_type AS type,
+        lower(inverse_type) AS type_l, source_ref AS target_ref
+    FROM relation_edges WHERE inverse_type IS NOT NULL";
+
+#[async_trait::async_trait]
+impl MigrationTrait for RelationEdgePairs {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        // Clustered by source on SQLite: a row is its primary key's b-tree entry, no rowid
+        // table besides.
+        let without_rowid = match manager.get_database_backend() {
+            DbBackend::Postgres => "",
+            _ => " WITHOUT ROWID",
+        };
+        for statement in [
+            format!(
+                "CREATE TABLE relation_edges (
+                    originating_entity_id BIGINT NOT NULL,
+                    source_ref TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    type_l TEXT NOT NULL,
+                    target_ref TEXT NOT NULL,
+                    inverse_type TEXT NULL,
+                    PRIMARY KEY (source_ref, type_l, target_ref, originating_entity_id)
+                ){without_rowid}"
+            ),
+            // The edges about an entity and filters by (type, target). It carries the type of
+            // the edge back, so the view's second half (an entity's edges stored in other
+            // entities' rows: a group's thousands of `ownerOf`) reads the index alone.
+            "CREATE INDEX relation_edges_target ON relation_edges (target_ref, type_l, source_ref, inverse_type)"
+                .into(),
+            // The rows an entity emitted, replaced when its relations change.
+            "CREATE INDEX relation_edges_origin ON relation_edges (originating_entity_id)".into(),
+            "INSERT INTO relation_edges (originating_entity_id, source_ref, type, type_l, target_ref)
+                SELECT originating_entity_id, source_ref, type, type_l, target_ref FROM relations
+                WHERE true ON CONFLICT DO NOTHING"
+                .into(),
+            "DROP TABLE relations".into(),
+            RELATIONS_VIEW.into(),
+        ] {
+            db.execute_unprepared(&statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in [
+            "CREATE TABLE relation_rows (
+                originating_entity_id BIGINT NOT NULL,
+                source_ref TEXT NOT NULL,
+                type TEXT NOT NULL,
+                type_l TEXT NOT NULL,
+                target_ref TEXT NOT NULL
+            )",
+            "INSERT INTO relation_rows SELECT originating_entity_id, source_ref, type, type_l, target_ref FROM relations",
+            "DROP VIEW relations",
+            "DROP TABLE relation_edges",
+            "CREATE TABLE relations (
+                originating_entity_id BIGINT NOT NULL,
+                source_ref TEXT NOT NULL,
+                type TEXT NOT NULL,
+                type_l TEXT NOT NULL,
+                target_ref TEXT NOT NULL
+            )",
+            "INSERT INTO relations SELECT * FROM relation_rows",
+            "DROP TABLE relation_rows",
+            "CREATE INDEX relations_source ON relations (source_ref, type_l, target_ref)",
+            "CREATE INDEX relations_target ON relations (type_l, target_ref, source_ref)",
+            "CREATE INDEX relations_origin ON relations (originating_entity_id)",
+        ] {
+            db.execute_unprepared(statement)
+                .await
+                .map_err(|e| DbErr::Custom(format!("{statement}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -738,9 +836,11 @@ mod tests {
             false
         )));
 
-        // Back to before m0009 (m0010 came after it), then forward again: the backfill.
-        Migrator::down(store.db(), Some(2)).await.unwrap();
-        Migrator::up(store.db(), None).await.unwrap();
+        // Back to before m0009 (m0010 and m0011 came after it), then forward again: the
+        // backfill. Through the writing connection, as at start: statements of one migration
+        // spread over the reading pool's connections could each see a different schema.
+        Migrator::down(store.writes(), Some(3)).await.unwrap();
+        Migrator::up(store.writes(), None).await.unwrap();
         assert_eq!(owner_system_columns(&store).await, written);
     }
 

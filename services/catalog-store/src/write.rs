@@ -9,6 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait}
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 
+use crate::edges::{EdgeRow, pair_edges};
 use crate::sql::Sql;
 use crate::time_util::now_micros;
 use crate::{
@@ -584,7 +585,7 @@ impl CatalogStore {
         let old_edges = self.relations_of(txn, &rewired_ids).await?;
         for chunk in rewired_ids.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("DELETE FROM relations WHERE originating_entity_id IN ")
+            sql.push("DELETE FROM relation_edges WHERE originating_entity_id IN ")
                 .bind_list(chunk);
             txn.execute_raw(sql.build()).await?;
         }
@@ -682,8 +683,8 @@ impl CatalogStore {
         }
 
         phases.mark("entities");
-        // 5. The new relation rows.
-        let mut edge_rows: Vec<(i64, &RelationEdge)> = Vec::new();
+        // 5. The new relation rows: one per edge and the edge back (see `edges`).
+        let mut edge_rows: Vec<(i64, EdgeRow)> = Vec::new();
         for write in &writes {
             if !write.rewires() {
                 continue;
@@ -700,10 +701,11 @@ impl CatalogStore {
                         ))
                     })?,
             };
-            let mut edges: Vec<&RelationEdge> = write.upsert.edges.iter().collect();
-            edges.sort();
-            edges.dedup();
-            edge_rows.extend(edges.into_iter().map(|edge| (id, edge)));
+            edge_rows.extend(
+                pair_edges(&write.columns.entity_ref, &write.upsert.edges)
+                    .into_iter()
+                    .map(|row| (id, row)),
+            );
         }
         self.insert_relations(txn, &edge_rows).await?;
         phases.mark("relations");
@@ -984,25 +986,27 @@ impl CatalogStore {
     async fn insert_relations(
         &self,
         txn: &DatabaseTransaction,
-        rows: &[(i64, &RelationEdge)],
+        rows: &[(i64, EdgeRow)],
     ) -> Result<()> {
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO relations (originating_entity_id, source_ref, type, type_l, target_ref) VALUES ");
-            for (index, (id, edge)) in chunk.iter().enumerate() {
+            sql.push("INSERT INTO relation_edges (originating_entity_id, source_ref, type, type_l, target_ref, inverse_type) VALUES ");
+            for (index, (id, row)) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
                 }
                 sql.push("(")
                     .bind(*id)
                     .push(", ")
-                    .bind(edge.source.to_lowercase())
+                    .bind(row.source.clone())
                     .push(", ")
-                    .bind(edge.relation_type.clone())
+                    .bind(row.relation_type.clone())
                     .push(", ")
-                    .bind(edge.relation_type.to_lowercase())
+                    .bind(row.relation_type.to_lowercase())
                     .push(", ")
-                    .bind(edge.target.to_lowercase())
+                    .bind(row.target.clone())
+                    .push(", ")
+                    .bind(row.inverse_type.clone())
                     .push(")");
             }
             txn.execute_raw(sql.build()).await?;
