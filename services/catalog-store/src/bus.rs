@@ -46,11 +46,16 @@ pub async fn apply_batches(
         |messages: Vec<pb::ProcessedBatch>| {
             let store = store.clone();
             async move {
+                let started = std::time::Instant::now();
                 let mut answers: Vec<Option<Handled>> = vec![None; messages.len()];
                 let mut valid = Vec::new();
                 let mut positions = Vec::new();
-                for (index, message) in messages.into_iter().enumerate() {
-                    match crate::grpc::from_proto_processed(message) {
+                // Parsing the bodies is most of the time between two groups' transactions,
+                // while the writer waits: spread over the cores.
+                let converted =
+                    crate::write::par_map_owned(messages, crate::grpc::from_proto_processed);
+                for (index, converted) in converted.into_iter().enumerate() {
+                    match converted {
                         Ok(processed) => {
                             valid.push(processed);
                             positions.push(index);
@@ -60,6 +65,7 @@ pub async fn apply_batches(
                         }
                     }
                 }
+                tracing::debug!(batches = valid.len(), spent = ?started.elapsed(), "group of batches converted");
                 let ids: Vec<String> = valid.iter().map(|p| p.batch_id.clone()).collect();
                 let results = store.apply_processed_all(valid).await;
                 for ((index, batch_id), result) in positions.into_iter().zip(ids).zip(results) {

@@ -12,7 +12,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 
 use crate::sql::Sql;
 use crate::time_util::now_micros;
-use crate::write::{Deferred, Prepared, prepare};
+use crate::write::{Deferred, Prepared, prepare, prepare_all};
 use crate::{Batch, BatchOutcome, CatalogStore, ProcessedBatch, ProcessedOutcome, Receipt, Result};
 
 /// Refs and files listed per receipt, at most.
@@ -72,12 +72,12 @@ impl CatalogStore {
         &self,
         batches: &[ProcessedBatch],
     ) -> Result<Vec<ProcessedOutcome>> {
-        let prepared = batches
-            .iter()
-            .map(|processed| prepare(&processed.batch))
-            .collect::<Result<Vec<_>>>()?;
+        let started = std::time::Instant::now();
+        let prepared = prepare_all(batches.iter().map(|processed| &processed.batch))?;
+        let hashed = started.elapsed();
         let _writer = self.writer().lock().await;
         let txn = self.begin_write().await?;
+        tracing::debug!(batches = batches.len(), ?hashed, waited = ?(started.elapsed() - hashed), "group of batches prepared");
         let mut outcomes = Vec::with_capacity(batches.len());
         // A popular entity the batches all point at is bumped once, after the last of them,
         // and the counts are written once.

@@ -1346,7 +1346,43 @@ pub(crate) struct Prepared {
 
 /// Maps `items` on every core. Preparing a batch (serialising, hashing, extracting columns)
 /// is CPU work that would otherwise run on one core while the writer lock is held.
-fn par_map<T: Sync, R: Send>(items: &[T], map: impl Fn(&T) -> R + Sync) -> Vec<R> {
+/// `items` mapped in order, taking them by value; like [`par_map`].
+pub(crate) fn par_map_owned<T: Send, R: Send>(
+    items: Vec<T>,
+    map: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    const SERIAL_BELOW: usize = 2;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if threads < 2 || items.len() < SERIAL_BELOW {
+        return items.into_iter().map(map).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut rest = items;
+    while rest.len() > per_thread {
+        let tail = rest.split_off(per_thread);
+        chunks.push(rest);
+        rest = tail;
+    }
+    chunks.push(rest);
+    let map = &map;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(map).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], map: impl Fn(&T) -> R + Sync) -> Vec<R> {
     const SERIAL_BELOW: usize = 64;
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     if threads < 2 || items.len() < SERIAL_BELOW {
@@ -1370,6 +1406,23 @@ fn par_map<T: Sync, R: Send>(items: &[T], map: impl Fn(&T) -> R + Sync) -> Vec<R
 }
 
 pub(crate) fn prepare(batch: &Batch) -> Result<Prepared> {
+    prepare_with(batch, par_map)
+}
+
+/// [`prepare`] for each of a group of batches, the batches spread over the cores (one
+/// batch's hashes on one thread: about 100 each, not worth a thread of their own).
+pub(crate) fn prepare_all<'a>(batches: impl Iterator<Item = &'a Batch>) -> Result<Vec<Prepared>> {
+    let batches: Vec<&Batch> = batches.collect();
+    par_map(&batches, |batch| {
+        prepare_with(batch, |upserts, hash| upserts.iter().map(hash).collect())
+    })
+    .into_iter()
+    .collect()
+}
+
+type HashAll = fn(&[Upsert], fn(&Upsert) -> String) -> Vec<String>;
+
+fn prepare_with(batch: &Batch, hash_all: HashAll) -> Result<Prepared> {
     let mut seen = BTreeSet::new();
     let mut upsert_refs = Vec::with_capacity(batch.upserts.len());
     for (index, upsert) in batch.upserts.iter().enumerate() {
@@ -1393,7 +1446,7 @@ pub(crate) fn prepare(batch: &Batch) -> Result<Prepared> {
         )));
     }
     Ok(Prepared {
-        upsert_hashes: par_map(&batch.upserts, content_hash),
+        upsert_hashes: hash_all(&batch.upserts, content_hash),
         upsert_refs,
         removal_refs,
         orphan_refs: Vec::new(),
