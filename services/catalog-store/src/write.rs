@@ -1346,14 +1346,21 @@ pub(crate) struct Prepared {
 
 /// Maps `items` on every core. Preparing a batch (serialising, hashing, extracting columns)
 /// is CPU work that would otherwise run on one core while the writer lock is held.
-/// `items` mapped in order, taking them by value; like [`par_map`].
+fn par_map<T: Sync, R: Send>(items: &[T], map: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const SERIAL_BELOW: usize = 64;
+    if items.len() < SERIAL_BELOW {
+        return items.iter().map(map).collect();
+    }
+    par_map_owned(items.iter().collect(), map)
+}
+
+/// Maps `items`, taken by value, on every core; the results in the same order.
 pub(crate) fn par_map_owned<T: Send, R: Send>(
     items: Vec<T>,
     map: impl Fn(T) -> R + Sync,
 ) -> Vec<R> {
-    const SERIAL_BELOW: usize = 2;
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if threads < 2 || items.len() < SERIAL_BELOW {
+    if threads < 2 || items.len() < 2 {
         return items.into_iter().map(map).collect();
     }
     let per_thread = items.len().div_ceil(threads);
@@ -1382,29 +1389,6 @@ pub(crate) fn par_map_owned<T: Send, R: Send>(
     })
 }
 
-pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], map: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    const SERIAL_BELOW: usize = 64;
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if threads < 2 || items.len() < SERIAL_BELOW {
-        return items.iter().map(map).collect();
-    }
-    let map = &map;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = items
-            .chunks(items.len().div_ceil(threads))
-            .map(|chunk| scope.spawn(move || chunk.iter().map(map).collect::<Vec<R>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
-}
-
 pub(crate) fn prepare(batch: &Batch) -> Result<Prepared> {
     prepare_with(batch, par_map)
 }
@@ -1412,8 +1396,7 @@ pub(crate) fn prepare(batch: &Batch) -> Result<Prepared> {
 /// [`prepare`] for each of a group of batches, the batches spread over the cores (one
 /// batch's hashes on one thread: about 100 each, not worth a thread of their own).
 pub(crate) fn prepare_all<'a>(batches: impl Iterator<Item = &'a Batch>) -> Result<Vec<Prepared>> {
-    let batches: Vec<&Batch> = batches.collect();
-    par_map(&batches, |batch| {
+    par_map_owned(batches.collect(), |batch| {
         prepare_with(batch, |upserts, hash| upserts.iter().map(hash).collect())
     })
     .into_iter()
@@ -1720,6 +1703,16 @@ mod tests {
         assert_ne!(etag("abc", 0), etag("abc", 1));
         assert_ne!(etag("abc", 0), etag("abd", 0));
         assert_eq!(etag("abc", 0).len(), 40);
+    }
+
+    #[test]
+    fn parallel_maps_keep_the_order() {
+        let items: Vec<u32> = (0..1_001).collect();
+        let doubled: Vec<u32> = items.iter().map(|i| i * 2).collect();
+        assert_eq!(par_map(&items, |i| i * 2), doubled);
+        assert_eq!(par_map_owned(items.clone(), |i| i * 2), doubled);
+        assert_eq!(par_map_owned(vec![7], |i: u32| i + 1), vec![8]);
+        assert!(par_map_owned(Vec::<u32>::new(), |i| i).is_empty());
     }
 
     #[test]
