@@ -712,31 +712,22 @@ impl MigrationTrait for RelationEdgePairs {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
+        // Every edge the view reads becomes a row again, in a table of the old shape.
+        const COLUMNS: &str = "(originating_entity_id BIGINT NOT NULL, source_ref TEXT NOT NULL,
+            type TEXT NOT NULL, type_l TEXT NOT NULL, target_ref TEXT NOT NULL)";
         for statement in [
-            "CREATE TABLE relation_rows (
-                originating_entity_id BIGINT NOT NULL,
-                source_ref TEXT NOT NULL,
-                type TEXT NOT NULL,
-                type_l TEXT NOT NULL,
-                target_ref TEXT NOT NULL
-            )",
-            "INSERT INTO relation_rows SELECT originating_entity_id, source_ref, type, type_l, target_ref FROM relations",
-            "DROP VIEW relations",
-            "DROP TABLE relation_edges",
-            "CREATE TABLE relations (
-                originating_entity_id BIGINT NOT NULL,
-                source_ref TEXT NOT NULL,
-                type TEXT NOT NULL,
-                type_l TEXT NOT NULL,
-                target_ref TEXT NOT NULL
-            )",
-            "INSERT INTO relations SELECT * FROM relation_rows",
-            "DROP TABLE relation_rows",
-            "CREATE INDEX relations_source ON relations (source_ref, type_l, target_ref)",
-            "CREATE INDEX relations_target ON relations (type_l, target_ref, source_ref)",
-            "CREATE INDEX relations_origin ON relations (originating_entity_id)",
+            format!("CREATE TABLE relation_rows {COLUMNS}"),
+            "INSERT INTO relation_rows SELECT originating_entity_id, source_ref, type, type_l, target_ref FROM relations".into(),
+            "DROP VIEW relations".into(),
+            "DROP TABLE relation_edges".into(),
+            format!("CREATE TABLE relations {COLUMNS}"),
+            "INSERT INTO relations SELECT * FROM relation_rows".into(),
+            "DROP TABLE relation_rows".into(),
+            "CREATE INDEX relations_source ON relations (source_ref, type_l, target_ref)".into(),
+            "CREATE INDEX relations_target ON relations (type_l, target_ref, source_ref)".into(),
+            "CREATE INDEX relations_origin ON relations (originating_entity_id)".into(),
         ] {
-            db.execute_unprepared(statement)
+            db.execute_unprepared(&statement)
                 .await
                 .map_err(|e| DbErr::Custom(format!("{statement}: {e}")))?;
         }
