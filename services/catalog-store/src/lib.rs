@@ -204,13 +204,15 @@ impl CatalogStore {
                 }
                 let Some(inner) = inner.upgrade() else { return };
                 let started = std::time::Instant::now();
-                match inner
+                let analyzed = inner
                     .db
                     .execute_unprepared("ANALYZE entities, relation_edges, changes")
-                    .await
-                {
+                    .await;
+                // A failure (a role that does not own the tables) is reported once per round
+                // of changes, not at every look.
+                analyzed_at = now;
+                match analyzed {
                     Ok(_) => {
-                        analyzed_at = now;
                         tracing::debug!(sequence = now, spent = ?started.elapsed(), "PostgreSQL statistics refreshed");
                     }
                     Err(error) => tracing::warn!(%error, "ANALYZE failed"),

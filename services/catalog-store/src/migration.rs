@@ -739,6 +739,7 @@ impl MigrationTrait for RelationEdgePairs {
 mod tests {
     use super::*;
     use crate::{Batch, CatalogStore, Upsert};
+    use cadastre_model::RelationEdge;
     use serde_json::json;
 
     type OwnerSystemRow = (
@@ -849,5 +850,85 @@ mod tests {
     async fn backfill_on_postgres() {
         let url = cadastre_testkit::fresh_postgres_database("cadastre_test").await;
         backfill_fills_what_writes_fill(CatalogStore::connect(&url).await.unwrap()).await;
+    }
+
+    /// Entities serve the same relations before m0011, after it, and back down again.
+    async fn relations_survive_the_edge_pair_migration(store: CatalogStore) {
+        let edge = |source: &str, relation_type: &str, target: &str| RelationEdge {
+            source: source.into(),
+            relation_type: relation_type.into(),
+            target: target.into(),
+        };
+        let component = Upsert {
+            body: json!({"kind": "Component", "metadata": {"name": "web"},
+                "spec": {"owner": "team-a", "system": "shop"}}),
+            edges: vec![
+                edge("component:default/web", "ownedBy", "group:default/team-a"),
+                edge("group:default/team-a", "ownerOf", "component:default/web"),
+                edge("component:default/web", "partOf", "system:default/shop"),
+                edge("system:default/shop", "hasPart", "component:default/web"),
+                // Emitted without its inverse.
+                edge("component:default/web", "dependsOn", "resource:default/db"),
+            ],
+            location_key: None,
+            origin_location: None,
+            parent_ref: None,
+            commit: None,
+        };
+        let group = Upsert {
+            body: json!({"kind": "Group", "metadata": {"name": "team-a"},
+                "spec": {"type": "team", "children": []}}),
+            edges: Vec::new(),
+            ..component.clone()
+        };
+        store
+            .apply_batch(Batch {
+                upserts: vec![component, group],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let refs = [
+            "component:default/web",
+            "group:default/team-a",
+            "system:default/shop",
+        ];
+        let served = |store: CatalogStore| async move {
+            let mut out = Vec::new();
+            for entity_ref in refs {
+                out.push(
+                    store
+                        .entity_by_ref(entity_ref)
+                        .await
+                        .unwrap()
+                        .map(|e| e.body),
+                );
+            }
+            out
+        };
+        let paired = served(store.clone()).await;
+        assert!(paired[0].as_deref().unwrap().contains("dependsOn"));
+        assert!(paired[1].as_deref().unwrap().contains("ownerOf"));
+        // Down: one row per edge again. Up: those rows copied, each without an inverse.
+        Migrator::down(store.writes(), Some(1)).await.unwrap();
+        assert_eq!(served(store.clone()).await, paired);
+        Migrator::up(store.writes(), None).await.unwrap();
+        assert_eq!(served(store.clone()).await, paired);
+    }
+
+    #[tokio::test]
+    async fn edge_pairs_migrate_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("catalog.db").display()
+        );
+        relations_survive_the_edge_pair_migration(CatalogStore::connect(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn edge_pairs_migrate_on_postgres() {
+        let url = cadastre_testkit::fresh_postgres_database("cadastre_pairs").await;
+        relations_survive_the_edge_pair_migration(CatalogStore::connect(&url).await.unwrap()).await;
     }
 }
