@@ -700,13 +700,10 @@ impl TantivyBackend {
     pub fn open(root: impl Into<PathBuf>) -> Result<TantivyBackend> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        let serving = match std::fs::read_to_string(root.join(CURRENT)) {
-            Ok(name) => name.trim().to_owned(),
+        let (serving, create) = match std::fs::read_to_string(root.join(CURRENT)) {
+            Ok(name) => (name.trim().to_owned(), false),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let name = crate::new_index_name(INDEX_PREFIX);
-                OpenIndex::open(&root.join(&name), true)?;
-                write_current(&root, &name)?;
-                name
+                (crate::new_index_name(INDEX_PREFIX), true)
             }
             Err(error) => return Err(error.into()),
         };
@@ -718,7 +715,12 @@ impl TantivyBackend {
                 std::fs::remove_dir_all(entry.path())?;
             }
         }
-        let index = Arc::new(OpenIndex::open(&root.join(&serving), false)?);
+        // Opened once: a writer dropped right after creating the index could still hold
+        // the folder's lock when a second one asked for it.
+        let index = Arc::new(OpenIndex::open(&root.join(&serving), create)?);
+        if create {
+            write_current(&root, &serving)?;
+        }
         tracing::info!(root = %root.display(), index = %serving, "tantivy index open");
         Ok(TantivyBackend {
             root,
