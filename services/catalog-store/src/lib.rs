@@ -102,8 +102,8 @@ impl CatalogStore {
             return Self::open(Database::connect(options).await?).await;
         }
         // SQLite allows one writer; the other connections serve readers.
-        let readers = connect_sqlite(url, 3, READER_CACHE_KIB).await?;
-        let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB).await?;
+        let readers = connect_sqlite(url, 3, READER_CACHE_KIB, READER_ROW_BUFFER).await?;
+        let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB, WRITER_ROW_BUFFER).await?;
         Self::open_with_writer(readers, writer).await
     }
 
@@ -298,8 +298,23 @@ const READER_CACHE_KIB: i64 = 64 << 10;
 /// pages from one transaction to the next.
 const WRITER_CACHE_KIB: i64 = 256 << 10;
 
+/// Rows a reading connection's thread runs ahead of the task reading them (sqlx's default):
+/// a stream of every entity stays bounded.
+const READER_ROW_BUFFER: usize = 50;
+/// Rows the writing connection's thread may hand over without waiting for its task. Its
+/// statements return ids and sequences (`RETURNING`), a few hundred small rows each: with
+/// room for all of them the thread goes straight on to the next statement instead of waiting,
+/// every 50 rows, for the task to be scheduled. A 300,000-entity `cadastre up` import took
+/// 79.7 s (2 runs) instead of 86.2 (8 runs); see ARCHITECTURE.md, decisions.
+const WRITER_ROW_BUFFER: usize = 4096;
+
 /// A pool of `connections` to the SQLite database at `url`.
-async fn connect_sqlite(url: &str, connections: u32, cache_kib: i64) -> Result<DatabaseConnection> {
+async fn connect_sqlite(
+    url: &str,
+    connections: u32,
+    cache_kib: i64,
+    row_buffer: usize,
+) -> Result<DatabaseConnection> {
     let mut options = connect_options(url);
     options
         .max_connections(connections)
@@ -316,6 +331,7 @@ async fn connect_sqlite(url: &str, connections: u32, cache_kib: i64) -> Result<D
                 .pragma("wal_autocheckpoint", "0")
                 .pragma("journal_size_limit", "268435456")
                 .foreign_keys(false)
+                .row_buffer_size(row_buffer)
         });
     // Opening sets the journal mode, which needs the database to itself for a moment: stores
     // opening one new file together may find it locked. Try again, for a while.
