@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod config;
 pub mod generate;
+pub mod priority;
 pub mod services;
 pub mod store;
 pub mod up;

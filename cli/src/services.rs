@@ -268,17 +268,21 @@ pub async fn run_search(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    serve_search(config, listener, admin, Shutdown::on_signal()).await
+    serve_search(config, listener, admin, None, Shutdown::on_signal()).await
 }
 
 /// Opens the index (OpenSearch or tantivy), follows the store's change feed into it when
-/// `indexing`, and serves `SearchService` on `listener`.
+/// `indexing`, and serves `SearchService` on `listener`. The indexer, and the tantivy
+/// index's writing threads, run on `indexing_runtime` when given (`cadastre up` gives its
+/// lower-priority one), else on this runtime.
 pub async fn serve_search(
     config: &crate::config::SearchConfig,
     listener: tokio::net::TcpListener,
     admin: Option<std::net::SocketAddr>,
+    indexing_runtime: Option<tokio::runtime::Handle>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let indexing_runtime = indexing_runtime.unwrap_or_else(tokio::runtime::Handle::current);
     use cadastre_search::SearchBackend;
     let backend: Arc<dyn SearchBackend> = match &config.opensearch_url {
         Some(url) => {
@@ -295,12 +299,13 @@ pub async fn serve_search(
         }
         None => {
             let dir = config.index_dir.clone();
-            let backend = tokio::task::spawn_blocking(move || {
-                cadastre_search::tantivy::TantivyBackend::open(&dir)
-            })
-            .await
-            .context("opening the index")?
-            .with_context(|| format!("opening the index in {}", config.index_dir.display()))?;
+            // Opened on the indexing runtime: the writer's threads start there and keep
+            // its priority.
+            let backend = indexing_runtime
+                .spawn_blocking(move || cadastre_search::tantivy::TantivyBackend::open(&dir))
+                .await
+                .context("opening the index")?
+                .with_context(|| format!("opening the index in {}", config.index_dir.display()))?;
             Arc::new(backend)
         }
     };
@@ -323,7 +328,7 @@ pub async fn serve_search(
             cadastre_search::indexer::Indexer::new(Arc::clone(&backend), endpoint.connect_lazy());
         let follower = Arc::clone(&indexer);
         let stop = shutdown.wait();
-        tokio::spawn(async move {
+        indexing_runtime.spawn(async move {
             if let Err(error) = follower.follow(stop).await {
                 tracing::error!(%error, "the indexer stopped");
             }

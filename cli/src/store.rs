@@ -74,13 +74,17 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let mut bus_tasks = Vec::new();
     if let Some(bus) = bus {
-        bus_tasks.push(tokio::spawn({
+        // The writer on a thread of its own: each statement of its transactions is a round
+        // trip through this task, which would otherwise queue behind every other task.
+        let writer = crate::priority::on_own_thread("store-writer", {
             let (bus, store, stop) = (Arc::clone(&bus), store.clone(), shutdown.wait());
-            async move {
-                cadastre_catalog_store::bus::apply_batches(bus, store, stop)
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
+            move || cadastre_catalog_store::bus::apply_batches(bus, store, stop)
+        })?;
+        bus_tasks.push(tokio::spawn(async move {
+            writer
+                .await
+                .context("the store's writer thread stopped")?
+                .map_err(anyhow::Error::from)
         }));
         if relay_changes {
             bus_tasks.push(tokio::spawn({

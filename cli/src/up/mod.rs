@@ -99,6 +99,9 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let store = crate::store::open(&config.store).await?;
     let config = Arc::new(config);
     let mut services: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    // Harvesting, processing and indexing run at a lower priority than serving and the
+    // store's writer (see `priority`).
+    let background = crate::priority::BackgroundRuntime::new()?;
     {
         let (config, bus, shutdown) = (Arc::clone(&config), Arc::clone(&bus), shutdown.clone());
         services.spawn(async move {
@@ -116,29 +119,41 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     }
     {
         let (config, bus, shutdown) = (Arc::clone(&config), Arc::clone(&bus), shutdown.clone());
-        services.spawn(async move {
-            let served = services::serve_harvester(
-                &config,
-                bus,
-                services::Harvesters::OnlyThisProcess,
-                shutdown,
-            )
-            .await;
-            ("harvester", served)
-        });
+        services.spawn_on(
+            async move {
+                let served = services::serve_harvester(
+                    &config,
+                    bus,
+                    services::Harvesters::OnlyThisProcess,
+                    shutdown,
+                )
+                .await;
+                ("harvester", served)
+            },
+            background.handle(),
+        );
     }
     {
         let (config, bus, shutdown) = (Arc::clone(&config), Arc::clone(&bus), shutdown.clone());
-        services.spawn(async move {
-            let served = services::serve_processor(&config, bus, shutdown).await;
-            ("processor", served)
-        });
+        services.spawn_on(
+            async move {
+                let served = services::serve_processor(&config, bus, shutdown).await;
+                ("processor", served)
+            },
+            background.handle(),
+        );
     }
     {
         let (config, shutdown) = (Arc::clone(&config), shutdown.clone());
         services.spawn(async move {
-            let served =
-                services::serve_search(&config.search, search_listener, None, shutdown).await;
+            let served = services::serve_search(
+                &config.search,
+                search_listener,
+                None,
+                Some(background.handle().clone()),
+                shutdown,
+            )
+            .await;
             ("search", served)
         });
     }
