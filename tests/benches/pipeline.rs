@@ -188,11 +188,12 @@ async fn run(options: Options) {
             never(),
         ));
     }
-    tokio::spawn(cadastre_catalog_store::bus::apply_batches(
-        Arc::clone(&bus),
-        store.clone(),
-        never(),
-    ));
+    // As `cadastre store` runs it: the writer on a thread of its own.
+    let _writer = cadastre::priority::on_own_thread("store-writer", {
+        let (bus, store) = (Arc::clone(&bus), store.clone());
+        move || cadastre_catalog_store::bus::apply_batches(bus, store, never())
+    })
+    .expect("the store's writer thread");
 
     let key = format!("git:file://{}#ref=main", repo.display());
     eprintln!("== ingesting");
