@@ -282,8 +282,8 @@ pub async fn serve_search(
     indexing_runtime: Option<tokio::runtime::Handle>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let indexing_runtime = indexing_runtime.unwrap_or_else(tokio::runtime::Handle::current);
     use cadastre_search::SearchBackend;
+    let indexing_runtime = indexing_runtime.unwrap_or_else(tokio::runtime::Handle::current);
     let backend: Arc<dyn SearchBackend> = match &config.opensearch_url {
         Some(url) => {
             let mut settings = cadastre_search::opensearch::OpenSearchSettings::new(url);

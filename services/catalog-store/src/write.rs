@@ -1351,32 +1351,20 @@ fn par_map<T: Sync, R: Send>(items: &[T], map: impl Fn(&T) -> R + Sync) -> Vec<R
     if items.len() < SERIAL_BELOW {
         return items.iter().map(map).collect();
     }
-    par_map_owned(items.iter().collect(), map)
+    par_map_any(items, map)
 }
 
-/// Maps `items`, taken by value, on every core; the results in the same order.
-pub(crate) fn par_map_owned<T: Send, R: Send>(
-    items: Vec<T>,
-    map: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
+/// Maps `items` on every core however few they are; the results in the same order.
+fn par_map_any<T: Sync, R: Send>(items: &[T], map: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     if threads < 2 || items.len() < 2 {
-        return items.into_iter().map(map).collect();
+        return items.iter().map(map).collect();
     }
-    let per_thread = items.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
-    let mut rest = items;
-    while rest.len() > per_thread {
-        let tail = rest.split_off(per_thread);
-        chunks.push(rest);
-        rest = tail;
-    }
-    chunks.push(rest);
     let map = &map;
     std::thread::scope(|scope| {
-        let workers: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| scope.spawn(move || chunk.into_iter().map(map).collect::<Vec<R>>()))
+        let workers: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|chunk| scope.spawn(move || chunk.iter().map(map).collect::<Vec<R>>()))
             .collect();
         workers
             .into_iter()
@@ -1396,7 +1384,8 @@ pub(crate) fn prepare(batch: &Batch) -> Result<Prepared> {
 /// [`prepare`] for each of a group of batches, the batches spread over the cores (one
 /// batch's hashes on one thread: about 100 each, not worth a thread of their own).
 pub(crate) fn prepare_all<'a>(batches: impl Iterator<Item = &'a Batch>) -> Result<Vec<Prepared>> {
-    par_map_owned(batches.collect(), |batch| {
+    let batches: Vec<&Batch> = batches.collect();
+    par_map_any(&batches, |batch| {
         prepare_with(batch, |upserts, hash| upserts.iter().map(hash).collect())
     })
     .into_iter()
@@ -1710,9 +1699,9 @@ mod tests {
         let items: Vec<u32> = (0..1_001).collect();
         let doubled: Vec<u32> = items.iter().map(|i| i * 2).collect();
         assert_eq!(par_map(&items, |i| i * 2), doubled);
-        assert_eq!(par_map_owned(items.clone(), |i| i * 2), doubled);
-        assert_eq!(par_map_owned(vec![7], |i: u32| i + 1), vec![8]);
-        assert!(par_map_owned(Vec::<u32>::new(), |i| i).is_empty());
+        assert_eq!(par_map_any(&items, |i| i * 2), doubled);
+        assert_eq!(par_map_any(&[7], |i: &u32| i + 1), vec![8]);
+        assert!(par_map_any(&Vec::<u32>::new(), |i| *i).is_empty());
     }
 
     #[test]
