@@ -41,6 +41,22 @@ struct ExistingRow {
     edges_hash: Option<String>,
     /// `(kind, spec.type, spec.lifecycle)` as stored, for the hot counts.
     hot: HotKey,
+    /// What its secondary indexes hold, to tell whether new content moves them.
+    indexed: IndexedValues,
+}
+
+/// The values an entity row's secondary indexes are built from (the lower-cased columns
+/// follow from them). An update that leaves them as they are does not assign those columns:
+/// SQLite rewrites an index's entry whenever a column of it is assigned, even to the value
+/// it holds, and at a million entities each such entry is a page at a random place.
+#[derive(Debug, Clone)]
+struct IndexedValues {
+    kind: String,
+    name: String,
+    spec_type: Option<String>,
+    first_values: FirstValues,
+    location_key: Option<String>,
+    parent_ref: Option<String>,
 }
 
 /// One cell of `hot_counts`: original-case kind, type and lifecycle ("" when absent).
@@ -71,23 +87,56 @@ struct NewRow<'a> {
     etag: String,
 }
 
-/// The entity columns a write sets, in the order [`NewRow::bind_content`] binds them.
-const CONTENT_COLUMNS: &str = "kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l, spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi, etag, generation, relations_version, content_hash, body, search_doc, edges_hash, location_key, origin_location, parent_ref, orphan, updated_at";
+/// The entity columns secondary indexes are built from, in the order
+/// [`EntityColumns::bind_indexed`] binds them.
+const INDEXED_COLUMNS: &str = "kind, name, kind_l, spec_type, spec_type_l, spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi, location_key, parent_ref";
+/// The other entity columns a write sets, in the order [`NewRow::bind_plain`] binds them.
+const PLAIN_COLUMNS: &str = "namespace, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, edges_hash, origin_location, orphan, updated_at";
 
 impl NewRow<'_> {
-    /// Binds the values of [`CONTENT_COLUMNS`].
+    /// Binds the values of [`INDEXED_COLUMNS`] and then [`PLAIN_COLUMNS`].
     fn bind_content(&self, sql: &mut Sql, now: i64) {
+        self.write.columns.bind_indexed(sql);
+        sql.push(", ");
+        self.bind_plain(sql, now);
+    }
+
+    /// Binds the values of [`PLAIN_COLUMNS`].
+    fn bind_plain(&self, sql: &mut Sql, now: i64) {
         let columns = &self.write.columns;
-        columns.bind_common(sql);
-        sql.push(", ")
+        sql.bind(columns.namespace.clone())
+            .push(", ")
+            .bind(columns.lifecycle.clone())
+            .push(", ")
+            .bind(columns.lifecycle.as_deref().map(str::to_lowercase))
+            .push(", ")
             .bind(self.etag.clone())
             .push(", ")
             .bind(self.generation)
             .push(", ")
             .bind(self.version)
-            .push(", ");
-        columns.bind_content(sql);
-        sql.push(", FALSE, ").bind(now);
+            .push(", ")
+            .bind(columns.content_hash.clone())
+            .push(", ")
+            .bind(columns.body.clone())
+            .push(", ")
+            .bind(columns.search_doc.clone());
+        if sql.backend() == DbBackend::Postgres {
+            sql.push("::jsonb");
+        }
+        sql.push(", ")
+            .bind(columns.edges_hash.clone())
+            .push(", ")
+            .bind(columns.origin_location.clone())
+            .push(", FALSE, ")
+            .bind(now);
+    }
+
+    /// Whether the new content leaves the entity's secondary indexes as they are.
+    fn keeps_indexes(&self) -> bool {
+        self.write
+            .existing
+            .is_some_and(|existing| self.write.columns.indexed_as(&existing.indexed))
     }
 }
 
@@ -885,27 +934,48 @@ impl CatalogStore {
         let mut existing = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version, edges_hash, kind, spec_type, lifecycle FROM entities WHERE entity_ref IN ")
+            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version, edges_hash, kind, name, spec_type, lifecycle, spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi, parent_ref FROM entities WHERE entity_ref IN ")
                 .bind_list(chunk);
             for row in txn.query_all_raw(sql.build()).await? {
+                let kind: String = row.try_get("", "kind")?;
+                let spec_type: Option<String> = row.try_get("", "spec_type")?;
+                let location_key: Option<String> = row.try_get("", "location_key")?;
+                let first_value = |original: &str, lowered: &str| -> Result<FirstValue> {
+                    Ok(FirstValue {
+                        original: row.try_get("", original)?,
+                        lowered: row.try_get("", lowered)?,
+                    })
+                };
+                let indexed = IndexedValues {
+                    kind: kind.clone(),
+                    name: row.try_get("", "name")?,
+                    spec_type: spec_type.clone(),
+                    first_values: FirstValues {
+                        owner: first_value("spec_owner", "spec_owner_l")?,
+                        system: first_value("spec_system", "spec_system_l")?,
+                        more_values: row.try_get("", "owner_system_multi")?,
+                    },
+                    location_key: location_key.clone(),
+                    parent_ref: row.try_get("", "parent_ref")?,
+                };
                 existing.insert(
                     row.try_get::<String>("", "entity_ref")?,
                     ExistingRow {
                         id: row.try_get("", "id")?,
                         uid: row.try_get("", "uid")?,
                         content_hash: row.try_get("", "content_hash")?,
-                        location_key: row.try_get("", "location_key")?,
+                        location_key,
                         generation: row.try_get("", "generation")?,
                         orphan: row.try_get("", "orphan")?,
                         relations_version: row.try_get("", "relations_version")?,
                         edges_hash: row.try_get("", "edges_hash")?,
                         hot: (
-                            row.try_get("", "kind")?,
-                            row.try_get::<Option<String>>("", "spec_type")?
-                                .unwrap_or_default(),
+                            kind,
+                            spec_type.unwrap_or_default(),
                             row.try_get::<Option<String>>("", "lifecycle")?
                                 .unwrap_or_default(),
                         ),
+                        indexed,
                     },
                 );
             }
@@ -1025,9 +1095,11 @@ impl CatalogStore {
             return Ok(Vec::new());
         }
         let mut sql = Sql::new(self.backend());
-        sql.push("INSERT INTO entities (uid, entity_ref, ");
-        sql.push(CONTENT_COLUMNS);
-        sql.push(", created_at) VALUES ");
+        sql.push("INSERT INTO entities (uid, entity_ref, ")
+            .push(INDEXED_COLUMNS)
+            .push(", ")
+            .push(PLAIN_COLUMNS)
+            .push(", created_at) VALUES ");
         for (index, row) in rows.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
@@ -1048,21 +1120,43 @@ impl CatalogStore {
         Ok(ids)
     }
 
-    /// Writes new content into existing rows in place, in one statement: id, uid, ref and
-    /// creation time stay, and indexes over columns that are not assigned are not touched.
+    /// Writes new content into existing rows in place: id, uid, ref and creation time stay.
+    /// Rows whose indexed values stay too are written without assigning those columns, so
+    /// their index entries are not rewritten (see [`IndexedValues`]).
     async fn update_entities(
         &self,
         txn: &DatabaseTransaction,
         rows: &[NewRow<'_>],
         now: i64,
     ) -> Result<()> {
+        let (plain, moving): (Vec<&NewRow<'_>>, Vec<&NewRow<'_>>) =
+            rows.iter().partition(|row| row.keeps_indexes());
+        self.update_rows(txn, &plain, false, now).await?;
+        self.update_rows(txn, &moving, true, now).await
+    }
+
+    /// One `UPDATE … FROM (VALUES …)` of `rows`: every content column, or with `indexed`
+    /// false only [`PLAIN_COLUMNS`].
+    async fn update_rows(
+        &self,
+        txn: &DatabaseTransaction,
+        rows: &[&NewRow<'_>],
+        indexed: bool,
+        now: i64,
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
+        let columns: Vec<&str> = indexed
+            .then_some(INDEXED_COLUMNS)
+            .into_iter()
+            .chain([PLAIN_COLUMNS])
+            .flat_map(|list| list.split(", "))
+            .collect();
         let mut sql = Sql::new(self.backend());
-        sql.push("WITH v (id, ");
-        sql.push(CONTENT_COLUMNS);
-        sql.push(") AS (VALUES ");
+        sql.push("WITH v (id, ")
+            .push(&columns.join(", "))
+            .push(") AS (VALUES ");
         for (index, row) in rows.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
@@ -1078,11 +1172,15 @@ impl CatalogStore {
                     ))
                 })?;
             sql.push("(").bind(id).push(", ");
-            row.bind_content(&mut sql, now);
+            if indexed {
+                row.bind_content(&mut sql, now);
+            } else {
+                row.bind_plain(&mut sql, now);
+            }
             sql.push(")");
         }
         sql.push(") UPDATE entities SET ");
-        for (index, column) in CONTENT_COLUMNS.split(", ").enumerate() {
+        for (index, column) in columns.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
             }
@@ -1571,12 +1669,9 @@ impl EntityColumns {
         )
     }
 
-    /// `kind, namespace, name, kind_l, spec_type, spec_type_l, lifecycle, lifecycle_l,
-    /// spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi`.
-    fn bind_common(&self, sql: &mut Sql) {
+    /// Binds the values of [`INDEXED_COLUMNS`].
+    fn bind_indexed(&self, sql: &mut Sql) {
         sql.bind(self.kind.clone())
-            .push(", ")
-            .bind(self.namespace.clone())
             .push(", ")
             .bind(self.name.clone())
             .push(", ")
@@ -1585,32 +1680,22 @@ impl EntityColumns {
             .bind(self.spec_type.clone())
             .push(", ")
             .bind(self.spec_type.as_deref().map(str::to_lowercase))
-            .push(", ")
-            .bind(self.lifecycle.clone())
-            .push(", ")
-            .bind(self.lifecycle.as_deref().map(str::to_lowercase))
             .push(", ");
         self.first_values.bind(sql);
-    }
-
-    /// `content_hash, body, search_doc, edges_hash, location_key, origin_location, parent_ref`.
-    fn bind_content(&self, sql: &mut Sql) {
-        sql.bind(self.content_hash.clone())
-            .push(", ")
-            .bind(self.body.clone())
-            .push(", ");
-        sql.bind(self.search_doc.clone());
-        if sql.backend() == DbBackend::Postgres {
-            sql.push("::jsonb");
-        }
         sql.push(", ")
-            .bind(self.edges_hash.clone())
-            .push(", ")
             .bind(self.location_key.clone())
             .push(", ")
-            .bind(self.origin_location.clone())
-            .push(", ")
             .bind(self.parent_ref.clone());
+    }
+
+    /// Whether these columns put the row where `indexed` has it in every secondary index.
+    fn indexed_as(&self, indexed: &IndexedValues) -> bool {
+        self.kind == indexed.kind
+            && self.name == indexed.name
+            && self.spec_type == indexed.spec_type
+            && self.first_values == indexed.first_values
+            && self.location_key == indexed.location_key
+            && self.parent_ref == indexed.parent_ref
     }
 }
 

@@ -32,6 +32,7 @@ conformance!(
     orders_and_pages_with_cursors,
     counts_facets,
     counts_follow_updates_and_removals,
+    updates_move_only_what_changed,
     skips_unchanged_and_records_history,
     removal_updates_the_other_side_of_relations,
     refuses_conflicting_locations,
@@ -700,6 +701,89 @@ async fn counts_follow_updates_and_removals(store: &CatalogStore) {
     assert_eq!((none.total_items, none.items.len()), (0, 0));
     let everything = store.query_entities(&EntityQuery::default()).await.unwrap();
     assert_eq!(everything.total_items, 2);
+}
+
+/// One batch of updates where some entities keep every indexed value (a new description)
+/// and others move (a new owner, type or spelling of the name): each lands where its new
+/// content puts it.
+async fn updates_move_only_what_changed(store: &CatalogStore) {
+    store
+        .apply_batch(Batch {
+            upserts: ["a", "b", "c", "d"]
+                .map(|name| component(name, "team-a", "url:x"))
+                .to_vec(),
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let mut described = component("a", "team-a", "url:x");
+    described.body["metadata"]["description"] = "Charges cards".into();
+    let moved_owner = component("b", "team-b", "url:x");
+    let mut moved_type = component("c", "team-a", "url:x");
+    moved_type.body["spec"]["type"] = "website".into();
+    moved_type.body["metadata"]["description"] = "The shop".into();
+    let mut respelled = component("d", "team-a", "url:x");
+    respelled.body["metadata"]["name"] = "D".into();
+    let outcome = store
+        .apply_batch(Batch {
+            upserts: vec![described, moved_owner, moved_type, respelled],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.updated, 4);
+    assert_eq!(
+        refs(store, &["spec.owner=team-a"]).await,
+        [
+            "component:default/a",
+            "component:default/c",
+            "component:default/d"
+        ]
+    );
+    assert_eq!(
+        refs(store, &["spec.owner=team-b"]).await,
+        ["component:default/b"]
+    );
+    assert_eq!(
+        refs(store, &["metadata.description=charges cards"]).await,
+        ["component:default/a"]
+    );
+    assert_eq!(
+        refs(store, &["kind=component,spec.type=website"]).await,
+        ["component:default/c"]
+    );
+    assert_eq!(
+        refs(store, &["kind=component,spec.type=service"]).await,
+        [
+            "component:default/a",
+            "component:default/b",
+            "component:default/d"
+        ]
+    );
+    let owners = store
+        .facets(&["spec.owner".to_owned()], &Predicate::everything())
+        .await
+        .unwrap();
+    assert_eq!(
+        owners[0].values,
+        [("team-a".to_owned(), 3), ("team-b".to_owned(), 1)]
+    );
+    let d = store
+        .entity_by_ref("component:default/d")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.name, "D");
+    let a = store
+        .entity_by_ref("component:default/a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        a.body_json().unwrap()["metadata"]["description"],
+        "Charges cards"
+    );
+    assert_eq!(a.generation, 2);
 }
 
 async fn skips_unchanged_and_records_history(store: &CatalogStore) {
