@@ -144,12 +144,6 @@ impl CatalogStore {
     fn checkpoint_in_background(&self) {
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            // A store made before pages were 16 KiB keeps its 4 KiB pages.
-            let page_bytes = match inner.upgrade() {
-                Some(inner) => page_size(&inner.db).await.unwrap_or(4096),
-                None => return,
-            };
-            let frames_before_truncate = WAL_BYTES_BEFORE_TRUNCATE / page_bytes.max(512);
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -168,7 +162,7 @@ impl CatalogStore {
                 // that never pause (the feed's followers during an import) never allow: it
                 // grew to 6 GB over a 100,000-entity import. Past a bound, checkpoint with
                 // writers held off and truncate it.
-                if log_frames > frames_before_truncate {
+                if log_frames > WAL_FRAMES_BEFORE_TRUNCATE {
                     let waited = std::time::Instant::now();
                     let _writer = inner.writer.lock().await;
                     let held = std::time::Instant::now();
@@ -325,9 +319,7 @@ async fn connect_sqlite(
     options
         .max_connections(connections)
         .map_sqlx_sqlite_opts(move |opts| {
-            // Only a new database takes it; an existing one keeps the size it was made with.
-            opts.page_size(PAGE_BYTES)
-                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(std::time::Duration::from_secs(30))
                 .pragma("cache_size", format!("-{cache_kib}"))
@@ -358,31 +350,12 @@ async fn connect_sqlite(
     }
 }
 
-/// Log size past which the background checkpoint truncates the log: 1 GiB. A truncation
-/// holds the writer while it copies what the last passive checkpoint left (a group's commit,
-/// hundreds of megabytes during an import) and waits for readers: 1-2.5 s each at 300,000
-/// entities. At 256 MiB it ran every 5 s during an import, holding the writer for 15% of it.
-const WAL_BYTES_BEFORE_TRUNCATE: i64 = 1 << 30;
-
-/// SQLite's page size for new databases. Random inserts into large indexes dirty a page
-/// each, and a commit writes every dirty page to the log: with 16 KiB pages instead of
-/// 4 KiB, a million-entity import wrote fewer, larger pages and its commits took 20 s
-/// instead of 35 s; the writer's SQLite thread ran 207 s instead of 234 s. 64 KiB pages
-/// made inserts into them slower than the commits saved (ARCHITECTURE.md, decisions).
-const PAGE_BYTES: u32 = 16_384;
-
-/// The database's page size in bytes.
-async fn page_size(db: &DatabaseConnection) -> Result<i64> {
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            DbBackend::Sqlite,
-            "PRAGMA page_size".to_owned(),
-        ))
-        .await?;
-    Ok(row
-        .and_then(|row| row.try_get_by_index::<i64>(0).ok())
-        .unwrap_or(4096))
-}
+/// Log frames (4 KiB pages) past which the background checkpoint truncates the log: 1 GiB.
+/// A truncation holds the writer while it copies what the last passive checkpoint left (a
+/// group's commit, 100,000 frames and more during an import) and waits for readers: 1-2.5 s
+/// each at 300,000 entities. At 256 MiB it ran every 5 s during an import, holding the
+/// writer for 15% of it.
+const WAL_FRAMES_BEFORE_TRUNCATE: i64 = 262_144;
 
 /// Changes written, at least, before PostgreSQL's statistics are refreshed again.
 const ANALYZE_AFTER_CHANGES: u64 = 10_000;
@@ -419,32 +392,6 @@ mod tests {
             .await
             .unwrap()?;
         row.try_get("", "at").unwrap()
-    }
-
-    #[tokio::test]
-    async fn new_sqlite_stores_get_large_pages_and_old_ones_keep_theirs() {
-        let folder = tempfile::tempdir().unwrap();
-        let url = |name: &str| format!("sqlite://{}?mode=rwc", folder.path().join(name).display());
-        let store = CatalogStore::connect(&url("new.db")).await.unwrap();
-        assert_eq!(page_size(store.db()).await.unwrap(), i64::from(PAGE_BYTES));
-        drop(store);
-        // A database made with 4 KiB pages, as stores were before.
-        let old = url("old.db");
-        let pool = sea_orm::sqlx::SqlitePool::connect(&old).await.unwrap();
-        sea_orm::sqlx::query("CREATE TABLE t (x)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let store = CatalogStore::connect(&old).await.unwrap();
-        assert_eq!(page_size(store.db()).await.unwrap(), 4096);
-        assert!(
-            store
-                .entity_by_ref("component:default/x")
-                .await
-                .unwrap()
-                .is_none()
-        );
     }
 
     #[tokio::test]
