@@ -1780,6 +1780,62 @@ mod tests {
     }
 
     #[test]
+    fn only_edits_to_indexed_values_move_index_entries() {
+        let columns = |edit: &dyn Fn(&mut Value)| {
+            let mut body = json!({
+                "kind": "Component",
+                "metadata": {"name": "svc", "description": "Old"},
+                "spec": {"type": "service", "owner": "team-a", "lifecycle": "production"}
+            });
+            edit(&mut body);
+            let upsert = Upsert {
+                body,
+                edges: Vec::new(),
+                location_key: Some("url:x".into()),
+                origin_location: Some("url:x".into()),
+                parent_ref: None,
+                commit: None,
+            };
+            EntityColumns::from_upsert(&upsert, "component:default/svc", "hash").unwrap()
+        };
+        // What the store holds for the entity as first written.
+        let stored = IndexedValues {
+            kind: "Component".into(),
+            name: "svc".into(),
+            spec_type: Some("service".into()),
+            first_values: FirstValues {
+                owner: FirstValue {
+                    original: Some("team-a".into()),
+                    lowered: Some("team-a".into()),
+                },
+                ..FirstValues::default()
+            },
+            location_key: Some("url:x".into()),
+            parent_ref: None,
+        };
+        let stays = [
+            columns(&|_| {}),
+            columns(&|body| body["metadata"]["description"] = "New".into()),
+            columns(&|body| body["metadata"]["tags"] = json!(["java"])),
+            columns(&|body| body["spec"]["lifecycle"] = "deprecated".into()),
+        ];
+        for columns in &stays {
+            assert!(columns.indexed_as(&stored), "{}", columns.body);
+        }
+        let moves = [
+            columns(&|body| body["spec"]["owner"] = "team-b".into()),
+            columns(&|body| body["spec"]["owner"] = "Team-A".into()),
+            columns(&|body| body["spec"]["owner"] = json!(["team-a", "team-b"])),
+            columns(&|body| body["spec"]["type"] = "website".into()),
+            columns(&|body| body["spec"]["system"] = "billing".into()),
+            columns(&|body| body["metadata"]["name"] = "Svc".into()),
+        ];
+        for columns in &moves {
+            assert!(!columns.indexed_as(&stored), "{}", columns.body);
+        }
+    }
+
+    #[test]
     fn parallel_maps_keep_the_order() {
         let items: Vec<u32> = (0..1_001).collect();
         let doubled: Vec<u32> = items.iter().map(|i| i * 2).collect();
