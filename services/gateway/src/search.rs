@@ -95,45 +95,128 @@ async fn query(
     }
     let offset_rank = cursor_offset(&request.cursor);
     let answer = gateway.search()?.search(request).await?.into_inner();
-    let results: Vec<Value> = answer
+    Ok(axum::Json(search_body(answer, offset_rank)).into_response())
+}
+
+/// Backstage's search answer for a page of hits whose first is ranked `offset_rank + 1`.
+/// Written as structs, not built as a `Value`: a page of 25 hits with highlighted descriptions
+/// is the gateway's largest share of a search.
+fn search_body(answer: pb::SearchResponse, offset_rank: usize) -> SearchAnswer {
+    let results = answer
         .hits
         .into_iter()
         .enumerate()
         .map(|(index, hit)| {
-            let fields: serde_json::Map<String, Value> = hit
-                .highlights
-                .iter()
-                .map(|h| {
-                    let field = if h.field == "description" { "text" } else { h.field.as_str() };
-                    (field.to_owned(), Value::String(h.fragment.clone()))
-                })
-                .collect();
-            json!({
-                "type": CATALOG_TYPE,
-                "document": {
-                    "title": if hit.title.is_empty() { hit.name.clone() } else { hit.title.clone() },
-                    "text": hit.description,
-                    "location": format!("/catalog/{}/{}/{}", hit.namespace, hit.kind.to_lowercase(), hit.name),
-                    "kind": hit.kind,
-                    "namespace": hit.namespace,
-                    "name": hit.name,
-                    "entityRef": hit.entity_ref,
-                    "type": if hit.r#type.is_empty() { "other".to_owned() } else { hit.r#type.clone() },
-                    "componentType": if hit.r#type.is_empty() { "other".to_owned() } else { hit.r#type },
-                    "lifecycle": hit.lifecycle,
-                    "owner": hit.owner,
-                    "tags": hit.tags,
+            let entity_type = if hit.r#type.is_empty() {
+                "other".to_owned()
+            } else {
+                hit.r#type
+            };
+            SearchResult {
+                result_type: CATALOG_TYPE,
+                document: ResultDocument {
+                    title: if hit.title.is_empty() {
+                        hit.name.clone()
+                    } else {
+                        hit.title
+                    },
+                    text: hit.description,
+                    location: format!(
+                        "/catalog/{}/{}/{}",
+                        hit.namespace,
+                        hit.kind.to_lowercase(),
+                        hit.name
+                    ),
+                    kind: hit.kind,
+                    namespace: hit.namespace,
+                    name: hit.name,
+                    entity_ref: hit.entity_ref,
+                    component_type: entity_type.clone(),
+                    entity_type,
+                    lifecycle: hit.lifecycle,
+                    owner: hit.owner,
+                    tags: hit.tags,
                 },
-                "highlight": {"preTag": PRE_TAG, "postTag": POST_TAG, "fields": fields},
-                "rank": offset_rank + index + 1,
-            })
+                highlight: ResultHighlight {
+                    pre_tag: PRE_TAG,
+                    post_tag: POST_TAG,
+                    fields: HighlightFields(hit.highlights),
+                },
+                rank: offset_rank + index + 1,
+            }
         })
         .collect();
-    let mut body = json!({"results": results, "numberOfResults": answer.total});
-    if !answer.next_cursor.is_empty() {
-        body["nextPageCursor"] = Value::String(answer.next_cursor);
+    SearchAnswer {
+        results,
+        number_of_results: answer.total,
+        number_of_results_is_lower_bound: answer.total_is_lower_bound,
+        next_page_cursor: answer.next_cursor,
     }
-    Ok(axum::Json(body).into_response())
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchAnswer {
+    results: Vec<SearchResult>,
+    number_of_results: u64,
+    /// Past 10,000 matches the count stops (as Elasticsearch's does for Backstage's own
+    /// search backend): `numberOfResults` is then a lower bound, and says so.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    number_of_results_is_lower_bound: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    next_page_cursor: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct SearchResult {
+    #[serde(rename = "type")]
+    result_type: &'static str,
+    document: ResultDocument,
+    highlight: ResultHighlight,
+    rank: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResultDocument {
+    title: String,
+    text: String,
+    location: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    entity_ref: String,
+    #[serde(rename = "type")]
+    entity_type: String,
+    component_type: String,
+    lifecycle: String,
+    owner: String,
+    tags: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResultHighlight {
+    pre_tag: &'static str,
+    post_tag: &'static str,
+    fields: HighlightFields,
+}
+
+/// Field → fragment, in the order search gave them; Backstage calls the description `text`.
+#[derive(Debug)]
+struct HighlightFields(Vec<pb::SearchHighlight>);
+
+impl serde::Serialize for HighlightFields {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|h| {
+            let field = if h.field == "description" {
+                "text"
+            } else {
+                h.field.as_str()
+            };
+            (field, h.fragment.as_str())
+        }))
+    }
 }
 
 /// The offset a search cursor starts at (for ranks); 0 for the first page.
@@ -174,4 +257,69 @@ async fn suggest(
         .map(|s| json!({"entityRef": s.entity_ref, "kind": s.kind, "name": s.name, "title": s.title}))
         .collect();
     Ok(axum::Json(json!({ "suggestions": suggestions })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_total_past_the_count_says_it_is_a_lower_bound() {
+        let answer = |total_is_lower_bound| pb::SearchResponse {
+            total: 10_000,
+            total_is_lower_bound,
+            next_cursor: "next".into(),
+            ..Default::default()
+        };
+        let body = |answer| serde_json::to_value(search_body(answer, 0)).unwrap();
+        let capped = body(answer(true));
+        assert_eq!(capped["numberOfResults"], 10_000);
+        assert_eq!(capped["numberOfResultsIsLowerBound"], true);
+        assert_eq!(capped["nextPageCursor"], "next");
+        // An exact count keeps Backstage's shape as it is.
+        let exact = body(answer(false));
+        assert_eq!(exact["numberOfResults"], 10_000);
+        assert!(exact.get("numberOfResultsIsLowerBound").is_none());
+    }
+
+    #[test]
+    fn a_hit_reads_as_backstage_writes_it() {
+        let answer = pb::SearchResponse {
+            total: 1,
+            hits: vec![pb::SearchHit {
+                entity_ref: "component:default/payment-gateway".into(),
+                kind: "Component".into(),
+                namespace: "default".into(),
+                name: "payment-gateway".into(),
+                description: "Takes payments".into(),
+                tags: vec!["java".into()],
+                highlights: vec![
+                    pb::SearchHighlight {
+                        field: "name".into(),
+                        fragment: "<mark>payment</mark>-gateway".into(),
+                    },
+                    pb::SearchHighlight {
+                        field: "description".into(),
+                        fragment: "Takes <mark>payments</mark>".into(),
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let body = serde_json::to_string(&search_body(answer, 20)).unwrap();
+        assert_eq!(
+            body,
+            concat!(
+                r#"{"results":[{"type":"software-catalog","document":{"title":"payment-gateway","#,
+                r#""text":"Takes payments","location":"/catalog/default/component/payment-gateway","#,
+                r#""kind":"Component","namespace":"default","name":"payment-gateway","#,
+                r#""entityRef":"component:default/payment-gateway","type":"other","#,
+                r#""componentType":"other","lifecycle":"","owner":"","tags":["java"]},"#,
+                r#""highlight":{"preTag":"<mark>","postTag":"</mark>","fields":{"#,
+                r#""name":"<mark>payment</mark>-gateway","text":"Takes <mark>payments</mark>"}},"#,
+                r#""rank":21}],"numberOfResults":1}"#
+            )
+        );
+    }
 }

@@ -330,7 +330,8 @@ impl OpenSearchBackend {
             "query": Self::query(search, typos),
             "from": search.offset,
             "size": search.limit,
-            "track_total_hits": true,
+            // Counted as far as the query's cap, as tantivy counts (see `SearchQuery::total_cap`).
+            "track_total_hits": search.total_cap().map_or(json!(true), |cap| json!(cap)),
             "_source": ["doc"],
             "sort": ["_score", {"ref": "asc"}],
         });
@@ -351,7 +352,12 @@ impl OpenSearchBackend {
         let mut hits = Vec::new();
         for hit in result["hits"]["hits"].as_array().into_iter().flatten() {
             let score = hit["_score"].as_f64().unwrap_or(0.0) as f32;
-            hits.push(Hit::found(document_of(&hit["_source"])?, score, search));
+            hits.push(Hit::found(
+                document_of(&hit["_source"])?,
+                score,
+                search,
+                typos,
+            ));
         }
         let facets = search
             .facets
@@ -361,6 +367,7 @@ impl OpenSearchBackend {
         Ok(SearchResults {
             hits,
             total: result["hits"]["total"]["value"].as_u64().unwrap_or(0),
+            total_is_lower_bound: result["hits"]["total"]["relation"] == "gte",
             facets,
         })
     }

@@ -18,6 +18,10 @@ pub const DEFAULT_SUGGESTIONS: usize = 8;
 pub const MAX_SUGGESTIONS: usize = 20;
 /// Values per facet.
 pub const FACET_SIZE: usize = 50;
+/// Matches are counted exactly up to this many, as OpenSearch's default `track_total_hits`;
+/// past it the total says "at least this many". Counting every match of a word that half a
+/// million-entity catalog holds cost more than finding its best page.
+pub const EXACT_TOTAL_UP_TO: u64 = 10_000;
 
 /// A field entities are filtered and counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,6 +122,9 @@ pub struct SearchQuery {
     pub limit: usize,
     pub offset: usize,
     pub highlight: bool,
+    /// Matches are counted exactly up to this many ([`EXACT_TOTAL_UP_TO`] unless a test
+    /// says otherwise); see [`SearchQuery::total_cap`].
+    pub exact_total_up_to: u64,
 }
 
 impl SearchQuery {
@@ -130,6 +137,7 @@ impl SearchQuery {
             limit: DEFAULT_LIMIT,
             offset: 0,
             highlight: false,
+            exact_total_up_to: EXACT_TOTAL_UP_TO,
         }
     }
 
@@ -162,6 +170,7 @@ impl SearchQuery {
             limit,
             offset: 0,
             highlight,
+            exact_total_up_to: EXACT_TOTAL_UP_TO,
         };
         if !cursor.is_empty() {
             let decoded = Cursor::decode(cursor)?;
@@ -178,6 +187,19 @@ impl SearchQuery {
             )));
         }
         Ok(query)
+    }
+
+    /// How far matches are counted: `None` counts them all, which costs nothing when the query
+    /// has neither text nor filters (the index knows how many documents it holds); otherwise
+    /// at least one past this page, so a total at the cap still tells whether a next page
+    /// exists. A search that finds more answers the cap as a lower bound.
+    pub fn total_cap(&self) -> Option<u64> {
+        let everything =
+            crate::document::words(&self.text).is_empty() && self.filters.fields.is_empty();
+        (!everything).then(|| {
+            self.exact_total_up_to
+                .max((self.offset + self.limit) as u64 + 1)
+        })
     }
 
     /// The cursor of the page after this one, if `total` hits leave one.
@@ -235,8 +257,14 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// A hit for `query`, with highlights if it asks for them.
-    pub fn found(document: crate::SearchDocument, score: f32, query: &SearchQuery) -> Hit {
+    /// A hit for `query`, with highlights if it asks for them; `typos` says whether it was
+    /// found by the typo fallback (and so whether words within a typo are marked).
+    pub fn found(
+        document: crate::SearchDocument,
+        score: f32,
+        query: &SearchQuery,
+        typos: bool,
+    ) -> Hit {
         let highlights = if query.highlight {
             crate::highlight::highlights(
                 &query.text,
@@ -245,6 +273,7 @@ impl Hit {
                     ("title", &document.title),
                     ("description", &document.description),
                 ],
+                typos,
             )
         } else {
             Vec::new()
@@ -275,7 +304,9 @@ pub(crate) fn terms_buckets(result: &serde_json::Value) -> Vec<(String, u64)> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SearchResults {
     pub hits: Vec<Hit>,
+    /// Every match, or (when `total_is_lower_bound`) the query's total cap: at least that many.
     pub total: u64,
+    pub total_is_lower_bound: bool,
     /// Per requested facet: values with counts, most frequent first.
     pub facets: Vec<(FacetField, Vec<(String, u64)>)>,
 }

@@ -89,6 +89,7 @@ impl SearchService for SearchGrpc {
         Ok(Response::new(pb::SearchResponse {
             next_cursor: query.next_cursor(results.total).unwrap_or_default(),
             total: results.total,
+            total_is_lower_bound: results.total_is_lower_bound,
             hits: results.hits.into_iter().map(to_proto_hit).collect(),
             facets: results
                 .facets

@@ -331,58 +331,13 @@ impl OpenIndex {
         Box::new(TermQuery::new(term, IndexRecordOption::Basic))
     }
 
-    /// Which documents of `segment` match: every word (any of its clauses) or a whole-query
-    /// clause, every filter, and not deleted. Built from postings without scoring.
-    fn matching(
-        &self,
-        searcher: &tantivy::Searcher,
-        segment: &tantivy::SegmentReader,
-        plan: &Plan,
-        search: &SearchQuery,
-    ) -> Result<Bits> {
-        let max_doc = segment.max_doc();
-        let docs_of = |queries: &[Box<dyn Query>]| -> Result<Bits> {
-            let mut bits = Bits::empty(max_doc);
-            for query in queries {
-                let weight = query
-                    .weight(EnableScoring::disabled_from_searcher(searcher))
-                    .map_err(index_error)?;
-                weight
-                    .for_each_no_score(segment, &mut |docs| {
-                        for &doc in docs {
-                            bits.insert(doc);
-                        }
-                    })
-                    .map_err(index_error)?;
-            }
-            Ok(bits)
-        };
-        let mut matched = Bits::full(max_doc);
-        if !plan.per_word.is_empty() {
-            for alternatives in &plan.per_word {
-                matched.and(&docs_of(alternatives)?);
-            }
-            matched.or(&docs_of(&plan.wholes)?);
-        }
-        for (field, values) in &search.filters.fields {
-            let any: Vec<Box<dyn Query>> = values
-                .iter()
-                .map(|value| self.keyword_query(*field, value))
-                .collect();
-            matched.and(&docs_of(&any)?);
-        }
-        if let Some(alive) = segment.alive_bitset() {
-            matched.retain(|doc| alive.is_alive(doc));
-        }
-        Ok(matched)
-    }
-
     fn search(&self, search: &SearchQuery) -> Result<SearchResults> {
         let searcher = self.reader.searcher();
         let query_words = words(&search.text);
         let mut plan = self.plan(&query_words, false);
         let mut found = self.top(&searcher, &plan, search)?;
-        if needs_typos(&query_words, found.total, search.limit) {
+        let typos = needs_typos(&query_words, found.total, search.limit);
+        if typos {
             plan = self.plan(&query_words, true);
             found = self.top(&searcher, &plan, search)?;
         }
@@ -413,18 +368,28 @@ impl OpenIndex {
         };
         let mut hits = Vec::with_capacity(found.top.len());
         for (score, address) in found.top {
-            hits.push(Hit::found(self.stored(&searcher, address)?, score, search));
+            hits.push(Hit::found(
+                self.stored(&searcher, address)?,
+                score,
+                search,
+                typos,
+            ));
         }
         Ok(SearchResults {
             hits,
             total: found.total,
+            total_is_lower_bound: found.total_is_lower_bound,
             facets,
         })
     }
 
-    /// The page of best hits and the total. Matching documents are found from postings
-    /// (cheap, no scoring); the best are scored through one flat disjunction of every term,
-    /// which lets tantivy skip blocks that cannot reach the page (block-max WAND).
+    /// The page of best hits and the total. Matches (every word, the filters, not deleted)
+    /// are counted by walking the query's documents without scoring, up to the query's total
+    /// cap. The best are scored through one flat disjunction of every term clause, which
+    /// tantivy runs with block-max WAND, skipping blocks that cannot reach the page; a
+    /// candidate enters the page only if the matching query, walked alongside in document
+    /// order, holds it too. Neither step visits every match of a word most of the catalog
+    /// holds.
     fn top(
         &self,
         searcher: &tantivy::Searcher,
@@ -432,6 +397,11 @@ impl OpenIndex {
         search: &SearchQuery,
     ) -> Result<Found> {
         let wanted = search.offset + search.limit;
+        let cap = search.total_cap();
+        let matching = self
+            .query(plan, search)
+            .weight(EnableScoring::disabled_from_searcher(searcher))
+            .map_err(index_error)?;
         let scoring: Vec<(Occur, Box<dyn Query>)> = plan
             .per_word
             .iter()
@@ -442,31 +412,64 @@ impl OpenIndex {
         let scoring = BooleanQuery::new(scoring)
             .weight(EnableScoring::enabled_from_searcher(searcher))
             .map_err(index_error)?;
+        let every_candidate_matches =
+            plan.per_word.len() == 1 && plan.wholes.is_empty() && search.filters.fields.is_empty();
         let mut best = BestHits::new(wanted);
-        let mut total = 0u64;
+        let mut counted = 0u64;
         for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
-            let matched = self.matching(searcher, segment, plan, search)?;
-            total += matched.count();
             let ordinal = ordinal as u32;
-            if plan.per_word.is_empty() {
-                // No text: every match scores the same; the first ones in index order.
-                for doc in matched.iter().take(wanted) {
-                    best.offer(1.0, DocAddress::new(ordinal, doc));
+            let alive = segment.alive_bitset();
+            let is_alive = |doc: u32| alive.is_none_or(|alive| alive.is_alive(doc));
+            let no_text = plan.per_word.is_empty();
+            if cap.is_none() {
+                // Everything: the segment knows how many documents it holds.
+                counted += u64::from(segment.num_docs());
+            }
+            let counting = |counted: u64| cap.is_some_and(|cap| counted <= cap);
+            // Without text every match scores the same: the first ones in index order.
+            let first_ones = |best: &BestHits| no_text && !best.is_full();
+            if counting(counted) || first_ones(&best) {
+                let mut docs = matching.scorer(segment, 1.0).map_err(index_error)?;
+                let mut doc = docs.doc();
+                while doc != TERMINATED && (counting(counted) || first_ones(&best)) {
+                    if is_alive(doc) {
+                        if counting(counted) {
+                            counted += 1;
+                        }
+                        if first_ones(&best) {
+                            best.offer(1.0, DocAddress::new(ordinal, doc));
+                        }
+                    }
+                    doc = docs.advance();
                 }
+            }
+            if no_text {
                 continue;
             }
+            // One word and nothing else: the disjunction's documents are exactly the matches.
+            let mut members = if every_candidate_matches {
+                None
+            } else {
+                Some(matching.scorer(segment, 1.0).map_err(index_error)?)
+            };
             scoring
                 .for_each_pruning(best.threshold(), segment, &mut |doc, score| {
-                    if matched.contains(doc) {
+                    let member = members.as_mut().is_none_or(|docs| holds(&mut **docs, doc));
+                    if is_alive(doc) && member {
                         best.offer(score, DocAddress::new(ordinal, doc));
                     }
                     best.threshold()
                 })
                 .map_err(index_error)?;
         }
+        let (total, total_is_lower_bound) = match cap {
+            Some(cap) if counted > cap => (cap, true),
+            _ => (counted, false),
+        };
         Ok(Found {
             top: best.into_page(search.offset),
             total,
+            total_is_lower_bound,
         })
     }
 
@@ -542,81 +545,15 @@ fn should(queries: &[Box<dyn Query>]) -> Box<dyn Query> {
 struct Found {
     top: Vec<(f32, DocAddress)>,
     total: u64,
+    total_is_lower_bound: bool,
 }
 
-/// A set of documents of one segment, one bit each.
-struct Bits {
-    words: Vec<u64>,
-    len: u32,
-}
-
-impl Bits {
-    fn empty(len: u32) -> Bits {
-        Bits {
-            words: vec![0; (len as usize).div_ceil(64)],
-            len,
-        }
+/// Whether `docs`, walked forward only, holds `doc`: calls must come in document order.
+fn holds(docs: &mut dyn DocSet, doc: u32) -> bool {
+    if docs.doc() < doc {
+        docs.seek(doc);
     }
-
-    fn full(len: u32) -> Bits {
-        let mut bits = Bits {
-            words: vec![u64::MAX; (len as usize).div_ceil(64)],
-            len,
-        };
-        if !len.is_multiple_of(64)
-            && let Some(last) = bits.words.last_mut()
-        {
-            *last = (1u64 << (len % 64)) - 1;
-        }
-        bits
-    }
-
-    fn insert(&mut self, doc: u32) {
-        self.words[(doc / 64) as usize] |= 1 << (doc % 64);
-    }
-
-    fn contains(&self, doc: u32) -> bool {
-        doc < self.len && self.words[(doc / 64) as usize] & (1 << (doc % 64)) != 0
-    }
-
-    fn and(&mut self, other: &Bits) {
-        for (word, other) in self.words.iter_mut().zip(&other.words) {
-            *word &= other;
-        }
-    }
-
-    fn or(&mut self, other: &Bits) {
-        for (word, other) in self.words.iter_mut().zip(&other.words) {
-            *word |= other;
-        }
-    }
-
-    fn retain(&mut self, keep: impl Fn(u32) -> bool) {
-        let docs: Vec<u32> = self.iter().filter(|doc| !keep(*doc)).collect();
-        for doc in docs {
-            self.words[(doc / 64) as usize] &= !(1 << (doc % 64));
-        }
-    }
-
-    fn count(&self) -> u64 {
-        self.words
-            .iter()
-            .map(|word| u64::from(word.count_ones()))
-            .sum()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.words.iter().enumerate().flat_map(|(index, &word)| {
-            let mut rest = word;
-            std::iter::from_fn(move || {
-                (rest != 0).then(|| {
-                    let bit = rest.trailing_zeros();
-                    rest &= rest - 1;
-                    index as u32 * 64 + bit
-                })
-            })
-        })
-    }
+    docs.doc() == doc
 }
 
 /// The best `wanted` hits seen, by score, ties to the earlier document.
@@ -658,6 +595,10 @@ impl BestHits {
         if self.heap.len() > self.wanted {
             self.heap.pop();
         }
+    }
+
+    fn is_full(&self) -> bool {
+        self.heap.len() >= self.wanted
     }
 
     /// Scores at or below this cannot enter any more.
@@ -858,25 +799,6 @@ impl SearchBackend for TantivyBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bits_hold_exactly_their_documents() {
-        let mut full = Bits::full(130);
-        assert_eq!(full.count(), 130);
-        assert!(full.contains(129) && !full.contains(130));
-        let mut some = Bits::empty(130);
-        for doc in [0, 63, 64, 129] {
-            some.insert(doc);
-        }
-        full.and(&some);
-        assert_eq!(full.iter().collect::<Vec<_>>(), vec![0, 63, 64, 129]);
-        full.retain(|doc| doc != 63);
-        assert_eq!(full.count(), 3);
-        let mut other = Bits::empty(130);
-        other.insert(5);
-        full.or(&other);
-        assert_eq!(full.iter().collect::<Vec<_>>(), vec![0, 5, 64, 129]);
-    }
 
     #[test]
     fn best_hits_keep_the_top_by_score_then_document() {

@@ -400,6 +400,89 @@ async fn cursors_walk_every_hit_once(subject: Subject) {
     assert_eq!((count, seen.len()), (30, 30));
 }
 
+/// Matches are counted exactly up to the query's cap, then the total is the cap and a lower
+/// bound; the page is the same as with every match counted, and holds only matches.
+async fn totals_past_the_cap_are_lower_bounds(subject: Subject) {
+    let backend = &*subject.backend;
+    let mut docs: Vec<SearchDocument> = (0..30)
+        .map(|i| component(&format!("bulk-service-{i:02}"), "team-bulk", "one of many"))
+        .collect();
+    // These match `bulk` better than the services (name and title) but not `many`.
+    docs.extend((0..10).map(|i| {
+        entity(
+            "Component",
+            &format!("bulk-loader-{i:02}"),
+            json!({"type": "library", "owner": "team-load"}),
+            json!({"title": "Bulk bulk loader", "description": "loads"}),
+        )
+    }));
+    index(backend, docs, 1).await;
+    let run = |text: &str, filters: Filters, limit: u32, cap: u64| {
+        let text = text.to_owned();
+        async move {
+            let mut query = SearchQuery::new(&text, filters, &[], limit, "", false).unwrap();
+            query.exact_total_up_to = cap;
+            let results = backend.search(&query).await.unwrap();
+            (results.total, results.total_is_lower_bound, refs(&results))
+        }
+    };
+    let kinds = |kind: &str| Filters::default().with(FacetField::Kind, &[kind.to_owned()]);
+
+    let (total, lower, every) = run("bulk many", Filters::default(), 5, 1_000).await;
+    assert_eq!((total, lower), (30, false));
+    assert!(
+        every.iter().all(|r| r.contains("bulk-service")),
+        "{every:?}"
+    );
+    assert_eq!(every.len(), 5);
+    // Capped: the same page, the cap as a lower bound.
+    assert_eq!(
+        run("bulk many", Filters::default(), 5, 10).await,
+        (10, true, every.clone())
+    );
+    // Exactly the cap is still exact; one under it is not.
+    assert_eq!(run("bulk many", Filters::default(), 5, 30).await.0, 30);
+    assert!(!run("bulk many", Filters::default(), 5, 30).await.1);
+    assert_eq!(
+        run("bulk many", Filters::default(), 5, 29).await,
+        (29, true, every.clone())
+    );
+    // A page deeper than the cap counts one past itself, so the next page is known to exist.
+    let (total, lower, page) = run("bulk many", Filters::default(), 20, 10).await;
+    assert_eq!((total, lower, page.len()), (21, true, 20));
+    // One word, with a filter, both ways.
+    let (total, lower, best) = run("bulk", kinds("component"), 5, 1_000).await;
+    assert_eq!((total, lower), (40, false));
+    assert_eq!(
+        run("bulk", kinds("component"), 5, 12).await,
+        (12, true, best)
+    );
+    assert_eq!(
+        run("bulk", kinds("api"), 5, 12).await,
+        (0, false, Vec::new())
+    );
+    // Filters alone count the same way; no text and no filters counts everything.
+    assert_eq!(run("", kinds("component"), 5, 12).await.0, 12);
+    let (total, lower, _) = run("", Filters::default(), 5, 12).await;
+    assert_eq!((total, lower), (40, false));
+
+    // Removed documents are not counted.
+    remove(
+        backend,
+        &[
+            "component:default/bulk-service-00",
+            "component:default/bulk-service-01",
+        ],
+        2,
+    )
+    .await;
+    assert_eq!(run("bulk many", Filters::default(), 5, 1_000).await.0, 28);
+    assert!(!run("bulk many", Filters::default(), 5, 28).await.1);
+    assert_eq!(run("bulk many", Filters::default(), 5, 27).await.0, 27);
+    let (total, lower, _) = run("", Filters::default(), 5, 1).await;
+    assert_eq!((total, lower), (38, false));
+}
+
 async fn suggestions_complete_names_first(subject: Subject) {
     let backend = &*subject.backend;
     index(backend, payments(), 1).await;
@@ -567,6 +650,7 @@ conformance!(
     filters_narrow_and_facets_count,
     highlights_mark_the_matching_words,
     cursors_walk_every_hit_once,
+    totals_past_the_cap_are_lower_bounds,
     suggestions_complete_names_first,
     updates_replace_and_removals_delete,
     checkpoints_and_documents_survive_a_restart,

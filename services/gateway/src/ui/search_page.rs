@@ -152,14 +152,19 @@ pub(crate) async fn search(
     main.push_str("</aside><section class=\"results\" aria-labelledby=\"heading\">");
     let _ = write!(
         main,
-        "<h1 id=\"heading\">{}</h1><p class=\"summary\" role=\"status\">{} result{}</p>",
+        "<h1 id=\"heading\">{}</h1><p class=\"summary\" role=\"status\">{}{} result{}</p>",
         if term.is_empty() {
             "Search".to_owned()
         } else {
             format!("Results for “{}”", esc(&term))
         },
         answer.total,
-        if answer.total == 1 { "" } else { "s" },
+        if answer.total_is_lower_bound { "+" } else { "" },
+        if answer.total == 1 && !answer.total_is_lower_bound {
+            ""
+        } else {
+            "s"
+        },
     );
     if answer.hits.is_empty() {
         main.push_str("<p class=\"empty\">Nothing matches. Try fewer words or other filters.</p>");
