@@ -412,6 +412,7 @@ impl OpenIndex {
         let scoring = BooleanQuery::new(scoring)
             .weight(EnableScoring::enabled_from_searcher(searcher))
             .map_err(index_error)?;
+        let no_text = plan.per_word.is_empty();
         let every_candidate_matches =
             plan.per_word.len() == 1 && plan.wholes.is_empty() && search.filters.fields.is_empty();
         let mut best = BestHits::new(wanted);
@@ -420,7 +421,6 @@ impl OpenIndex {
             let ordinal = ordinal as u32;
             let alive = segment.alive_bitset();
             let is_alive = |doc: u32| alive.is_none_or(|alive| alive.is_alive(doc));
-            let no_text = plan.per_word.is_empty();
             if cap.is_none() {
                 // Everything: the segment knows how many documents it holds.
                 counted += u64::from(segment.num_docs());
