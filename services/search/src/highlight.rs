@@ -52,6 +52,12 @@ impl QueryWord {
 #[derive(Default)]
 struct Scratch {
     lowered: String,
+    rows: Rows,
+}
+
+/// Two rows of an edit-distance table.
+#[derive(Default)]
+struct Rows {
     previous: Vec<usize>,
     current: Vec<usize>,
 }
@@ -66,21 +72,27 @@ fn mark(text: &str, query_words: &[QueryWord], scratch: &mut Scratch) -> Option<
         let word_end = word_start + first_where(&text[word_start..], false);
         let word = &text[word_start..word_end];
         let matched = !word.is_empty() && matches(word, query_words, scratch);
-        if matched && out.is_none() {
-            let mut started = String::with_capacity(text.len() + 16);
-            escape_into(&mut started, &text[..word_start]);
-            out = Some(started);
-        } else if let Some(out) = out.as_mut() {
-            escape_into(out, &text[at..word_start]);
-        }
-        if let Some(out) = out.as_mut() {
-            if matched {
-                out.push_str("<mark>");
-                escape_into(out, word);
-                out.push_str("</mark>");
-            } else {
-                escape_into(out, word);
+        let out = match out.as_mut() {
+            Some(out) => {
+                escape_into(out, &text[at..word_start]);
+                out
             }
+            None if matched => {
+                let started = out.insert(String::with_capacity(text.len() + 16));
+                escape_into(started, &text[..word_start]);
+                started
+            }
+            None => {
+                at = word_end;
+                continue;
+            }
+        };
+        if matched {
+            out.push_str("<mark>");
+            escape_into(out, word);
+            out.push_str("</mark>");
+        } else {
+            escape_into(out, word);
         }
         at = word_end;
     }
@@ -110,7 +122,7 @@ fn first_where(text: &str, alphanumeric: bool) -> usize {
 }
 
 fn matches(word: &str, query_words: &[QueryWord], scratch: &mut Scratch) -> bool {
-    let mut lowered = std::mem::take(&mut scratch.lowered);
+    let Scratch { lowered, rows } = scratch;
     lowered.clear();
     if word.is_ascii() {
         lowered.push_str(word);
@@ -118,16 +130,14 @@ fn matches(word: &str, query_words: &[QueryWord], scratch: &mut Scratch) -> bool
     } else {
         lowered.extend(word.chars().flat_map(char::to_lowercase));
     }
-    let found = query_words.iter().any(|query| {
+    query_words.iter().any(|query| {
         lowered.starts_with(query.text.as_str())
-            || (query.typos > 0 && levenshtein_within(&lowered, &query.chars, query.typos, scratch))
-    });
-    scratch.lowered = lowered;
-    found
+            || (query.typos > 0 && levenshtein_within(lowered, &query.chars, query.typos, rows))
+    })
 }
 
 /// Whether the edit distance between `a` and `b` is at most `limit`.
-fn levenshtein_within(a: &str, b: &[char], limit: usize, scratch: &mut Scratch) -> bool {
+fn levenshtein_within(a: &str, b: &[char], limit: usize, rows: &mut Rows) -> bool {
     let letters = if a.is_ascii() {
         a.len()
     } else {
@@ -136,9 +146,7 @@ fn levenshtein_within(a: &str, b: &[char], limit: usize, scratch: &mut Scratch) 
     if letters.abs_diff(b.len()) > limit {
         return false;
     }
-    let Scratch {
-        previous, current, ..
-    } = scratch;
+    let Rows { previous, current } = rows;
     previous.clear();
     previous.extend(0..=b.len());
     for (i, ca) in a.chars().enumerate() {
@@ -229,7 +237,7 @@ mod tests {
     fn edit_distances_are_bounded_exactly() {
         let within = |a: &str, b: &str, limit: usize| {
             let b: Vec<char> = b.chars().collect();
-            levenshtein_within(a, &b, limit, &mut Scratch::default())
+            levenshtein_within(a, &b, limit, &mut Rows::default())
         };
         assert!(within("kitten", "sitting", 3));
         assert!(!within("kitten", "sitting", 2));
