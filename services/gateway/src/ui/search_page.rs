@@ -152,19 +152,13 @@ pub(crate) async fn search(
     main.push_str("</aside><section class=\"results\" aria-labelledby=\"heading\">");
     let _ = write!(
         main,
-        "<h1 id=\"heading\">{}</h1><p class=\"summary\" role=\"status\">{}{} result{}</p>",
+        "<h1 id=\"heading\">{}</h1><p class=\"summary\" role=\"status\">{}</p>",
         if term.is_empty() {
             "Search".to_owned()
         } else {
             format!("Results for “{}”", esc(&term))
         },
-        answer.total,
-        if answer.total_is_lower_bound { "+" } else { "" },
-        if answer.total == 1 && !answer.total_is_lower_bound {
-            ""
-        } else {
-            "s"
-        },
+        count_text(answer.total, answer.total_is_lower_bound),
     );
     if answer.hits.is_empty() {
         main.push_str("<p class=\"empty\">Nothing matches. Try fewer words or other filters.</p>");
@@ -244,4 +238,28 @@ fn hit_html(out: &mut String, hit: &pb::SearchHit) {
     }
     tags(out, hit.tags.iter().map(String::as_str));
     out.push_str("</li>");
+}
+
+/// "1 result", "30 results", or past the count "10000+ results".
+fn count_text(total: u64, lower_bound: bool) -> String {
+    if lower_bound {
+        format!("{total}+ results")
+    } else if total == 1 {
+        "1 result".to_owned()
+    } else {
+        format!("{total} results")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_text;
+
+    #[test]
+    fn counts_past_the_cap_read_as_at_least() {
+        assert_eq!(count_text(1, false), "1 result");
+        assert_eq!(count_text(0, false), "0 results");
+        assert_eq!(count_text(30, false), "30 results");
+        assert_eq!(count_text(10_000, true), "10000+ results");
+    }
 }
