@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use cadastre_bus::Bus;
 use cadastre_bus::nats::{JetStreamBus, StreamSettings};
 use cadastre_model::Validator;
+use cadastre_proto::transport::GrpcChannel;
 use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
 
 use crate::config::{BusConfig, Config};
@@ -268,20 +269,32 @@ pub async fn run_search(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    serve_search(config, listener, admin, None, Shutdown::on_signal()).await
+    serve_search(config, listener, admin, Shutdown::on_signal()).await
 }
 
 /// Opens the index (OpenSearch or tantivy), follows the store's change feed into it when
-/// `indexing`, and serves `SearchService` on `listener`. The indexer, and the tantivy
-/// index's writing threads, run on `indexing_runtime` when given (`cadastre up` gives its
-/// lower-priority one), else on this runtime.
+/// `indexing`, and serves `SearchService` on `listener`.
 pub async fn serve_search(
     config: &crate::config::SearchConfig,
     listener: tokio::net::TcpListener,
     admin: Option<std::net::SocketAddr>,
-    indexing_runtime: Option<tokio::runtime::Handle>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let store = remote(&config.store_url, "search.store_url")?;
+    let search = open_search(config, store, None, &shutdown).await?;
+    serve_opened_search(config, search, listener, admin, shutdown).await
+}
+
+/// Opens the index (OpenSearch or tantivy) and, when `indexing`, starts following the
+/// change feed of the store on `store` into it. The indexer, and the tantivy index's writing
+/// threads, run on `indexing_runtime` when given (`cadastre up` gives its lower-priority
+/// one), else on this runtime.
+pub async fn open_search(
+    config: &crate::config::SearchConfig,
+    store: GrpcChannel,
+    indexing_runtime: Option<tokio::runtime::Handle>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<cadastre_search::server::SearchGrpc> {
     use cadastre_search::SearchBackend;
     let indexing_runtime = indexing_runtime.unwrap_or_else(tokio::runtime::Handle::current);
     let backend: Arc<dyn SearchBackend> = match &config.opensearch_url {
@@ -309,23 +322,8 @@ pub async fn serve_search(
             Arc::new(backend)
         }
     };
-    let ready = {
-        let backend = Arc::clone(&backend);
-        cadastre_telemetry::admin::readiness(move || {
-            let backend = Arc::clone(&backend);
-            async move {
-                let index = backend.serving().await.map_err(|e| e.to_string())?;
-                backend.count(&index).await.map_err(|e| e.to_string())?;
-                Ok(())
-            }
-        })
-    };
-    start_admin(admin, ready, &shutdown).await?;
     let indexer = if config.indexing {
-        let endpoint = tonic::transport::Endpoint::from_shared(config.store_url.clone())
-            .with_context(|| format!("search.store_url {:?}", config.store_url))?;
-        let indexer =
-            cadastre_search::indexer::Indexer::new(Arc::clone(&backend), endpoint.connect_lazy());
+        let indexer = cadastre_search::indexer::Indexer::new(Arc::clone(&backend), store);
         let follower = Arc::clone(&indexer);
         let stop = shutdown.wait();
         indexing_runtime.spawn(async move {
@@ -337,15 +335,56 @@ pub async fn serve_search(
     } else {
         None
     };
-    cadastre_search::server::run(
-        cadastre_search::server::SearchGrpc::new(backend, indexer),
-        listener,
-        shutdown.wait(),
-        config.grace_period,
-    )
-    .await?;
+    Ok(cadastre_search::server::SearchGrpc::new(backend, indexer))
+}
+
+/// Serves an opened search service on `listener` (and readiness on `admin`).
+pub async fn serve_opened_search(
+    config: &crate::config::SearchConfig,
+    search: cadastre_search::server::SearchGrpc,
+    listener: tokio::net::TcpListener,
+    admin: Option<std::net::SocketAddr>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let ready = {
+        let backend = Arc::clone(search.backend());
+        cadastre_telemetry::admin::readiness(move || {
+            let backend = Arc::clone(&backend);
+            async move {
+                let index = backend.serving().await.map_err(|e| e.to_string())?;
+                backend.count(&index).await.map_err(|e| e.to_string())?;
+                Ok(())
+            }
+        })
+    };
+    start_admin(admin, ready, &shutdown).await?;
+    cadastre_search::server::run(search, listener, shutdown.wait(), config.grace_period).await?;
     tracing::info!("search stopped");
     Ok(())
+}
+
+/// A channel to the service at `url` (the setting `name`), connected on first use.
+pub fn remote(url: &str, name: &str) -> anyhow::Result<GrpcChannel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("{name} {url:?}"))?;
+    Ok(cadastre_proto::transport::remote(endpoint.connect_lazy()))
+}
+
+/// How the gateway reaches the store and search.
+#[derive(Debug, Clone)]
+pub struct GatewayPeers {
+    pub store: GrpcChannel,
+    pub search: GrpcChannel,
+}
+
+impl GatewayPeers {
+    /// The configured `gateway.store_url` and `gateway.search_url`.
+    pub fn remote(config: &crate::config::GatewayConfig) -> anyhow::Result<GatewayPeers> {
+        Ok(GatewayPeers {
+            store: remote(&config.store_url, "gateway.store_url")?,
+            search: remote(&config.search_url, "gateway.search_url")?,
+        })
+    }
 }
 
 pub async fn run_gateway(config: &Config) -> anyhow::Result<()> {
@@ -353,9 +392,11 @@ pub async fn run_gateway(config: &Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.gateway.listen)
         .await
         .with_context(|| format!("listening on {}", config.gateway.listen))?;
+    let peers = GatewayPeers::remote(&config.gateway)?;
     serve_gateway(
         config,
         bus,
+        peers,
         listener,
         config.admin.listen,
         Shutdown::on_signal(),
@@ -367,13 +408,12 @@ pub async fn run_gateway(config: &Config) -> anyhow::Result<()> {
 pub async fn serve_gateway(
     config: &Config,
     bus: Arc<dyn Bus>,
+    peers: GatewayPeers,
     listener: tokio::net::TcpListener,
     admin: Option<std::net::SocketAddr>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let g = &config.gateway;
-    let endpoint = tonic::transport::Endpoint::from_shared(g.store_url.clone())
-        .with_context(|| format!("gateway.store_url {:?}", g.store_url))?;
     let mut tokens = Vec::new();
     for (scope, variable) in &g.tokens {
         let token = std::env::var(variable)
@@ -407,15 +447,13 @@ pub async fn serve_gateway(
     }
     .for_listen(g.listen)
     .map_err(anyhow::Error::msg)?;
-    let search = tonic::transport::Endpoint::from_shared(g.search_url.clone())
-        .with_context(|| format!("gateway.search_url {:?}", g.search_url))?;
     // Dry runs read locations in the gateway, with the harvester's and processor's settings.
     let previewer = cadastre_gateway::preview::Previewer::new(
         Arc::new(harvester(config)?),
         Arc::new(processor(config)?),
     );
-    let mut gateway = cadastre_gateway::Gateway::new(endpoint.connect_lazy(), bus, settings)
-        .with_search(search.connect_lazy())
+    let mut gateway = cadastre_gateway::Gateway::new(peers.store, bus, settings)
+        .with_search(peers.search)
         .with_previewer(previewer);
     if g.entity_cache_entries > 0 {
         gateway = gateway.with_entity_cache(g.entity_cache_entries, shutdown.wait());

@@ -11,6 +11,7 @@
 //! for registering gRPC server reflection.
 
 pub mod serve;
+pub mod transport;
 
 /// Messages and services of the protobuf package `cadastre.v1`.
 pub mod v1 {

@@ -138,9 +138,11 @@ async fn start(
     .for_listen("127.0.0.1:7007".parse().unwrap())
     .unwrap();
     let gateway = Gateway::new(
-        tonic::transport::Channel::from_shared(store_url)
-            .unwrap()
-            .connect_lazy(),
+        cadastre_proto::transport::remote(
+            tonic::transport::Channel::from_shared(store_url)
+                .unwrap()
+                .connect_lazy(),
+        ),
         Arc::clone(&bus),
         settings,
     );

@@ -2,9 +2,11 @@
 //! and tantivy in a data folder; the web UI and the API on one local port; the given catalogs
 //! (the bundled examples by default) registered and harvested at start.
 //!
-//! Each service is the same code the distributed deployment runs (`crate::services`); the
-//! store and search serve gRPC on ephemeral loopback ports, so the gateway and the indexer
-//! talk to them exactly as they do across a cluster.
+//! Each service is the same code the distributed deployment runs (`crate::services`). The
+//! gateway and the indexer call the store and search through the same generated gRPC clients
+//! and servers as across a cluster, in process (`cadastre_proto::transport::in_process`): no
+//! socket and no HTTP/2 between them. The store and search also serve gRPC on ephemeral
+//! loopback ports, for other programs on the machine.
 
 pub mod progress;
 pub mod roots;
@@ -20,11 +22,11 @@ use anyhow::Context as _;
 use cadastre_bus::Bus;
 use cadastre_bus::memory::InProcessBus;
 use cadastre_bus::subjects::{ENTITY_BATCHES, HARVEST_REQUESTS, HARVESTED};
+use cadastre_proto::transport::{self, GrpcChannel};
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::config::Config;
 use crate::services::{self, Shutdown};
@@ -97,6 +99,9 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     progress::count(Arc::clone(&bus), Arc::clone(&counts), shutdown.clone()).await?;
 
     let store = crate::store::open(&config.store).await?;
+    let store_channel = transport::in_process(
+        cadastre_catalog_store::grpc::CatalogGrpc::new(store.clone()).into_server(),
+    );
     let config = Arc::new(config);
     let mut services: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     // Harvesting, processing and indexing run at a lower priority than serving and the
@@ -143,14 +148,22 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
             background.handle(),
         );
     }
+    let search = services::open_search(
+        &config.search,
+        store_channel.clone(),
+        Some(background.handle().clone()),
+        &shutdown,
+    )
+    .await?;
+    let search_channel = transport::in_process(search.clone().into_server());
     {
         let (config, shutdown) = (Arc::clone(&config), shutdown.clone());
         services.spawn(async move {
-            let served = services::serve_search(
+            let served = services::serve_opened_search(
                 &config.search,
+                search,
                 search_listener,
                 None,
-                Some(background.handle().clone()),
                 shutdown,
             )
             .await;
@@ -159,16 +172,19 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     }
     {
         let (config, bus, shutdown) = (Arc::clone(&config), Arc::clone(&bus), shutdown.clone());
+        let peers = services::GatewayPeers {
+            store: store_channel.clone(),
+            search: search_channel.clone(),
+        };
         services.spawn(async move {
             let served =
-                services::serve_gateway(&config, bus, gateway_listener, None, shutdown).await;
+                services::serve_gateway(&config, bus, peers, gateway_listener, None, shutdown)
+                    .await;
             ("gateway", served)
         });
     }
     tracing::info!(data_dir = %options.data_dir.display(), %ui, "cadastre up");
 
-    let store_channel = Endpoint::from_shared(store_url)?.connect_lazy();
-    let search_channel = Endpoint::from_shared(search_url)?.connect_lazy();
     let registered = register(&config, &options.catalogs, store_channel.clone(), &*bus).await?;
     tokio::spawn(progress::report(
         counts,
@@ -243,7 +259,7 @@ fn embedded(
 async fn register(
     config: &Config,
     catalogs: &[PathBuf],
-    store: Channel,
+    store: GrpcChannel,
     bus: &dyn Bus,
 ) -> anyhow::Result<Vec<String>> {
     let mut client = CatalogServiceClient::new(store);

@@ -10,10 +10,10 @@ use std::time::Duration;
 use cadastre_bus::Bus;
 use cadastre_bus::memory::InProcessBus;
 use cadastre_bus::subjects::{PROGRESS_BATCHES, PROGRESS_HARVESTED};
+use cadastre_proto::transport::GrpcChannel;
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
 use cadastre_proto::v1::search_service_client::SearchServiceClient;
-use tonic::transport::Channel;
 
 use crate::services::Shutdown;
 
@@ -111,8 +111,8 @@ pub async fn report(
     counts: Arc<Counts>,
     bus: InProcessBus,
     registered: Vec<String>,
-    store: Channel,
-    search: Channel,
+    store: GrpcChannel,
+    search: GrpcChannel,
     ui: String,
     shutdown: Shutdown,
 ) {
@@ -159,8 +159,8 @@ pub async fn report(
 
 async fn snapshot(
     counts: &Counts,
-    store: &mut CatalogServiceClient<Channel>,
-    search: &mut SearchServiceClient<Channel>,
+    store: &mut CatalogServiceClient<GrpcChannel>,
+    search: &mut SearchServiceClient<GrpcChannel>,
 ) -> Result<Snapshot, tonic::Status> {
     let stored = store
         .query_entities(pb::QueryEntitiesRequest {
@@ -186,8 +186,8 @@ async fn snapshot(
 
 /// Whether search has applied every change the store has recorded.
 async fn caught_up(
-    store: &mut CatalogServiceClient<Channel>,
-    search: &mut SearchServiceClient<Channel>,
+    store: &mut CatalogServiceClient<GrpcChannel>,
+    search: &mut SearchServiceClient<GrpcChannel>,
 ) -> bool {
     let head = store.get_feed_head(pb::GetFeedHeadRequest {}).await;
     let status = search.get_index_status(pb::GetIndexStatusRequest {}).await;

@@ -15,6 +15,9 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("database error: {0}")]
     Database(#[from] sea_orm::DbErr),
+    /// From the SQLite connections point reads use (see `point_reads`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Stored data that does not decode (a bug or a hand-edited database).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -33,6 +36,10 @@ impl From<StoreError> for tonic::Status {
             StoreError::NotFound(message) => tonic::Status::not_found(message),
             StoreError::AlreadyExists(message) => tonic::Status::already_exists(message),
             StoreError::Database(error) => {
+                tracing::error!(%error, "database error");
+                tonic::Status::unavailable("the catalog database is unavailable")
+            }
+            StoreError::Sqlite(error) => {
                 tracing::error!(%error, "database error");
                 tonic::Status::unavailable("the catalog database is unavailable")
             }

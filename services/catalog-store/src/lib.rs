@@ -18,6 +18,7 @@ mod edges;
 mod error;
 pub mod grpc;
 mod migration;
+mod point_reads;
 mod read;
 mod receipts;
 mod serve;
@@ -51,6 +52,8 @@ struct Inner {
     /// indexes' pages again. On PostgreSQL the same pool as reads.
     writes: DatabaseConnection,
     backend: DbBackend,
+    /// On a SQLite file, entities by ref and uid are read here (see `point_reads`).
+    point_reads: Option<point_reads::PointReader>,
     /// One batch at a time per process (PostgreSQL adds an advisory lock across replicas).
     writer: Mutex<()>,
     /// The highest committed change sequence, for watchers in this process.
@@ -104,16 +107,30 @@ impl CatalogStore {
         // SQLite allows one writer; the other connections serve readers.
         let readers = connect_sqlite(url, 3, READER_CACHE_KIB, READER_ROW_BUFFER).await?;
         let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB, WRITER_ROW_BUFFER).await?;
-        Self::open_with_writer(readers, writer).await
+        // A database in a file (not in memory) also gets point reads without sqlx.
+        let file =
+            <sea_orm::sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+                .ok()
+                .map(|options| options.get_filename().to_owned())
+                .filter(|path| path.is_file());
+        let point_reads = file
+            .map(|file| point_reads::PointReader::open(&file))
+            .transpose()?;
+        Self::open_with_writer(readers, writer, point_reads).await
     }
 
     /// Uses an existing connection and migrates the schema.
     pub async fn open(db: DatabaseConnection) -> Result<Self> {
-        Self::open_with_writer(db.clone(), db).await
+        Self::open_with_writer(db.clone(), db, None).await
     }
 
-    /// Reads from `db`, writes through `writes`, after migrating the schema.
-    async fn open_with_writer(db: DatabaseConnection, writes: DatabaseConnection) -> Result<Self> {
+    /// Reads from `db` (and `point_reads`), writes through `writes`, after migrating the
+    /// schema.
+    async fn open_with_writer(
+        db: DatabaseConnection,
+        writes: DatabaseConnection,
+        point_reads: Option<point_reads::PointReader>,
+    ) -> Result<Self> {
         migrate(&writes).await?;
         let backend = db.get_database_backend();
         let store = CatalogStore {
@@ -121,6 +138,7 @@ impl CatalogStore {
                 db,
                 writes,
                 backend,
+                point_reads,
                 writer: Mutex::new(()),
                 head: watch::channel(0).0,
                 remove_orphans: std::sync::atomic::AtomicBool::new(false),
@@ -258,6 +276,10 @@ impl CatalogStore {
             DbBackend::Postgres => None,
             _ => Some(self.inner.writer.lock().await),
         }
+    }
+
+    pub(crate) fn point_reads(&self) -> Option<&point_reads::PointReader> {
+        self.inner.point_reads.as_ref()
     }
 
     pub(crate) fn db(&self) -> &DatabaseConnection {

@@ -7,6 +7,7 @@ use cadastre_model::{Finding, Position, Rule, Severity};
 use cadastre_query::{Condition, Cursor, FullTextFilter, OrderField, Predicate};
 use sea_orm::{ConnectionTrait, QueryResult};
 
+use crate::point_reads::{Key, Relations};
 use crate::sql::{
     MORE_VALUES_FLAG, Sql, like_escape, push_predicate, push_sort_value, push_value_like,
 };
@@ -31,6 +32,9 @@ impl CatalogStore {
     /// One entity by ref; `None` if absent.
     pub async fn entity_by_ref(&self, entity_ref: &str) -> Result<Option<StoredEntity>> {
         let entity_ref = canonical_ref(entity_ref)?;
+        if let Some(reader) = self.point_reads() {
+            return served(reader.entity(Key::Ref(&entity_ref))?);
+        }
         let mut sql = Sql::new(self.backend());
         sql.push("SELECT ")
             .push(ENTITY_COLUMNS)
@@ -41,6 +45,9 @@ impl CatalogStore {
 
     /// One entity by uid; `None` if absent.
     pub async fn entity_by_uid(&self, uid: &str) -> Result<Option<StoredEntity>> {
+        if let Some(reader) = self.point_reads() {
+            return served(reader.entity(Key::Uid(uid))?);
+        }
         let mut sql = Sql::new(self.backend());
         sql.push("SELECT ")
             .push(ENTITY_COLUMNS)
@@ -85,14 +92,7 @@ impl CatalogStore {
         }
         for entity in entities {
             let own = relations.remove(&entity.entity_ref).unwrap_or_default();
-            entity.body = crate::serve::served_body_as(
-                &entity.body,
-                &entity.uid,
-                &entity.etag,
-                own,
-                entity.orphan,
-            )
-            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", entity.entity_ref)))?;
+            serve_one(entity, own)?;
         }
         Ok(())
     }
@@ -960,6 +960,28 @@ fn push_sort_key(sql: &mut Sql, order: Option<&OrderField>) {
             sql.push("NULL");
         }
     }
+}
+
+/// A stored entity as served, from a point read.
+fn served(found: Option<(StoredEntity, Relations)>) -> Result<Option<StoredEntity>> {
+    let Some((mut entity, relations)) = found else {
+        return Ok(None);
+    };
+    serve_one(&mut entity, relations)?;
+    Ok(Some(entity))
+}
+
+/// Turns a stored body into the served one: uid, etag and `relations` added.
+fn serve_one(entity: &mut StoredEntity, relations: Relations) -> Result<()> {
+    entity.body = crate::serve::served_body_as(
+        &entity.body,
+        &entity.uid,
+        &entity.etag,
+        relations,
+        entity.orphan,
+    )
+    .map_err(|e| StoreError::Corrupt(format!("{}: {e}", entity.entity_ref)))?;
+    Ok(())
 }
 
 fn entity_from_row(row: &QueryResult) -> Result<StoredEntity> {

@@ -132,9 +132,11 @@ async fn main() {
     let settings = Settings::default()
         .for_listen("127.0.0.1:7007".parse().unwrap())
         .unwrap();
-    let store_channel = tonic::transport::Channel::from_shared(store_url)
-        .unwrap()
-        .connect_lazy();
+    let store_channel = cadastre_proto::transport::remote(
+        tonic::transport::Channel::from_shared(store_url)
+            .unwrap()
+            .connect_lazy(),
+    );
     let gateway = Gateway::new(store_channel.clone(), Arc::clone(&bus), settings.clone());
     // A second gateway on the same store, with the entity cache (as `cadastre gateway` runs).
     let cached = Gateway::new(store_channel, bus, settings)

@@ -18,6 +18,7 @@ use cadastre_bus::Bus;
 use cadastre_bus::memory::InProcessBus;
 use cadastre_catalog_store::{Batch, CatalogStore};
 use cadastre_gateway::{Gateway, Settings};
+use cadastre_proto::transport::remote;
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::search_service_client::SearchServiceClient;
 use cadastre_synth::Organisation;
@@ -134,7 +135,7 @@ async fn main() {
         std::future::pending(),
         Duration::from_secs(1),
     ));
-    let store_channel = Channel::from_shared(store_url).unwrap().connect_lazy();
+    let store_channel = remote(Channel::from_shared(store_url).unwrap().connect_lazy());
 
     // Search as the harness wires it: tantivy, following the store's change feed.
     let backend: Arc<dyn cadastre_search::SearchBackend> = Arc::new(
@@ -152,7 +153,7 @@ async fn main() {
         std::future::pending(),
         Duration::from_secs(1),
     ));
-    let search_channel = Channel::from_shared(search_url).unwrap().connect_lazy();
+    let search_channel = remote(Channel::from_shared(search_url).unwrap().connect_lazy());
     let indexing = Instant::now();
     let mut search = SearchServiceClient::new(search_channel.clone());
     loop {

@@ -131,7 +131,7 @@ impl EntityCache {
     /// reconnects (from the head, with the cache emptied) when the feed breaks.
     pub async fn follow(
         self: Arc<Self>,
-        store: CatalogServiceClient<crate::TracedChannel>,
+        store: CatalogServiceClient<crate::GrpcChannel>,
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -142,7 +142,7 @@ impl EntityCache {
         self.disconnected();
     }
 
-    async fn follow_forever(&self, mut store: CatalogServiceClient<crate::TracedChannel>) {
+    async fn follow_forever(&self, mut store: CatalogServiceClient<crate::GrpcChannel>) {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.follow_once(&mut store).await {
@@ -159,7 +159,7 @@ impl EntityCache {
 
     async fn follow_once(
         &self,
-        store: &mut CatalogServiceClient<crate::TracedChannel>,
+        store: &mut CatalogServiceClient<crate::GrpcChannel>,
     ) -> Result<(), tonic::Status> {
         let head = store
             .get_feed_head(pb::GetFeedHeadRequest {})

@@ -22,16 +22,12 @@ use std::sync::Arc;
 use axum::Router;
 use cadastre_bus::Bus;
 use cadastre_bus::subjects::HARVEST_REQUESTS;
+pub use cadastre_proto::transport::GrpcChannel;
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
 use cadastre_proto::v1::search_service_client::SearchServiceClient;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 pub use error::ApiError;
-
-/// A channel whose calls carry the current span's trace context.
-pub type TracedChannel = InterceptedService<Channel, cadastre_telemetry::propagation::Propagate>;
 
 /// What the gateway allows.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,8 +84,8 @@ impl Settings {
 /// The state every route shares: clients of the backends (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    catalog: CatalogServiceClient<TracedChannel>,
-    search: Option<SearchServiceClient<TracedChannel>>,
+    catalog: CatalogServiceClient<GrpcChannel>,
+    search: Option<SearchServiceClient<GrpcChannel>>,
     bus: Arc<dyn Bus>,
     settings: Arc<Settings>,
     deliveries: Arc<webhooks::Deliveries>,
@@ -102,13 +98,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(store: Channel, bus: Arc<dyn Bus>, settings: Settings) -> Gateway {
+    /// A gateway in front of the store on `store` ([`cadastre_proto::transport`]).
+    pub fn new(store: GrpcChannel, bus: Arc<dyn Bus>, settings: Settings) -> Gateway {
         Gateway {
-            catalog: CatalogServiceClient::with_interceptor(
-                store,
-                cadastre_telemetry::propagation::Propagate,
-            )
-            .max_decoding_message_size(64 * 1024 * 1024),
+            catalog: CatalogServiceClient::new(store).max_decoding_message_size(64 * 1024 * 1024),
             search: None,
             bus,
             settings: Arc::new(settings),
@@ -154,21 +147,18 @@ impl Gateway {
     }
 
     /// Answers the search routes from the search service on `channel`.
-    pub fn with_search(mut self, channel: Channel) -> Gateway {
-        self.search = Some(SearchServiceClient::with_interceptor(
-            channel,
-            cadastre_telemetry::propagation::Propagate,
-        ));
+    pub fn with_search(mut self, channel: GrpcChannel) -> Gateway {
+        self.search = Some(SearchServiceClient::new(channel));
         self
     }
 
-    pub(crate) fn search(&self) -> Result<SearchServiceClient<TracedChannel>, ApiError> {
+    pub(crate) fn search(&self) -> Result<SearchServiceClient<GrpcChannel>, ApiError> {
         self.search
             .clone()
             .ok_or_else(|| ApiError::unavailable("Search is not configured on this gateway"))
     }
 
-    pub(crate) fn catalog(&self) -> CatalogServiceClient<TracedChannel> {
+    pub(crate) fn catalog(&self) -> CatalogServiceClient<GrpcChannel> {
         self.catalog.clone()
     }
 

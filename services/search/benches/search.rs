@@ -177,7 +177,10 @@ async fn measure(
     let rebuild = match store {
         Some(channel) => {
             eprintln!("{name} {}: rebuilding from the store", docs.len());
-            let indexer = Indexer::new(Arc::clone(&backend), channel.clone());
+            let indexer = Indexer::new(
+                Arc::clone(&backend),
+                cadastre_proto::transport::remote(channel.clone()),
+            );
             let report = indexer.rebuild().await.unwrap();
             assert_eq!(report.entities as usize, docs.len());
             Some(report.duration)

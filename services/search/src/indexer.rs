@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cadastre_proto::transport::GrpcChannel;
 use cadastre_proto::v1 as pb;
 use cadastre_proto::v1::catalog_service_client::CatalogServiceClient;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 use crate::{IndexBatch, Result, SearchBackend, SearchDocument, SearchError};
 
@@ -54,7 +54,7 @@ pub struct RebuildReport {
 #[derive(Debug)]
 pub struct Indexer {
     backend: Arc<dyn SearchBackend>,
-    store: CatalogServiceClient<Channel>,
+    store: CatalogServiceClient<GrpcChannel>,
     /// Held while writing to the serving index, and while switching it.
     writing: tokio::sync::Mutex<()>,
     /// Bumped at every switch: a follower writing to an older index starts over.
@@ -63,7 +63,8 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    pub fn new(backend: Arc<dyn SearchBackend>, store: Channel) -> Arc<Indexer> {
+    /// An indexer reading entities from the store on `store` ([`cadastre_proto::transport`]).
+    pub fn new(backend: Arc<dyn SearchBackend>, store: GrpcChannel) -> Arc<Indexer> {
         Arc::new(Indexer {
             backend,
             store: CatalogServiceClient::new(store).max_decoding_message_size(64 * 1024 * 1024),

@@ -29,6 +29,11 @@ impl SearchGrpc {
         SearchGrpc { backend, indexer }
     }
 
+    /// The index it answers from.
+    pub fn backend(&self) -> &Arc<dyn SearchBackend> {
+        &self.backend
+    }
+
     pub fn into_server(self) -> SearchServiceServer<SearchGrpc> {
         SearchServiceServer::new(self)
     }

@@ -80,7 +80,8 @@ async fn start(kind: Backend) -> Running {
             )
         }
     };
-    let store_channel = Channel::from_shared(store_url).unwrap().connect_lazy();
+    let store_channel =
+        cadastre_proto::transport::remote(Channel::from_shared(store_url).unwrap().connect_lazy());
     let indexer = Indexer::new(Arc::clone(&backend), store_channel);
     let follower = Arc::clone(&indexer);
     let follow_stop = shutdown();

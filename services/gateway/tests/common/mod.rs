@@ -15,6 +15,7 @@ use cadastre_bus::memory::InProcessBus;
 use cadastre_bus::subjects::HARVESTER;
 use cadastre_bus::{Bus, Consumer};
 use cadastre_gateway::{Gateway, Settings};
+use cadastre_proto::transport::remote;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -85,7 +86,7 @@ async fn start_full(settings: Settings, with_search: bool, entity_cache: bool) -
     ));
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
     let harvests = bus.consume(&HARVESTER).await.unwrap();
-    let store_channel = Channel::from_shared(store_url).unwrap().connect_lazy();
+    let store_channel = remote(Channel::from_shared(store_url).unwrap().connect_lazy());
     let search_dir = tempfile::tempdir().unwrap();
     // Dry runs read locations with the harvester's and the processor's own code.
     let previewer = cadastre_gateway::preview::Previewer::new(
@@ -119,7 +120,9 @@ async fn start_full(settings: Settings, with_search: bool, entity_cache: bool) -
             std::future::pending(),
             Duration::from_secs(1),
         ));
-        gateway = gateway.with_search(Channel::from_shared(search_url).unwrap().connect_lazy());
+        gateway = gateway.with_search(remote(
+            Channel::from_shared(search_url).unwrap().connect_lazy(),
+        ));
     }
     if entity_cache {
         gateway = gateway.with_entity_cache(1_000, std::future::pending());
