@@ -15,7 +15,7 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("database error: {0}")]
     Database(#[from] sea_orm::DbErr),
-    /// From the SQLite connections point reads use (see `point_reads`).
+    /// From the SQLite connections of `sqlite_reads`.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// Stored data that does not decode (a bug or a hand-edited database).

@@ -18,12 +18,12 @@ mod edges;
 mod error;
 pub mod grpc;
 mod migration;
-mod point_reads;
 mod read;
 mod receipts;
 mod serve;
 pub mod server;
 pub mod sql;
+mod sqlite_reads;
 mod time_util;
 pub mod types;
 mod write;
@@ -52,8 +52,9 @@ struct Inner {
     /// indexes' pages again. On PostgreSQL the same pool as reads.
     writes: DatabaseConnection,
     backend: DbBackend,
-    /// On a SQLite file, entities by ref and uid are read here (see `point_reads`).
-    point_reads: Option<point_reads::PointReader>,
+    /// On a SQLite file, the common reads run here rather than through sqlx (see
+    /// `sqlite_reads`).
+    sqlite_reads: Option<Arc<sqlite_reads::SqliteReads>>,
     /// One batch at a time per process (PostgreSQL adds an advisory lock across replicas).
     writer: Mutex<()>,
     /// The highest committed change sequence, for watchers in this process.
@@ -107,16 +108,16 @@ impl CatalogStore {
         // SQLite allows one writer; the other connections serve readers.
         let readers = connect_sqlite(url, 3, READER_CACHE_KIB, READER_ROW_BUFFER).await?;
         let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB, WRITER_ROW_BUFFER).await?;
-        // A database in a file (not in memory) also gets point reads without sqlx.
+        // A database in a file (not in memory) is also read without sqlx.
         let file =
             <sea_orm::sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
                 .ok()
                 .map(|options| options.get_filename().to_owned())
                 .filter(|path| path.is_file());
-        let point_reads = file
-            .map(|file| point_reads::PointReader::open(&file))
+        let sqlite_reads = file
+            .map(|file| sqlite_reads::SqliteReads::open(&file).map(Arc::new))
             .transpose()?;
-        Self::open_with_writer(readers, writer, point_reads).await
+        Self::open_with_writer(readers, writer, sqlite_reads).await
     }
 
     /// Uses an existing connection and migrates the schema.
@@ -124,12 +125,12 @@ impl CatalogStore {
         Self::open_with_writer(db.clone(), db, None).await
     }
 
-    /// Reads from `db` (and `point_reads`), writes through `writes`, after migrating the
+    /// Reads from `db` (and `sqlite_reads`), writes through `writes`, after migrating the
     /// schema.
     async fn open_with_writer(
         db: DatabaseConnection,
         writes: DatabaseConnection,
-        point_reads: Option<point_reads::PointReader>,
+        sqlite_reads: Option<Arc<sqlite_reads::SqliteReads>>,
     ) -> Result<Self> {
         migrate(&writes).await?;
         let backend = db.get_database_backend();
@@ -138,7 +139,7 @@ impl CatalogStore {
                 db,
                 writes,
                 backend,
-                point_reads,
+                sqlite_reads,
                 writer: Mutex::new(()),
                 head: watch::channel(0).0,
                 remove_orphans: std::sync::atomic::AtomicBool::new(false),
@@ -278,8 +279,8 @@ impl CatalogStore {
         }
     }
 
-    pub(crate) fn point_reads(&self) -> Option<&point_reads::PointReader> {
-        self.inner.point_reads.as_ref()
+    pub(crate) fn sqlite_reads(&self) -> Option<&Arc<sqlite_reads::SqliteReads>> {
+        self.inner.sqlite_reads.as_ref()
     }
 
     pub(crate) fn db(&self) -> &DatabaseConnection {

@@ -7,10 +7,10 @@ use cadastre_model::{Finding, Position, Rule, Severity};
 use cadastre_query::{Condition, Cursor, FullTextFilter, OrderField, Predicate};
 use sea_orm::{ConnectionTrait, QueryResult};
 
-use crate::point_reads::{Key, Relations};
 use crate::sql::{
     MORE_VALUES_FLAG, Sql, like_escape, push_predicate, push_sort_value, push_value_like,
 };
+use crate::sqlite_reads::{Key, OwnedRow, Relations};
 use crate::time_util::from_rfc3339;
 use crate::write::canonical_ref;
 use crate::{
@@ -32,8 +32,8 @@ impl CatalogStore {
     /// One entity by ref; `None` if absent.
     pub async fn entity_by_ref(&self, entity_ref: &str) -> Result<Option<StoredEntity>> {
         let entity_ref = canonical_ref(entity_ref)?;
-        if let Some(reader) = self.point_reads() {
-            return served(reader.entity(Key::Ref(&entity_ref))?);
+        if let Some(reader) = self.sqlite_reads() {
+            return served(reader.entity(Key::Ref(&entity_ref)).await?);
         }
         let mut sql = Sql::new(self.backend());
         sql.push("SELECT ")
@@ -45,8 +45,8 @@ impl CatalogStore {
 
     /// One entity by uid; `None` if absent.
     pub async fn entity_by_uid(&self, uid: &str) -> Result<Option<StoredEntity>> {
-        if let Some(reader) = self.point_reads() {
-            return served(reader.entity(Key::Uid(uid))?);
+        if let Some(reader) = self.sqlite_reads() {
+            return served(reader.entity(Key::Uid(uid)).await?);
         }
         let mut sql = Sql::new(self.backend());
         sql.push("SELECT ")
@@ -83,11 +83,11 @@ impl CatalogStore {
             let mut sql = Sql::new(self.backend());
             sql.push("SELECT source_ref, type, target_ref FROM relations WHERE source_ref IN ")
                 .bind_list(chunk);
-            for row in self.db().query_all_raw(sql.build()).await? {
+            for row in self.read_all(sql).await? {
                 relations
-                    .entry(row.try_get("", "source_ref")?)
+                    .entry(row.get("source_ref")?)
                     .or_default()
-                    .push((row.try_get("", "type")?, row.try_get("", "target_ref")?));
+                    .push((row.get("type")?, row.get("target_ref")?));
             }
         }
         for entity in entities {
@@ -130,8 +130,7 @@ impl CatalogStore {
                 push_predicate(&mut sql, filter);
             }
             let mut entities = self
-                .db()
-                .query_all_raw(sql.build())
+                .read_all(sql)
                 .await?
                 .iter()
                 .map(entity_from_row)
@@ -234,12 +233,12 @@ impl CatalogStore {
         if cursor.after.is_none() && query.offset > 0 {
             sql.push(" OFFSET ").bind(i64::from(query.offset));
         }
-        let rows = self.db().query_all_raw(sql.build()).await?;
+        let rows = self.read_all(sql).await?;
         let mut items = Vec::with_capacity(rows.len());
         let mut keys = Vec::with_capacity(rows.len());
         for row in &rows {
             items.push(entity_from_row(row)?);
-            keys.push(row.try_get::<Option<String>>("", "sort_value")?);
+            keys.push(row.get::<Option<String>>("sort_value")?);
         }
         let has_more = items.len() > query.limit as usize;
         items.truncate(query.limit as usize);
@@ -299,9 +298,9 @@ impl CatalogStore {
                 push_conditions(&mut sql, filter, full_text, order);
             }
         }
-        let row = self.db().query_one_raw(sql.build()).await?;
+        let row = self.read_all(sql).await?.pop();
         let total: i64 = match row {
-            Some(row) => row.try_get("", "total")?,
+            Some(row) => row.get("total")?,
             None => 0,
         };
         Ok(u64::try_from(total).unwrap_or_default())
@@ -984,24 +983,76 @@ fn serve_one(entity: &mut StoredEntity, relations: Relations) -> Result<()> {
     Ok(())
 }
 
-fn entity_from_row(row: &QueryResult) -> Result<StoredEntity> {
+fn entity_from_row(row: &impl Columns) -> Result<StoredEntity> {
     Ok(StoredEntity {
-        entity_ref: row.try_get("", "entity_ref")?,
-        uid: row.try_get("", "uid")?,
-        etag: row.try_get("", "etag")?,
-        kind: row.try_get("", "kind")?,
-        namespace: row.try_get("", "namespace")?,
-        name: row.try_get("", "name")?,
-        body: row.try_get("", "body")?,
-        generation: row.try_get("", "generation")?,
-        content_hash: row.try_get("", "content_hash")?,
-        location_key: row.try_get("", "location_key")?,
-        origin_location: row.try_get("", "origin_location")?,
-        parent_ref: row.try_get("", "parent_ref")?,
-        orphan: row.try_get("", "orphan")?,
-        created_at: row.try_get("", "created_at")?,
-        updated_at: row.try_get("", "updated_at")?,
+        entity_ref: row.get("entity_ref")?,
+        uid: row.get("uid")?,
+        etag: row.get("etag")?,
+        kind: row.get("kind")?,
+        namespace: row.get("namespace")?,
+        name: row.get("name")?,
+        body: row.get("body")?,
+        generation: row.get("generation")?,
+        content_hash: row.get("content_hash")?,
+        location_key: row.get("location_key")?,
+        origin_location: row.get("origin_location")?,
+        parent_ref: row.get("parent_ref")?,
+        orphan: row.get("orphan")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
     })
+}
+
+/// A value both backends' rows decode.
+trait Column: sea_orm::TryGetable + rusqlite::types::FromSql {}
+impl<T: sea_orm::TryGetable + rusqlite::types::FromSql> Column for T {}
+
+/// A row's values by column name, whichever way it was read.
+trait Columns {
+    fn get<T: Column>(&self, column: &str) -> Result<T>;
+}
+
+impl Columns for QueryResult {
+    fn get<T: Column>(&self, column: &str) -> Result<T> {
+        Ok(self.try_get("", column)?)
+    }
+}
+
+/// A row from sqlx (PostgreSQL, or SQLite in memory) or from [`crate::sqlite_reads`].
+enum Row {
+    Pool(QueryResult),
+    Sqlite(OwnedRow),
+}
+
+impl Columns for Row {
+    fn get<T: Column>(&self, column: &str) -> Result<T> {
+        match self {
+            Row::Pool(row) => row.get(column),
+            Row::Sqlite(row) => row.get(column),
+        }
+    }
+}
+
+impl CatalogStore {
+    /// Every row of `sql`: on a SQLite file through [`crate::sqlite_reads`] (one hand-off for
+    /// the statement), else through the pool.
+    async fn read_all(&self, sql: Sql) -> Result<Vec<Row>> {
+        Ok(match self.sqlite_reads() {
+            Some(reads) => reads
+                .rows(sql)
+                .await?
+                .into_iter()
+                .map(Row::Sqlite)
+                .collect(),
+            None => self
+                .db()
+                .query_all_raw(sql.build())
+                .await?
+                .into_iter()
+                .map(Row::Pool)
+                .collect(),
+        })
+    }
 }
 
 /// A change as recorded; a content change's body is served as the entity was then (its uid,

@@ -59,6 +59,11 @@ impl Sql {
         self.push(")")
     }
 
+    /// The text and its bound values, in order.
+    pub fn into_parts(self) -> (String, Vec<Value>) {
+        (self.text, self.values)
+    }
+
     pub fn build(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
     }
