@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use crate::sql::{
     MORE_VALUES_FLAG, Sql, like_escape, push_predicate, push_sort_value, push_value_like,
 };
-use crate::sqlite_reads::{Key, OwnedRow, Relations};
+use crate::sqlite_reads::OwnedRow;
 use crate::time_util::from_rfc3339;
 use crate::write::canonical_ref;
 use crate::{
@@ -32,28 +32,48 @@ impl CatalogStore {
     /// One entity by ref; `None` if absent.
     pub async fn entity_by_ref(&self, entity_ref: &str) -> Result<Option<StoredEntity>> {
         let entity_ref = canonical_ref(entity_ref)?;
-        if let Some(reader) = self.sqlite_reads() {
-            return served(reader.entity(Key::Ref(&entity_ref)).await?);
-        }
-        let mut sql = Sql::new(self.backend());
-        sql.push("SELECT ")
-            .push(ENTITY_COLUMNS)
-            .push(" FROM entities e WHERE e.entity_ref = ")
-            .bind(entity_ref);
-        self.fetch_one(sql).await
+        self.entity_where("e.entity_ref", entity_ref).await
     }
 
     /// One entity by uid; `None` if absent.
     pub async fn entity_by_uid(&self, uid: &str) -> Result<Option<StoredEntity>> {
-        if let Some(reader) = self.sqlite_reads() {
-            return served(reader.entity(Key::Uid(uid)).await?);
-        }
+        self.entity_where("e.uid", uid.to_owned()).await
+    }
+
+    /// The entity whose unique `column` is `value`, served.
+    async fn entity_where(&self, column: &str, value: String) -> Result<Option<StoredEntity>> {
         let mut sql = Sql::new(self.backend());
         sql.push("SELECT ")
             .push(ENTITY_COLUMNS)
-            .push(" FROM entities e WHERE e.uid = ")
-            .bind(uid.to_owned());
-        self.fetch_one(sql).await
+            .push(" FROM entities e WHERE ")
+            .push(column)
+            .push(" = ")
+            .bind(value.clone());
+        let Some(reads) = self.sqlite_reads() else {
+            return self.fetch_one(sql).await;
+        };
+        // On a SQLite file, the entity and its relations in one read, in this task.
+        let mut relations = Sql::new(self.backend());
+        relations
+            .push("SELECT type, target_ref FROM relations WHERE source_ref = (SELECT e.entity_ref FROM entities e WHERE ")
+            .push(column)
+            .push(" = ")
+            .bind(value)
+            .push(")");
+        let mut read = reads.point_read(vec![sql, relations]).await?.into_iter();
+        let (Some(entity), Some(relations)) = (read.next(), read.next()) else {
+            return Ok(None);
+        };
+        let Some(row) = entity.first() else {
+            return Ok(None);
+        };
+        let mut entity = entity_from_row(row)?;
+        let relations = relations
+            .iter()
+            .map(|row| Ok((row.get("type")?, row.get("target_ref")?)))
+            .collect::<Result<Vec<_>>>()?;
+        serve_one(&mut entity, relations)?;
+        Ok(Some(entity))
     }
 
     async fn fetch_one(&self, sql: Sql) -> Result<Option<StoredEntity>> {
@@ -961,17 +981,8 @@ fn push_sort_key(sql: &mut Sql, order: Option<&OrderField>) {
     }
 }
 
-/// A stored entity as served, from a point read.
-fn served(found: Option<(StoredEntity, Relations)>) -> Result<Option<StoredEntity>> {
-    let Some((mut entity, relations)) = found else {
-        return Ok(None);
-    };
-    serve_one(&mut entity, relations)?;
-    Ok(Some(entity))
-}
-
 /// Turns a stored body into the served one: uid, etag and `relations` added.
-fn serve_one(entity: &mut StoredEntity, relations: Relations) -> Result<()> {
+fn serve_one(entity: &mut StoredEntity, relations: Vec<(String, String)>) -> Result<()> {
     entity.body = crate::serve::served_body_as(
         &entity.body,
         &entity.uid,
@@ -1010,6 +1021,12 @@ impl<T: sea_orm::TryGetable + rusqlite::types::FromSql> Column for T {}
 /// A row's values by column name, whichever way it was read.
 trait Columns {
     fn get<T: Column>(&self, column: &str) -> Result<T>;
+}
+
+impl Columns for OwnedRow {
+    fn get<T: Column>(&self, column: &str) -> Result<T> {
+        OwnedRow::get(self, column)
+    }
 }
 
 impl Columns for QueryResult {

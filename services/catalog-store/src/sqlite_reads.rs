@@ -7,9 +7,10 @@
 //! the CPU in those threads and half of the rest in the kernel, switching between them and the
 //! runtime's workers. Here:
 //!
-//! - a point read (one entity by ref or uid, and its relations, in one read transaction) runs
-//!   in the calling task: a few B-tree descents on pages memory-mapped or in the connection's
-//!   cache, microseconds, like any other short computation;
+//! - a point read (one entity by ref or uid and its relations: statements of a few B-tree
+//!   descents each, in one read transaction) runs in the calling task: pages in the
+//!   connection's cache or the operating system's, microseconds, like any other short
+//!   computation;
 //! - any other statement runs whole on a blocking thread and hands back every row at once:
 //!   one hand-off per statement instead of one per row. Statements that stream (every entity,
 //!   for a rebuild) stay on sqlx.
@@ -18,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::{FromSql, Value as SqliteValue, ValueRef};
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::sql::Sql;
-use crate::{Result, StoreError, StoredEntity};
+use crate::{Result, StoreError};
 
 /// Connections, and so reads at a time. Reads are CPU work on cached pages: more at once than
 /// cores only interleave them (and each new connection starts with a cold cache). Others wait
@@ -44,16 +45,6 @@ pub(crate) struct SqliteReads {
     /// One permit per connection.
     turns: Arc<tokio::sync::Semaphore>,
 }
-
-/// What a point read is by.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Key<'a> {
-    Ref(&'a str),
-    Uid(&'a str),
-}
-
-/// `(type, target)` of each relation whose source is the entity.
-pub(crate) type Relations = Vec<(String, String)>;
 
 /// A row read here: its values by column.
 #[derive(Debug)]
@@ -139,20 +130,29 @@ impl SqliteReads {
         Ok(done?)
     }
 
-    /// The stored entity (body as stored) and the relations it is the source of, in the
-    /// calling task.
-    pub(crate) async fn entity(&self, key: Key<'_>) -> Result<Option<(StoredEntity, Relations)>> {
+    /// Every row of each of `statements`, all read in one transaction, in the calling task:
+    /// for statements that read a few pages each (a point read).
+    pub(crate) async fn point_read(&self, statements: Vec<Sql>) -> Result<Vec<Vec<OwnedRow>>> {
+        let statements = statements
+            .into_iter()
+            .map(bound)
+            .collect::<Result<Vec<_>>>()?;
         let _turn = self.turn().await?;
-        self.with(|connection| read_entity(connection, key))
+        self.with(|connection| {
+            let snapshot = connection.transaction()?;
+            let rows = statements
+                .into_iter()
+                .map(|(text, values)| all_rows(&snapshot, &text, values))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            // Nothing was written: ending the read transaction either way is the same.
+            snapshot.commit()?;
+            Ok(rows)
+        })
     }
 
     /// Every row of `sql`, run on a blocking thread.
     pub(crate) async fn rows(self: &Arc<Self>, sql: Sql) -> Result<Vec<OwnedRow>> {
-        let (text, values) = sql.into_parts();
-        let values = values
-            .into_iter()
-            .map(sqlite_value)
-            .collect::<Result<Vec<_>>>()?;
+        let (text, values) = bound(sql)?;
         let turn = self.turn().await?;
         let reads = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
@@ -164,8 +164,18 @@ impl SqliteReads {
     }
 }
 
+/// The statement's text and its values as SQLite takes them.
+fn bound(sql: Sql) -> Result<(String, Vec<SqliteValue>)> {
+    let (text, values) = sql.into_parts();
+    let values = values
+        .into_iter()
+        .map(sqlite_value)
+        .collect::<Result<Vec<_>>>()?;
+    Ok((text, values))
+}
+
 fn all_rows(
-    connection: &mut Connection,
+    connection: &Connection,
     text: &str,
     values: Vec<SqliteValue>,
 ) -> rusqlite::Result<Vec<OwnedRow>> {
@@ -224,59 +234,6 @@ fn sqlite_value(value: sea_orm::Value) -> Result<SqliteValue> {
         }
     })
 }
-
-fn read_entity(
-    connection: &mut Connection,
-    key: Key<'_>,
-) -> rusqlite::Result<Option<(StoredEntity, Relations)>> {
-    let snapshot = connection.transaction()?;
-    let (sql, value) = match key {
-        Key::Ref(entity_ref) => (BY_REF, entity_ref),
-        Key::Uid(uid) => (BY_UID, uid),
-    };
-    let entity = snapshot
-        .prepare_cached(sql)?
-        .query_row(params![value], |row| {
-            Ok(StoredEntity {
-                entity_ref: row.get(0)?,
-                uid: row.get(1)?,
-                etag: row.get(2)?,
-                kind: row.get(3)?,
-                namespace: row.get(4)?,
-                name: row.get(5)?,
-                body: row.get(6)?,
-                generation: row.get(7)?,
-                content_hash: row.get(8)?,
-                location_key: row.get(9)?,
-                origin_location: row.get(10)?,
-                parent_ref: row.get(11)?,
-                orphan: row.get(12)?,
-                created_at: row.get(13)?,
-                updated_at: row.get(14)?,
-            })
-        })
-        .optional()?;
-    let Some(entity) = entity else {
-        return Ok(None);
-    };
-    let relations = snapshot
-        .prepare_cached(RELATIONS_OF)?
-        .query_map(params![entity.entity_ref], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?
-        .collect::<rusqlite::Result<Relations>>()?;
-    // Nothing was written: ending the read transaction either way is the same.
-    snapshot.commit()?;
-    Ok(Some((entity, relations)))
-}
-
-const BY_REF: &str = "SELECT e.entity_ref, e.uid, e.etag, e.kind, e.namespace, e.name, e.body, \
-    e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, \
-    e.created_at, e.updated_at FROM entities e WHERE e.entity_ref = ?1";
-const BY_UID: &str = "SELECT e.entity_ref, e.uid, e.etag, e.kind, e.namespace, e.name, e.body, \
-    e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, \
-    e.created_at, e.updated_at FROM entities e WHERE e.uid = ?1";
-const RELATIONS_OF: &str = "SELECT type, target_ref FROM relations WHERE source_ref = ?1";
 
 fn poisoned() -> StoreError {
     StoreError::Corrupt("the SQLite readers' pool: a read panicked holding it".into())
