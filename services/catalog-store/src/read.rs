@@ -60,10 +60,12 @@ impl CatalogStore {
             .push(" = ")
             .bind(value)
             .push(")");
-        let mut read = reads.point_read(vec![sql, relations]).await?.into_iter();
-        let (Some(entity), Some(relations)) = (read.next(), read.next()) else {
-            return Ok(None);
-        };
+        let [entity, relations] = <[Vec<OwnedRow>; 2]>::try_from(
+            reads.point_read(vec![sql, relations]).await?,
+        )
+        .map_err(|_| {
+            StoreError::Corrupt("a point read answered another number of statements".into())
+        })?;
         let Some(row) = entity.first() else {
             return Ok(None);
         };
