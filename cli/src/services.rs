@@ -280,18 +280,22 @@ pub async fn serve_search(
     admin: Option<std::net::SocketAddr>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let store = remote(&config.store_url, "search.store_url")?;
+    let store = if config.indexing {
+        Some(remote(&config.store_url, "search.store_url")?)
+    } else {
+        None
+    };
     let search = open_search(config, store, None, &shutdown).await?;
     serve_opened_search(config, search, listener, admin, shutdown).await
 }
 
-/// Opens the index (OpenSearch or tantivy) and, when `indexing`, starts following the
-/// change feed of the store on `store` into it. The indexer, and the tantivy index's writing
-/// threads, run on `indexing_runtime` when given (`cadastre up` gives its lower-priority
-/// one), else on this runtime.
+/// Opens the index (OpenSearch or tantivy) and, given a `store` (when `indexing`), starts
+/// following its change feed into it. The indexer, and the tantivy index's writing threads,
+/// run on `indexing_runtime` when given (`cadastre up` gives its lower-priority one), else on
+/// this runtime.
 pub async fn open_search(
     config: &crate::config::SearchConfig,
-    store: GrpcChannel,
+    store: Option<GrpcChannel>,
     indexing_runtime: Option<tokio::runtime::Handle>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<cadastre_search::server::SearchGrpc> {
@@ -322,7 +326,7 @@ pub async fn open_search(
             Arc::new(backend)
         }
     };
-    let indexer = if config.indexing {
+    let indexer = if let Some(store) = store {
         let indexer = cadastre_search::indexer::Indexer::new(Arc::clone(&backend), store);
         let follower = Arc::clone(&indexer);
         let stop = shutdown.wait();

@@ -150,7 +150,7 @@ pub async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     }
     let search = services::open_search(
         &config.search,
-        store_channel.clone(),
+        config.search.indexing.then(|| store_channel.clone()),
         Some(background.handle().clone()),
         &shutdown,
     )
