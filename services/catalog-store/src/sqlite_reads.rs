@@ -116,11 +116,11 @@ impl SqliteReads {
         Arc::clone(&self.turns)
             .acquire_owned()
             .await
-            .map_err(|_| poisoned())
+            .map_err(|_| StoreError::Corrupt("the SQLite readers' pool is closed".into()))
     }
 
-    /// Runs `read` on a connection, holding a turn; a connection that failed mid-way is
-    /// dropped rather than reused.
+    /// Runs `read` on a connection (the caller holds a turn); a connection that failed
+    /// mid-way is dropped rather than reused.
     fn with<T>(&self, read: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
         let mut connection = self.take()?;
         let done = read(&mut connection);
@@ -343,8 +343,8 @@ mod tests {
         );
         assert_eq!(store.entity_by_uid("no-such-uid").await.unwrap(), None);
 
-        // Statements: by refs (order kept, a missing one empty), a filtered page with its
-        // total and cursor, a boolean bound (orphans).
+        // Statements: by refs (order kept, a missing one empty), and filtered pages (hot
+        // columns, the document, the maintained counts) with their totals and cursors.
         let refs = [
             "component:default/b",
             "component:default/zz",
