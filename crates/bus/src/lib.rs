@@ -116,6 +116,12 @@ impl Delivery {
         self.acker.ack().await
     }
 
+    /// Still being worked on: restarts the delivery's `ack_wait`, so a long piece of work (a
+    /// group's transaction) is not delivered again meanwhile.
+    pub async fn in_progress(&self) -> Result<()> {
+        self.acker.in_progress().await
+    }
+
     /// Failed for now: deliver again after `delay`, or dead-letter it with `reason` when this
     /// was the last allowed delivery.
     pub async fn retry(self, reason: &str, delay: Duration) -> Result<()> {
@@ -159,6 +165,7 @@ impl Delivery {
 #[async_trait]
 pub(crate) trait Acker: Send + Sync {
     async fn ack(self: Box<Self>) -> Result<()>;
+    async fn in_progress(&self) -> Result<()>;
     async fn retry(self: Box<Self>, delay: Duration) -> Result<()>;
     /// Publishes the letter to [`subjects::DEAD_LETTERS`], then settles the delivery for good.
     async fn dead_letter(self: Box<Self>, letter: cadastre_proto::v1::DeadLetter) -> Result<()>;

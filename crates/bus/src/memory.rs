@@ -228,6 +228,21 @@ impl Shared {
         }
     }
 
+    /// Gives delivery `attempt` of `sequence` a full `ack_wait` again from now (a stale
+    /// delivery, already redelivered, keeps the newer one's deadline).
+    fn extend_deadline(&self, consumer: &str, sequence: u64, attempt: u32) {
+        let mut state = self.lock();
+        let Some(member) = state.consumers.get_mut(consumer) else {
+            return;
+        };
+        let ack_wait = member.spec.ack_wait;
+        if let Some((deadline, pending_attempt)) = member.pending.get_mut(&sequence)
+            && *pending_attempt == attempt
+        {
+            *deadline = Instant::now() + ack_wait;
+        }
+    }
+
     /// Settles delivery `attempt` of `sequence`: done, or to come again after a delay.
     fn settle(&self, consumer: &str, sequence: u64, attempt: u32, retry_after: Option<Duration>) {
         let mut state = self.lock();
@@ -418,6 +433,12 @@ impl Acker for MemoryAcker {
     async fn ack(self: Box<Self>) -> Result<()> {
         self.shared
             .settle(&self.consumer, self.sequence, self.attempt, None);
+        Ok(())
+    }
+
+    async fn in_progress(&self) -> Result<()> {
+        self.shared
+            .extend_deadline(&self.consumer, self.sequence, self.attempt);
         Ok(())
     }
 

@@ -289,6 +289,13 @@ impl Acker for JetStreamAcker {
         self.send(AckKind::Ack).await
     }
 
+    async fn in_progress(&self) -> Result<()> {
+        self.message
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(|e| BusError::Request(format!("in progress: {e}")))
+    }
+
     async fn retry(self: Box<Self>, delay: Duration) -> Result<()> {
         self.send(AckKind::Nak(Some(delay))).await
     }

@@ -67,6 +67,32 @@ where
     }
 }
 
+/// Runs `work`, telling the bus every third of `ack_wait` that `deliveries` are still in
+/// progress. A group's deliveries wait for the transaction before theirs and then for their
+/// own; at a million entities those took long enough that deliveries timed out, came again,
+/// filled later groups with repeats, and were dead-lettered after five deliveries.
+async fn while_in_progress<T>(
+    spec: &ConsumerSpec,
+    deliveries: &[crate::Delivery],
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let period = (spec.ack_wait / 3).max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => {
+                for delivery in deliveries {
+                    if let Err(error) = delivery.in_progress().await {
+                        tracing::warn!(consumer = spec.name, %error, "could not extend a delivery's ack wait");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Makes the publisher's span (from the delivery's `traceparent`) the parent of `span`.
 fn continue_trace(span: &tracing::Span, delivery: &crate::Delivery) {
     if let Some(parent) = delivery.headers.get(crate::TRACEPARENT) {
@@ -178,7 +204,8 @@ where
         for delivery in &decoded {
             count_consumed(spec, delivery);
         }
-        let outcomes = tracing::Instrument::instrument(handle(messages), span).await;
+        let work = tracing::Instrument::instrument(handle(messages), span);
+        let outcomes = while_in_progress(spec, &decoded, work).await;
         let mut outcomes = outcomes.into_iter();
         for delivery in decoded {
             let handled = outcomes

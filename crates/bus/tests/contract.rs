@@ -41,6 +41,7 @@ contract!(
     a_durable_consumer_resumes_where_it_stopped,
     the_worker_counts_what_it_handles,
     a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message,
+    a_long_group_is_not_delivered_again,
 );
 
 fn in_process() -> Arc<dyn Bus> {
@@ -569,4 +570,78 @@ async fn a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message(bus: Arc
         .expect("the worker stops")
         .unwrap()
         .unwrap();
+}
+
+/// A group whose work outlasts `ack_wait` (a large transaction) keeps its deliveries: the
+/// worker reports them in progress, so none comes again and none is dead-lettered.
+async fn a_long_group_is_not_delivered_again(bus: Arc<dyn Bus>) {
+    use cadastre_bus::worker::{Grouping, Handled};
+    const SLOW: ConsumerSpec = ConsumerSpec::new("slow-group-test", HARVEST_REQUESTS.name)
+        .with_ack_wait(Duration::from_secs(1))
+        .with_max_deliveries(2);
+    let grouping = Grouping {
+        max: 8,
+        gap: Duration::from_millis(200),
+        linger: Duration::from_millis(500),
+    };
+    let mut dead = dead_letters(&*bus).await;
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn({
+        let bus = Arc::clone(&bus);
+        async move {
+            cadastre_bus::worker::run_grouped(
+                &*bus,
+                &SLOW,
+                async {
+                    let _ = stopped.await;
+                },
+                grouping,
+                |requests: Vec<pb::HarvestRequest>| {
+                    let answers = vec![Handled::Done; requests.len()];
+                    for request in requests {
+                        let _ = seen_tx.send(request.reason);
+                    }
+                    async move {
+                        // Three ack waits: without progress, every message would come again.
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        answers
+                    }
+                },
+            )
+            .await
+        }
+    });
+    for n in 0..3 {
+        publish(&*bus, n).await;
+    }
+    let mut handled = Vec::new();
+    while handled.len() < 3 {
+        let reason = tokio::time::timeout(PATIENCE, seen.recv())
+            .await
+            .expect("the group handled")
+            .unwrap();
+        handled.push(reason);
+    }
+    // A replica joined under the same name would be handed whatever timed out. It waits past
+    // the group's work and more: nothing comes to it.
+    let mut replica = bus.consume(&SLOW).await.unwrap();
+    let repeat = tokio::time::timeout(Duration::from_secs(4), replica.next()).await;
+    assert!(
+        repeat.is_err(),
+        "a delivery of the long group came again: {repeat:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while let Ok(reason) = seen.try_recv() {
+        handled.push(reason);
+    }
+    handled.sort();
+    assert_eq!(
+        handled,
+        ["request 0", "request 1", "request 2"],
+        "each handled once"
+    );
+    assert!(arrives(&mut dead).await.is_none(), "nothing dead-lettered");
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
 }

@@ -25,7 +25,7 @@ const RELAY: &str = "entity-changes";
 /// entity (ARCHITECTURE.md, decisions). A lone batch (a push) is applied at once; a
 /// stream of them (an import) waits up to `linger` to fill a group.
 const GROUPING: Grouping = Grouping {
-    max: 256,
+    max: 512,
     gap: Duration::from_millis(2),
     linger: Duration::from_millis(500),
 };

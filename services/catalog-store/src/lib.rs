@@ -106,8 +106,15 @@ impl CatalogStore {
             return Self::open(Database::connect(options).await?).await;
         }
         // SQLite allows one writer; the other connections serve readers.
-        let readers = connect_sqlite(url, 3, READER_CACHE_KIB, READER_ROW_BUFFER).await?;
-        let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB, WRITER_ROW_BUFFER).await?;
+        let readers = connect_sqlite(
+            url,
+            3,
+            READER_CACHE_KIB,
+            READER_ROW_BUFFER,
+            READER_MMAP_BYTES,
+        )
+        .await?;
+        let writer = connect_sqlite(url, 1, WRITER_CACHE_KIB, WRITER_ROW_BUFFER, 0).await?;
         // A database in a file (not in memory) is also read without sqlx.
         let file =
             <sea_orm::sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
@@ -317,10 +324,14 @@ fn connect_options(url: &str) -> ConnectOptions {
 /// Page cache of each reading SQLite connection. Reads are served mostly from the memory map;
 /// a reader's cache is dropped whenever the writer commits, which during an import is always.
 const READER_CACHE_KIB: i64 = 64 << 10;
-/// Page cache of the writing SQLite connection: it keeps the indexes' interior and hot leaf
-/// pages from one transaction to the next.
-const WRITER_CACHE_KIB: i64 = 256 << 10;
-
+/// Page cache of the writing SQLite connection: it keeps the indexes' pages from one
+/// transaction to the next, and holds the pages a group of batches dirties (most leaf pages of
+/// the random indexes at a million entities). The writer reads the file through it, without a
+/// memory map. A million-entity `cadastre up` import with groups of 512 batches: 371 s and
+/// 2.9 GiB peak, against 402 s and 2.6 GiB with 256 MiB and the map.
+const WRITER_CACHE_KIB: i64 = 1024 << 10;
+/// Memory map of each reading connection: the catalog is read far more than written.
+const READER_MMAP_BYTES: i64 = 1 << 30;
 /// Rows a reading connection's thread runs ahead of the task reading them (sqlx's default):
 /// a stream of every entity stays bounded.
 const READER_ROW_BUFFER: usize = 50;
@@ -331,12 +342,14 @@ const READER_ROW_BUFFER: usize = 50;
 /// 79.7 s (2 runs) instead of 86.2 (8 runs); see ARCHITECTURE.md, decisions.
 const WRITER_ROW_BUFFER: usize = 4096;
 
-/// A pool of `connections` to the SQLite database at `url`.
+/// A pool of `connections` to the SQLite database at `url`, each with a page cache of
+/// `cache_kib` and a memory map of `mmap_bytes` (0: none).
 async fn connect_sqlite(
     url: &str,
     connections: u32,
     cache_kib: i64,
     row_buffer: usize,
+    mmap_bytes: i64,
 ) -> Result<DatabaseConnection> {
     let mut options = connect_options(url);
     options
@@ -346,8 +359,7 @@ async fn connect_sqlite(
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(std::time::Duration::from_secs(30))
                 .pragma("cache_size", format!("-{cache_kib}"))
-                // Memory-mapped reads: the catalog is read far more than written.
-                .pragma("mmap_size", "1073741824")
+                .pragma("mmap_size", mmap_bytes.to_string())
                 .pragma("temp_store", "memory")
                 // Checkpoints run in the background (see `checkpoint_in_background`), not
                 // inside a writer's commit.
