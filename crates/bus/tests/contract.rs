@@ -490,7 +490,7 @@ async fn the_worker_counts_what_it_handles(bus: Arc<dyn Bus>) {
 /// A lone message (a push) is handled at once; a stream (an import) waits up to `linger` to
 /// fill its group, so several batches share one transaction.
 async fn a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message(bus: Arc<dyn Bus>) {
-    use cadastre_bus::worker::{Grouping, Handled};
+    use cadastre_bus::worker::Grouping;
     const GROUPED: ConsumerSpec = ConsumerSpec::new("grouped-test", HARVEST_REQUESTS.name);
     let grouping = Grouping {
         max: 8,
@@ -498,27 +498,8 @@ async fn a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message(bus: Arc
         gap: Duration::from_millis(200),
         linger: Duration::from_secs(5),
     };
-    let (groups_tx, mut groups) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn({
-        let bus = Arc::clone(&bus);
-        async move {
-            cadastre_bus::worker::run_grouped(
-                &*bus,
-                &GROUPED,
-                async {
-                    let _ = stopped.await;
-                },
-                grouping,
-                |requests: Vec<pb::HarvestRequest>| {
-                    let answers = vec![Handled::Done; requests.len()];
-                    let _ = groups_tx.send(requests.into_iter().map(|r| r.reason).collect());
-                    async move { answers }
-                },
-            )
-            .await
-        }
-    });
+    let (stop, worker, mut groups) =
+        grouped_worker(Arc::clone(&bus), &GROUPED, grouping, Duration::ZERO);
 
     let lone = std::time::Instant::now();
     publish(&*bus, 0).await;
@@ -575,7 +556,7 @@ async fn a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message(bus: Arc
 /// A group whose work outlasts `ack_wait` (a large transaction) keeps its deliveries: the
 /// worker reports them in progress, so none comes again and none is dead-lettered.
 async fn a_long_group_is_not_delivered_again(bus: Arc<dyn Bus>) {
-    use cadastre_bus::worker::{Grouping, Handled};
+    use cadastre_bus::worker::Grouping;
     const SLOW: ConsumerSpec = ConsumerSpec::new("slow-group-test", HARVEST_REQUESTS.name)
         .with_ack_wait(Duration::from_secs(1))
         .with_max_deliveries(2);
@@ -585,43 +566,19 @@ async fn a_long_group_is_not_delivered_again(bus: Arc<dyn Bus>) {
         linger: Duration::from_millis(500),
     };
     let mut dead = dead_letters(&*bus).await;
-    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn({
-        let bus = Arc::clone(&bus);
-        async move {
-            cadastre_bus::worker::run_grouped(
-                &*bus,
-                &SLOW,
-                async {
-                    let _ = stopped.await;
-                },
-                grouping,
-                |requests: Vec<pb::HarvestRequest>| {
-                    let answers = vec![Handled::Done; requests.len()];
-                    for request in requests {
-                        let _ = seen_tx.send(request.reason);
-                    }
-                    async move {
-                        // Three ack waits: without progress, every message would come again.
-                        tokio::time::sleep(Duration::from_secs(3)).await;
-                        answers
-                    }
-                },
-            )
-            .await
-        }
-    });
+    // Three ack waits: without progress reports, every message would come again.
+    let (stop, worker, mut groups) =
+        grouped_worker(Arc::clone(&bus), &SLOW, grouping, Duration::from_secs(3));
     for n in 0..3 {
         publish(&*bus, n).await;
     }
     let mut handled = Vec::new();
     while handled.len() < 3 {
-        let reason = tokio::time::timeout(PATIENCE, seen.recv())
+        let group = tokio::time::timeout(PATIENCE, groups.recv())
             .await
             .expect("the group handled")
             .unwrap();
-        handled.push(reason);
+        handled.extend(group);
     }
     // A replica joined under the same name would be handed whatever timed out. It waits past
     // the group's work and more: nothing comes to it.
@@ -632,8 +589,8 @@ async fn a_long_group_is_not_delivered_again(bus: Arc<dyn Bus>) {
         "a delivery of the long group came again: {repeat:?}"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    while let Ok(reason) = seen.try_recv() {
-        handled.push(reason);
+    while let Ok(group) = groups.try_recv() {
+        handled.extend(group);
     }
     handled.sort();
     assert_eq!(
@@ -644,4 +601,40 @@ async fn a_long_group_is_not_delivered_again(bus: Arc<dyn Bus>) {
     assert!(arrives(&mut dead).await.is_none(), "nothing dead-lettered");
     let _ = stop.send(());
     worker.await.unwrap().unwrap();
+}
+
+/// A grouped worker on `spec` that sends each group's reasons to the receiver it answers,
+/// then works for `work` and acknowledges the group. Stopped through the sender.
+fn grouped_worker(
+    bus: Arc<dyn Bus>,
+    spec: &'static ConsumerSpec,
+    grouping: cadastre_bus::worker::Grouping,
+    work: Duration,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<cadastre_bus::Result<()>>,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+) {
+    let (groups_tx, groups) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(async move {
+        cadastre_bus::worker::run_grouped(
+            &*bus,
+            spec,
+            async {
+                let _ = stopped.await;
+            },
+            grouping,
+            |requests: Vec<pb::HarvestRequest>| {
+                let answers = vec![cadastre_bus::worker::Handled::Done; requests.len()];
+                let _ = groups_tx.send(requests.into_iter().map(|r| r.reason).collect());
+                async move {
+                    tokio::time::sleep(work).await;
+                    answers
+                }
+            },
+        )
+        .await
+    });
+    (stop, worker, groups)
 }
