@@ -142,11 +142,49 @@ pub struct Grouping {
     /// more until this long after its first message (or until it is full). A lone message is
     /// handled after `gap`, so a single push is not delayed.
     pub linger: Duration,
+    /// Groups handled at once (at least 1). With 2, the next group is formed and its handling
+    /// starts while one is still being handled: work of its own (decoding, parsing) overlaps
+    /// the other's, and the handler orders what must not overlap (a transaction).
+    pub overlap: usize,
+}
+
+/// The group being formed, and when its messages came.
+#[derive(Default)]
+struct Forming {
+    deliveries: Vec<crate::Delivery>,
+    first_at: Option<tokio::time::Instant>,
+    last_at: Option<tokio::time::Instant>,
+}
+
+impl Forming {
+    fn push(&mut self, delivery: crate::Delivery) {
+        let now = tokio::time::Instant::now();
+        self.first_at.get_or_insert(now);
+        self.last_at = Some(now);
+        self.deliveries.push(delivery);
+    }
+
+    /// When the group closes unless it fills first: `gap` after a lone message; for a stream,
+    /// `linger` after its first message, or `gap` after its last if that is later.
+    fn closes_at(&self, grouping: &Grouping) -> Option<tokio::time::Instant> {
+        let (first, last) = (self.first_at?, self.last_at?);
+        Some(if self.deliveries.len() < 2 {
+            last + grouping.gap
+        } else {
+            (first + grouping.linger).max(last + grouping.gap)
+        })
+    }
+
+    fn take(&mut self) -> Vec<crate::Delivery> {
+        std::mem::take(self).deliveries
+    }
 }
 
 /// Like [`run`], handling deliveries in groups formed as [`Grouping`] says. For consumers
 /// whose work is cheaper done together (one database transaction for several batches).
-/// `handle` answers each message of the group, in order.
+/// `handle` answers each message of the group, in order; it is called in the order the groups
+/// formed, and their deliveries are settled in that order. Groups being handled when shutdown
+/// comes are finished first; the one being formed is delivered again after `ack_wait`.
 pub async fn run_grouped<M, F, Fut>(
     bus: &dyn Bus,
     spec: &ConsumerSpec,
@@ -159,29 +197,34 @@ where
     F: FnMut(Vec<M>) -> Fut,
     Fut: Future<Output = Vec<Handled>>,
 {
+    use futures::StreamExt;
     let mut consumer = bus.consume(spec).await?;
     tokio::pin!(shutdown);
+    let max = grouping.max.max(1);
+    let overlap = grouping.overlap.max(1);
+    let mut handling = futures::stream::FuturesOrdered::new();
+    let mut forming = Forming::default();
     loop {
-        let first = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            delivery = consumer.next() => delivery?,
-        };
-        let linger_until = tokio::time::Instant::now() + grouping.linger;
-        let mut deliveries = vec![first];
-        while deliveries.len() < grouping.max.max(1) {
-            let until = if deliveries.len() < 2 {
-                tokio::time::Instant::now() + grouping.gap
-            } else {
-                linger_until.max(tokio::time::Instant::now() + grouping.gap)
-            };
-            match tokio::time::timeout_at(until, consumer.next()).await {
-                Ok(delivery) => deliveries.push(delivery?),
-                Err(_) => break,
+        let room = handling.len() < overlap;
+        let closes_at = forming.closes_at(&grouping);
+        let mut close = forming.deliveries.len() >= max;
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some((decoded, outcomes)) = handling.next(), if !handling.is_empty() => {
+                settle_group(spec, decoded, outcomes).await?;
             }
+            delivery = consumer.next(), if room && !close => forming.push(delivery?),
+            () = tokio::time::sleep_until(closes_at.unwrap_or_else(tokio::time::Instant::now)),
+                if room && closes_at.is_some() => close = true,
         }
-        let mut messages = Vec::with_capacity(deliveries.len());
-        let mut decoded = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
+        close |= forming.deliveries.len() >= max;
+        if !(room && close) {
+            continue;
+        }
+        let mut messages = Vec::new();
+        let mut decoded = Vec::new();
+        for delivery in forming.take() {
             match delivery.decode::<M>() {
                 Ok(message) => {
                     messages.push(message);
@@ -205,15 +248,31 @@ where
             count_consumed(spec, delivery);
         }
         let work = tracing::Instrument::instrument(handle(messages), span);
-        let outcomes = while_in_progress(spec, &decoded, work).await;
-        let mut outcomes = outcomes.into_iter();
-        for delivery in decoded {
-            let handled = outcomes
-                .next()
-                .unwrap_or_else(|| Handled::Retry("no answer for this message".into()));
-            settle(spec, delivery, handled).await?;
-        }
+        handling.push_back(async move {
+            let outcomes = while_in_progress(spec, &decoded, work).await;
+            (decoded, outcomes)
+        });
     }
+    while let Some((decoded, outcomes)) = handling.next().await {
+        settle_group(spec, decoded, outcomes).await?;
+    }
+    Ok(())
+}
+
+/// Settles each delivery of a group with its answer, in order.
+async fn settle_group(
+    spec: &ConsumerSpec,
+    decoded: Vec<crate::Delivery>,
+    outcomes: Vec<Handled>,
+) -> Result<()> {
+    let mut outcomes = outcomes.into_iter();
+    for delivery in decoded {
+        let handled = outcomes
+            .next()
+            .unwrap_or_else(|| Handled::Retry("no answer for this message".into()));
+        settle(spec, delivery, handled).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ contract!(
     the_worker_counts_what_it_handles,
     a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message,
     a_long_group_is_not_delivered_again,
+    overlapping_groups_settle_in_order,
 );
 
 fn in_process() -> Arc<dyn Bus> {
@@ -497,6 +498,7 @@ async fn a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message(bus: Arc
         // Wide enough that two messages published back to back are one group on NATS too.
         gap: Duration::from_millis(200),
         linger: Duration::from_secs(5),
+        overlap: 1,
     };
     let (stop, worker, mut groups) =
         grouped_worker(Arc::clone(&bus), &GROUPED, grouping, Duration::ZERO);
@@ -564,6 +566,7 @@ async fn a_long_group_is_not_delivered_again(bus: Arc<dyn Bus>) {
         max: 8,
         gap: Duration::from_millis(200),
         linger: Duration::from_millis(500),
+        overlap: 1,
     };
     let mut dead = dead_letters(&*bus).await;
     // Three ack waits: without progress reports, every message would come again.
@@ -598,6 +601,84 @@ async fn a_long_group_is_not_delivered_again(bus: Arc<dyn Bus>) {
         ["request 0", "request 1", "request 2"],
         "each handled once"
     );
+    assert!(arrives(&mut dead).await.is_none(), "nothing dead-lettered");
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+}
+
+/// With an overlap of 2, the next group is formed and handed over while one is still being
+/// handled; each group is acknowledged once handled, and none comes again.
+async fn overlapping_groups_settle_in_order(bus: Arc<dyn Bus>) {
+    use cadastre_bus::worker::{Grouping, Handled};
+    const OVERLAPPING: ConsumerSpec = ConsumerSpec::new("overlap-test", HARVEST_REQUESTS.name)
+        .with_ack_wait(Duration::from_secs(2));
+    let grouping = Grouping {
+        max: 2,
+        gap: Duration::from_millis(200),
+        linger: Duration::from_millis(500),
+        overlap: 2,
+    };
+    let mut dead = dead_letters(&*bus).await;
+    // The first group finishes only once the second has been handed over: with groups
+    // handled one at a time, it would wait forever.
+    let second_started = Arc::new(tokio::sync::Notify::new());
+    let (groups_tx, mut groups) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn({
+        let bus = Arc::clone(&bus);
+        let second_started = Arc::clone(&second_started);
+        let mut calls = 0;
+        async move {
+            cadastre_bus::worker::run_grouped(
+                &*bus,
+                &OVERLAPPING,
+                async {
+                    let _ = stopped.await;
+                },
+                grouping,
+                |requests: Vec<pb::HarvestRequest>| {
+                    calls += 1;
+                    let first = calls == 1;
+                    if calls == 2 {
+                        second_started.notify_one();
+                    }
+                    let answers = vec![Handled::Done; requests.len()];
+                    let reasons: Vec<String> = requests.into_iter().map(|r| r.reason).collect();
+                    let (second_started, groups_tx) =
+                        (Arc::clone(&second_started), groups_tx.clone());
+                    async move {
+                        if first {
+                            second_started.notified().await;
+                        }
+                        let _ = groups_tx.send(reasons);
+                        answers
+                    }
+                },
+            )
+            .await
+        }
+    });
+    for n in 0..4 {
+        publish(&*bus, n).await;
+    }
+    let mut handled: Vec<Vec<String>> = Vec::new();
+    while handled.iter().map(Vec::len).sum::<usize>() < 4 {
+        let group = tokio::time::timeout(PATIENCE, groups.recv())
+            .await
+            .expect("both groups handled: the second was handed over while the first waited")
+            .unwrap();
+        handled.push(group);
+    }
+    handled.sort();
+    assert_eq!(
+        handled,
+        [["request 0", "request 1"], ["request 2", "request 3"]],
+        "two groups, each handled once"
+    );
+    // Both groups were acknowledged: nothing comes again past the ack wait.
+    let mut replica = bus.consume(&OVERLAPPING).await.unwrap();
+    let repeat = tokio::time::timeout(Duration::from_secs(3), replica.next()).await;
+    assert!(repeat.is_err(), "a delivery came again: {repeat:?}");
     assert!(arrives(&mut dead).await.is_none(), "nothing dead-lettered");
     let _ = stop.send(());
     worker.await.unwrap().unwrap();

@@ -11,7 +11,7 @@ use cadastre_proto::v1 as pb;
 use sea_orm::ConnectionTrait;
 
 use crate::sql::Sql;
-use crate::{CatalogStore, StoreError};
+use crate::{CatalogStore, PreparedGroup, StoreError};
 
 /// Changes relayed per round.
 const RELAY_BATCH: u32 = 500;
@@ -23,21 +23,30 @@ const RELAY: &str = "entity-changes";
 /// pages it touched to the log and checkpointing them; a page of an index is written once per
 /// transaction however many of its rows changed, so larger transactions write far less per
 /// entity (ARCHITECTURE.md, decisions). A lone batch (a push) is applied at once; a
-/// stream of them (an import) waits up to `linger` to fill a group.
+/// stream of them (an import) waits up to `linger` to fill a group. Two groups are handled at
+/// once: the next is parsed and prepared while one is written (see [`apply_batches`]).
 const GROUPING: Grouping = Grouping {
     max: 512,
     gap: Duration::from_millis(2),
     linger: Duration::from_millis(500),
+    overlap: 2,
 };
 
 /// Applies processed batches until `shutdown`, each once (see
 /// [`CatalogStore::apply_processed`]), several per transaction when several are waiting;
 /// each is acknowledged only after the transaction commits.
+///
+/// A group's work before its transaction (decoding its batches, hashing, deriving columns)
+/// runs on the blocking pool while the group before it is written, then waits for that
+/// group's transaction to end: transactions stay one at a time, in the order the groups
+/// formed, and the writer does not wait for the CPU work between them.
 pub async fn apply_batches(
     bus: Arc<dyn Bus>,
     store: CatalogStore,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BusError> {
+    // Dropped when the group before the next one has been applied.
+    let mut previous_applied: Option<tokio::sync::oneshot::Receiver<()>> = None;
     worker::run_grouped(
         &*bus,
         &STORE_WRITER,
@@ -45,28 +54,27 @@ pub async fn apply_batches(
         GROUPING,
         |messages: Vec<pb::ProcessedBatch>| {
             let store = store.clone();
+            let (applied, next_may_apply) = tokio::sync::oneshot::channel::<()>();
+            let turn = previous_applied.replace(next_may_apply);
             async move {
                 let started = std::time::Instant::now();
-                let mut answers: Vec<Option<Handled>> = vec![None; messages.len()];
-                let mut valid = Vec::new();
-                let mut positions = Vec::new();
-                // Parsed here, one body after another. Parsing on a thread per core shortened
-                // the writer's wait between groups at 300,000 entities, but a million-entity
-                // import measured no faster (404 s with it, 399 s without; runs vary by 10%).
-                for (index, message) in messages.into_iter().enumerate() {
-                    match crate::grpc::from_proto_processed(message) {
-                        Ok(processed) => {
-                            valid.push(processed);
-                            positions.push(index);
-                        }
-                        Err(status) => {
-                            answers[index] = Some(Handled::Reject(status.message().to_owned()));
-                        }
+                let count = messages.len();
+                let prepared = tokio::task::spawn_blocking(move || prepare_group(messages)).await;
+                let (mut answers, positions, group) = match prepared {
+                    Ok(prepared) => prepared,
+                    Err(error) => {
+                        let reason = format!("preparing the group failed: {error}");
+                        return vec![Handled::Retry(reason); count];
                     }
+                };
+                tracing::debug!(batches = positions.len(), spent = ?started.elapsed(), "group of batches prepared");
+                if let Some(turn) = turn {
+                    // An error only means the group before is gone (it was dropped).
+                    let _ = turn.await;
                 }
-                tracing::debug!(batches = valid.len(), spent = ?started.elapsed(), "group of batches converted");
-                let ids: Vec<String> = valid.iter().map(|p| p.batch_id.clone()).collect();
-                let results = store.apply_processed_all(valid).await;
+                let ids = group.batch_ids();
+                let results = store.apply_prepared(group).await;
+                drop(applied);
                 for ((index, batch_id), result) in positions.into_iter().zip(ids).zip(results) {
                     answers[index] = Some(match result {
                         Ok(applied) => {
@@ -95,6 +103,28 @@ pub async fn apply_batches(
         },
     )
     .await
+}
+
+/// Converts a group's messages and prepares the valid ones. Answers the rejections by
+/// position, the positions of the valid batches, and the prepared group.
+fn prepare_group(
+    messages: Vec<pb::ProcessedBatch>,
+) -> (Vec<Option<Handled>>, Vec<usize>, PreparedGroup) {
+    let mut answers: Vec<Option<Handled>> = vec![None; messages.len()];
+    let mut valid = Vec::new();
+    let mut positions = Vec::new();
+    for (index, message) in messages.into_iter().enumerate() {
+        match crate::grpc::from_proto_processed(message) {
+            Ok(processed) => {
+                valid.push(processed);
+                positions.push(index);
+            }
+            Err(status) => {
+                answers[index] = Some(Handled::Reject(status.message().to_owned()));
+            }
+        }
+    }
+    (answers, positions, PreparedGroup::new(valid))
 }
 
 /// Publishes every committed change, in sequence order, until `shutdown`. The position is

@@ -35,6 +35,7 @@ use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, watch};
 
 pub use error::{Result, StoreError};
+pub use receipts::PreparedGroup;
 pub use types::*;
 
 /// The store: a database connection pool, the writer lock and the change-feed head.

@@ -19,7 +19,10 @@ use crate::{
     StoredEntity,
 };
 
-const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, e.etag, e.kind, e.namespace, e.name, e.body, e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, e.created_at, e.updated_at";
+const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, COALESCE(v.etag, e.etag) AS etag, e.kind, e.namespace, e.name, e.body, e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, e.created_at, COALESCE(v.updated_at, e.updated_at) AS updated_at";
+/// Where [`ENTITY_COLUMNS`] come from: an entity's row, and its relations version when other
+/// entities' relations moved it since (see migration m0012).
+const ENTITY_SOURCE: &str = " FROM entities e LEFT JOIN relation_versions v ON v.entity_id = e.id";
 const CHANGE_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, trace_parent, recorded_at";
 /// [`CHANGE_COLUMNS`] without the body (a change read this way has none).
 const FEED_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, NULL AS body, NULL AS own_relations, location_key, commit_sha, trace_parent, recorded_at";
@@ -45,7 +48,8 @@ impl CatalogStore {
         let mut sql = Sql::new(self.backend());
         sql.push("SELECT ")
             .push(ENTITY_COLUMNS)
-            .push(" FROM entities e WHERE ")
+            .push(ENTITY_SOURCE)
+            .push(" WHERE ")
             .push(column)
             .push(" = ")
             .bind(value.clone());
@@ -145,7 +149,8 @@ impl CatalogStore {
             let mut sql = Sql::new(self.backend());
             sql.push("SELECT ")
                 .push(ENTITY_COLUMNS)
-                .push(" FROM entities e WHERE e.entity_ref IN ")
+                .push(ENTITY_SOURCE)
+                .push(" WHERE e.entity_ref IN ")
                 .bind_list(chunk);
             if let Some(filter) = filter {
                 sql.push(" AND ");
@@ -196,7 +201,9 @@ impl CatalogStore {
         let mut sql = Sql::new(self.backend());
         sql.push("SELECT ").push(ENTITY_COLUMNS).push(", ");
         push_sort_key(&mut sql, order.as_ref());
-        sql.push(" AS sort_value FROM entities e WHERE ");
+        sql.push(" AS sort_value")
+            .push(ENTITY_SOURCE)
+            .push(" WHERE ");
         match kind_as_ref_range(self.backend(), &cursor.predicate, order.as_ref()) {
             Some((kind, rest)) => {
                 push_conditions(&mut sql, &rest, cursor.full_text.as_ref(), None);
@@ -627,9 +634,7 @@ impl CatalogStore {
         limit: u32,
     ) -> Result<Vec<StoredEntity>> {
         let mut sql = Sql::new(self.backend());
-        sql.push("SELECT ")
-            .push(ENTITY_COLUMNS)
-            .push(" FROM entities e");
+        sql.push("SELECT ").push(ENTITY_COLUMNS).push(ENTITY_SOURCE);
         if let Some(after) = after_ref {
             sql.push(" WHERE e.entity_ref > ").bind(after.to_owned());
         }

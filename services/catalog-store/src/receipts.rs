@@ -20,6 +20,29 @@ const MAX_LISTED: usize = 1_000;
 /// Receipts returned per request, at most.
 const MAX_RECEIPTS: u32 = 500;
 
+/// Processed batches to apply together, with their refs, hashes and columns derived: CPU work
+/// done before the group's turn to write (see [`CatalogStore::apply_prepared`]). A lone
+/// batch (a push) is left to be prepared as it is applied.
+#[derive(Debug)]
+pub struct PreparedGroup {
+    batches: Vec<ProcessedBatch>,
+    prepared: Option<Result<Vec<Prepared>>>,
+}
+
+impl PreparedGroup {
+    /// Prepares `batches` on every core; call it off the writer's thread.
+    pub fn new(batches: Vec<ProcessedBatch>) -> Self {
+        let prepared = (batches.len() > 1)
+            .then(|| prepare_all(batches.iter().map(|processed| &processed.batch)));
+        Self { batches, prepared }
+    }
+
+    /// The batches' ids, in order.
+    pub fn batch_ids(&self) -> Vec<String> {
+        self.batches.iter().map(|b| b.batch_id.clone()).collect()
+    }
+}
+
 impl CatalogStore {
     /// Applies a batch from the processor once, and records it in its harvest's receipt.
     /// A batch seen before changes nothing. A part of a harvest older than one already
@@ -47,37 +70,40 @@ impl CatalogStore {
         &self,
         batches: Vec<ProcessedBatch>,
     ) -> Vec<Result<ProcessedOutcome>> {
-        if batches.len() < 2 {
-            let mut results = Vec::new();
-            for batch in batches {
-                results.push(self.apply_processed(batch).await);
-            }
-            return results;
-        }
-        // Borrowed, not cloned: a group of up to 256 batches is about 25,000 entity bodies.
-        match self.apply_processed_together(&batches).await {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(error) => {
-                tracing::debug!(%error, "a group of batches failed; applying them one by one");
-                let mut results = Vec::with_capacity(batches.len());
-                for batch in batches {
-                    results.push(self.apply_processed(batch).await);
+        self.apply_prepared(PreparedGroup::new(batches)).await
+    }
+
+    /// [`Self::apply_processed_all`] for a group whose work before the transaction is done.
+    pub async fn apply_prepared(&self, group: PreparedGroup) -> Vec<Result<ProcessedOutcome>> {
+        let PreparedGroup { batches, prepared } = group;
+        if let Some(prepared) = prepared {
+            let together = match prepared {
+                Ok(prepared) => self.apply_processed_together(&batches, prepared).await,
+                Err(error) => Err(error),
+            };
+            match together {
+                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+                Err(error) => {
+                    tracing::debug!(%error, "a group of batches failed; applying them one by one");
                 }
-                results
             }
         }
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches {
+            results.push(self.apply_processed(batch).await);
+        }
+        results
     }
 
     async fn apply_processed_together(
         &self,
         batches: &[ProcessedBatch],
+        prepared: Vec<Prepared>,
     ) -> Result<Vec<ProcessedOutcome>> {
         let started = std::time::Instant::now();
-        let prepared = prepare_all(batches.iter().map(|processed| &processed.batch))?;
-        let hashed = started.elapsed();
         let _writer = self.writer().lock().await;
         let txn = self.begin_write().await?;
-        tracing::debug!(batches = batches.len(), ?hashed, waited = ?(started.elapsed() - hashed), "group of batches prepared");
+        tracing::debug!(batches = batches.len(), waited = ?started.elapsed(), "group of batches begun");
         let mut outcomes = Vec::with_capacity(batches.len());
         // A popular entity the batches all point at is bumped once, after the last of them,
         // and the counts are written once.

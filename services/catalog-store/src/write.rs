@@ -555,7 +555,7 @@ impl CatalogStore {
         &self,
         txn: &DatabaseTransaction,
         batch: &Batch,
-        prepared: Prepared,
+        mut prepared: Prepared,
         deferred: &mut Deferred,
     ) -> Result<BatchOutcome> {
         let now = now_micros();
@@ -581,11 +581,12 @@ impl CatalogStore {
         let mut changed = Vec::new();
         // (ref, newcomer's location, holder's location)
         let mut conflicts: Vec<(&str, &str, &str)> = Vec::new();
-        for ((upsert, entity_ref), hash) in batch
+        for (index, ((upsert, entity_ref), hash)) in batch
             .upserts
             .iter()
             .zip(&prepared.upsert_refs)
             .zip(&prepared.upsert_hashes)
+            .enumerate()
         {
             let row = existing.get(entity_ref);
             if let Some(row) = row {
@@ -603,13 +604,26 @@ impl CatalogStore {
                     continue;
                 }
             }
-            changed.push((upsert, entity_ref, hash, row));
+            changed.push((upsert, entity_ref, hash, row, index));
         }
-        let columns = par_map(&changed, |(upsert, entity_ref, hash, _)| {
-            EntityColumns::from_upsert(upsert, entity_ref, hash)
-        });
+        let derive = |(upsert, entity_ref, hash, _, _): &(
+            &Upsert,
+            &String,
+            &String,
+            Option<&ExistingRow>,
+            usize,
+        )| EntityColumns::from_upsert(upsert, entity_ref, hash);
+        let columns = if prepared.columns.len() == batch.upserts.len() {
+            let derived = &mut prepared.columns;
+            changed
+                .iter()
+                .map(|change| derived[change.4].take().unwrap_or_else(|| derive(change)))
+                .collect()
+        } else {
+            par_map(&changed, derive)
+        };
         let mut writes: Vec<Write<'_>> = Vec::with_capacity(changed.len());
-        for ((upsert, _, _, existing), columns) in changed.into_iter().zip(columns) {
+        for ((upsert, _, _, existing, _), columns) in changed.into_iter().zip(columns) {
             writes.push(Write {
                 upsert,
                 existing,
@@ -646,6 +660,7 @@ impl CatalogStore {
                 .bind_list(chunk);
             txn.execute_raw(sql.build()).await?;
         }
+        self.forget_relation_versions(txn, &removed_ids).await?;
 
         // 3. Whose outgoing relations change: compare the edges the touched entities emitted
         //    before and after, per source.
@@ -934,7 +949,7 @@ impl CatalogStore {
         let mut existing = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT id, entity_ref, uid, content_hash, location_key, generation, orphan, relations_version, edges_hash, kind, name, spec_type, lifecycle, spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi, parent_ref FROM entities WHERE entity_ref IN ")
+            sql.push("SELECT e.id, e.entity_ref, e.uid, e.content_hash, e.location_key, e.generation, e.orphan, COALESCE(v.relations_version, e.relations_version) AS relations_version, e.edges_hash, e.kind, e.name, e.spec_type, e.lifecycle, e.spec_owner, e.spec_owner_l, e.spec_system, e.spec_system_l, e.owner_system_multi, e.parent_ref FROM entities e LEFT JOIN relation_versions v ON v.entity_id = e.id WHERE e.entity_ref IN ")
                 .bind_list(chunk);
             for row in txn.query_all_raw(sql.build()).await? {
                 let kind: String = row.try_get("", "kind")?;
@@ -1132,7 +1147,13 @@ impl CatalogStore {
         let (plain, moving): (Vec<&NewRow<'_>>, Vec<&NewRow<'_>>) =
             rows.iter().partition(|row| row.keeps_indexes());
         self.update_rows(txn, &plain, false, now).await?;
-        self.update_rows(txn, &moving, true, now).await
+        self.update_rows(txn, &moving, true, now).await?;
+        // Their rows hold their relations versions again.
+        let ids: Vec<i64> = rows
+            .iter()
+            .filter_map(|row| row.write.existing.map(|existing| existing.id))
+            .collect();
+        self.forget_relation_versions(txn, &ids).await
     }
 
     /// One `UPDATE … FROM (VALUES …)` of `rows`: every content column, or with `indexed`
@@ -1202,31 +1223,35 @@ impl CatalogStore {
         let mut changes = Vec::new();
         for chunk in refs.chunks(CASE_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT id, entity_ref, uid, generation, content_hash, relations_version, location_key FROM entities WHERE entity_ref IN ")
+            sql.push("SELECT e.id, e.entity_ref, e.uid, e.generation, e.content_hash, COALESCE(v.relations_version, e.relations_version) AS relations_version, e.location_key FROM entities e LEFT JOIN relation_versions v ON v.entity_id = e.id WHERE e.entity_ref IN ")
                 .bind_list(chunk);
             let rows = txn.query_all_raw(sql.build()).await?;
             if rows.is_empty() {
                 continue;
             }
-            let mut update = Sql::new(self.backend());
-            update
-                .push(
-                    "UPDATE entities SET relations_version = relations_version + 1, updated_at = ",
-                )
-                .bind(now)
-                .push(", etag = CASE id");
-            let mut ids = Vec::with_capacity(rows.len());
-            for row in rows {
+            // Into the narrow table (see migration m0012), not the entity's row.
+            let mut upsert = Sql::new(self.backend());
+            upsert.push(
+                "INSERT INTO relation_versions (entity_id, relations_version, etag, updated_at) VALUES ",
+            );
+            for (index, row) in rows.into_iter().enumerate() {
                 let id: i64 = row.try_get("", "id")?;
                 let content_hash: String = row.try_get("", "content_hash")?;
-                let version: i64 = row.try_get("", "relations_version")?;
-                let etag = etag(&content_hash, version + 1);
-                update
-                    .push(" WHEN ")
+                let version: i64 = row.try_get::<i64>("", "relations_version")? + 1;
+                let etag = etag(&content_hash, version);
+                if index > 0 {
+                    upsert.push(", ");
+                }
+                upsert
+                    .push("(")
                     .bind(id)
-                    .push(" THEN ")
-                    .bind(etag.clone());
-                ids.push(id);
+                    .push(", ")
+                    .bind(version)
+                    .push(", ")
+                    .bind(etag.clone())
+                    .push(", ")
+                    .bind(now)
+                    .push(")");
                 changes.push(ChangeRow {
                     entity_ref: row.try_get("", "entity_ref")?,
                     uid: row.try_get("", "uid")?,
@@ -1240,10 +1265,25 @@ impl CatalogStore {
                     commit: None,
                 });
             }
-            update.push(" END WHERE id IN ").bind_list(&ids);
-            txn.execute_raw(update.build()).await?;
+            upsert.push(
+                " ON CONFLICT (entity_id) DO UPDATE SET relations_version = excluded.relations_version, \
+                 etag = excluded.etag, updated_at = excluded.updated_at",
+            );
+            txn.execute_raw(upsert.build()).await?;
         }
         Ok(changes)
+    }
+
+    /// Drops the relations versions kept apart for `ids`: their rows now hold them (written
+    /// again), or are gone.
+    async fn forget_relation_versions(&self, txn: &DatabaseTransaction, ids: &[i64]) -> Result<()> {
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("DELETE FROM relation_versions WHERE entity_id IN ")
+                .bind_list(chunk);
+            txn.execute_raw(sql.build()).await?;
+        }
+        Ok(())
     }
 
     /// Marks entities as orphans (a new relations version, so a new etag); their change rows.
@@ -1257,9 +1297,17 @@ impl CatalogStore {
         for chunk in rows.chunks(CASE_CHUNK) {
             let mut update = Sql::new(self.backend());
             update
-                .push("UPDATE entities SET orphan = TRUE, relations_version = relations_version + 1, updated_at = ")
+                .push("UPDATE entities SET orphan = TRUE, updated_at = ")
                 .bind(now)
-                .push(", etag = CASE id");
+                .push(", relations_version = CASE id");
+            for (_, row) in chunk {
+                update
+                    .push(" WHEN ")
+                    .bind(row.id)
+                    .push(" THEN ")
+                    .bind(row.relations_version + 1);
+            }
+            update.push(" END, etag = CASE id");
             let mut ids = Vec::with_capacity(chunk.len());
             for (entity_ref, row) in chunk {
                 let etag = etag(&row.content_hash, row.relations_version + 1);
@@ -1284,6 +1332,7 @@ impl CatalogStore {
             }
             update.push(" END WHERE id IN ").bind_list(&ids);
             txn.execute_raw(update.build()).await?;
+            self.forget_relation_versions(txn, &ids).await?;
         }
         Ok(changes)
     }
@@ -1440,6 +1489,10 @@ pub(crate) struct Prepared {
     pub(crate) removal_refs: Vec<String>,
     /// Refs no longer produced, to keep as orphans.
     pub(crate) orphan_refs: Vec<String>,
+    /// Each upsert's columns, when they were derived ahead of the transaction (a group's,
+    /// while the group before it is written); otherwise empty, and derived for the upserts
+    /// that changed.
+    columns: Vec<Option<Result<EntityColumns>>>,
 }
 
 /// Maps `items` on every core. Preparing a batch (serialising, hashing, extracting columns)
@@ -1479,12 +1532,24 @@ pub(crate) fn prepare(batch: &Batch) -> Result<Prepared> {
     prepare_with(batch, par_map)
 }
 
-/// [`prepare`] for each of a group of batches, the batches spread over the cores (one
-/// batch's hashes on one thread: about 100 each, not worth a thread of their own).
+/// [`prepare`] for each of a group of batches, with every upsert's columns, the batches
+/// spread over the cores (one batch on one thread: about 100 upserts each, not worth a
+/// thread of their own). It runs before the group's turn to write, so deriving the columns of
+/// upserts that turn out unchanged costs no time on the writer's path.
 pub(crate) fn prepare_all<'a>(batches: impl Iterator<Item = &'a Batch>) -> Result<Vec<Prepared>> {
     let batches: Vec<&Batch> = batches.collect();
     par_map_any(&batches, |batch| {
-        prepare_with(batch, |upserts, hash| upserts.iter().map(hash).collect())
+        let mut prepared = prepare_with(batch, |upserts, hash| upserts.iter().map(hash).collect())?;
+        prepared.columns = batch
+            .upserts
+            .iter()
+            .zip(&prepared.upsert_refs)
+            .zip(&prepared.upsert_hashes)
+            .map(|((upsert, entity_ref), hash)| {
+                Some(EntityColumns::from_upsert(upsert, entity_ref, hash))
+            })
+            .collect();
+        Ok(prepared)
     })
     .into_iter()
     .collect()
@@ -1520,6 +1585,7 @@ fn prepare_with(batch: &Batch, hash_all: HashAll) -> Result<Prepared> {
         upsert_refs,
         removal_refs,
         orphan_refs: Vec::new(),
+        columns: Vec::new(),
     })
 }
 
@@ -1588,6 +1654,7 @@ fn edges_hash(edges: &[RelationEdge]) -> String {
 }
 
 /// Columns derived from an upsert's body.
+#[derive(Debug)]
 struct EntityColumns {
     entity_ref: String,
     kind: String,

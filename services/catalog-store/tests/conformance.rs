@@ -51,6 +51,7 @@ conformance!(
     entities_no_longer_produced_are_kept_as_orphans,
     batches_applied_together_answer_each_on_its_own,
     batches_applied_together_bump_each_target_once,
+    etags_never_repeat_across_bumps_updates_and_orphaning,
     lists_every_processing_error_newest_first_in_pages,
     owner_and_system_answer_as_their_documents,
 );
@@ -1853,6 +1854,76 @@ async fn batches_applied_together_answer_each_on_its_own(store: &CatalogStore) {
             "{name}"
         );
     }
+}
+
+/// A group's etag moves with every change to it: bumps by components that name it as owner
+/// (kept apart from its row), its own update (which takes the bumped version into its row)
+/// and its orphaning. None repeats, and each served etag is the one its latest change
+/// recorded.
+async fn etags_never_repeat_across_bumps_updates_and_orphaning(store: &CatalogStore) {
+    let team = "group:default/team-e";
+    let group = |description: &str| cadastre_catalog_store::Upsert {
+        body: serde_json::json!({
+            "apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+            "metadata": {"name": "team-e", "description": description},
+            "spec": {"type": "team", "children": []}
+        }),
+        edges: Vec::new(),
+        location_key: Some("file:/srv/team-e.yaml".into()),
+        origin_location: Some("file:/srv/team-e.yaml".into()),
+        parent_ref: None,
+        commit: None,
+    };
+    let apply = |batch: Batch| async move { store.apply_batch(batch).await.unwrap() };
+    let owned = |name: &str| Batch {
+        upserts: vec![component(name, "team-e", &format!("file:/srv/{name}.yaml"))],
+        ..Batch::default()
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut check = async |step: &str| {
+        let served = store.entity_by_ref(team).await.unwrap().unwrap();
+        let latest = store.history(team, 0).await.unwrap().remove(0);
+        assert_eq!(
+            served.etag, latest.etag,
+            "{step}: the served etag was recorded"
+        );
+        assert!(
+            !seen.contains(&served.etag),
+            "{step}: etag repeated: {seen:?}"
+        );
+        seen.push(served.etag.clone());
+        served
+    };
+    apply(Batch {
+        upserts: vec![group("first")],
+        ..Batch::default()
+    })
+    .await;
+    check("created").await;
+    apply(owned("e1")).await;
+    check("bumped").await;
+    apply(owned("e2")).await;
+    check("bumped again").await;
+    apply(Batch {
+        upserts: vec![group("second")],
+        ..Batch::default()
+    })
+    .await;
+    let updated = check("updated").await;
+    assert!(updated.body.contains("component:default/e2"));
+    apply(owned("e3")).await;
+    check("bumped after the update").await;
+    let outcome = apply(Batch {
+        replaced_locations: vec!["file:/srv/team-e.yaml".into()],
+        ..Batch::default()
+    })
+    .await;
+    assert_eq!(outcome.orphaned, 1);
+    assert!(check("orphaned").await.orphan);
+    apply(owned("e4")).await;
+    let last = check("bumped as an orphan").await;
+    assert!(last.orphan);
+    assert!(last.body.contains("component:default/e4"));
 }
 
 /// A group of batches all pointing at one owner bumps it once (one `relations` change, one
