@@ -329,8 +329,11 @@ const READER_CACHE_KIB: i64 = 64 << 10;
 /// transaction to the next, and holds the pages a group of batches dirties (most leaf pages of
 /// the random indexes at a million entities). The writer reads the file through it, without a
 /// memory map. A million-entity `cadastre up` import with groups of 512 batches: 371 s and
-/// 2.9 GiB peak, against 402 s and 2.6 GiB with 256 MiB and the map.
-const WRITER_CACHE_KIB: i64 = 1024 << 10;
+/// 2.9 GiB peak, against 402 s and 2.6 GiB with 256 MiB and the map. Since the next group is
+/// prepared while one is written (two groups in memory), 768 MiB: 348.7 s and 3.2 GiB peak
+/// against 329.4 s and 3.4 GiB with 1 GiB, whose scale bench peaked at 3.9 GiB of the 4 GiB
+/// the process may use.
+const WRITER_CACHE_KIB: i64 = 768 << 10;
 /// Memory map of each reading connection: the catalog is read far more than written.
 const READER_MMAP_BYTES: i64 = 1 << 30;
 /// Rows a reading connection's thread runs ahead of the task reading them (sqlx's default):
