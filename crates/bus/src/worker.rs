@@ -183,8 +183,8 @@ impl Forming {
 /// Like [`run`], handling deliveries in groups formed as [`Grouping`] says. For consumers
 /// whose work is cheaper done together (one database transaction for several batches).
 /// `handle` answers each message of the group, in order; it is called in the order the groups
-/// formed, and their deliveries are settled in that order. Groups being handled when shutdown
-/// comes are finished first; the one being formed is delivered again after `ack_wait`.
+/// formed, and their deliveries are settled in that order. When shutdown comes, the group being
+/// formed is handed over as it is, and every group is finished first.
 pub async fn run_grouped<M, F, Fut>(
     bus: &dyn Bus,
     spec: &ConsumerSpec,
@@ -204,22 +204,31 @@ where
     let overlap = grouping.overlap.max(1);
     let mut handling = futures::stream::FuturesOrdered::new();
     let mut forming = Forming::default();
+    let mut stopping = false;
     loop {
         let room = handling.len() < overlap;
-        let closes_at = forming.closes_at(&grouping);
-        let mut close = forming.deliveries.len() >= max;
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            Some((decoded, outcomes)) = handling.next(), if !handling.is_empty() => {
-                settle_group(spec, decoded, outcomes).await?;
+        let full = forming.deliveries.len() >= max;
+        // A full group, or on shutdown what has come, is handed over as soon as there is room.
+        let mut close = room && !forming.deliveries.is_empty() && (full || stopping);
+        if !close {
+            if stopping && forming.deliveries.is_empty() && handling.is_empty() {
+                return Ok(());
             }
-            delivery = consumer.next(), if room && !close => forming.push(delivery?),
-            () = tokio::time::sleep_until(closes_at.unwrap_or_else(tokio::time::Instant::now)),
-                if room && closes_at.is_some() => close = true,
+            let closes_at = forming.closes_at(&grouping);
+            tokio::select! {
+                biased;
+                () = &mut shutdown, if !stopping => stopping = true,
+                Some((decoded, outcomes)) = handling.next(), if !handling.is_empty() => {
+                    settle_group(spec, decoded, outcomes).await?;
+                }
+                delivery = consumer.next(), if room && !full && !stopping => {
+                    forming.push(delivery?);
+                }
+                () = tokio::time::sleep_until(closes_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if room && closes_at.is_some() => close = true,
+            }
         }
-        close |= forming.deliveries.len() >= max;
-        if !(room && close) {
+        if !close {
             continue;
         }
         let mut messages = Vec::new();
@@ -253,10 +262,6 @@ where
             (decoded, outcomes)
         });
     }
-    while let Some((decoded, outcomes)) = handling.next().await {
-        settle_group(spec, decoded, outcomes).await?;
-    }
-    Ok(())
 }
 
 /// Settles each delivery of a group with its answer, in order.

@@ -43,6 +43,7 @@ contract!(
     a_grouped_worker_waits_for_a_stream_but_not_for_a_lone_message,
     a_long_group_is_not_delivered_again,
     overlapping_groups_settle_in_order,
+    shutdown_hands_over_the_group_being_formed,
 );
 
 fn in_process() -> Arc<dyn Bus> {
@@ -682,6 +683,36 @@ async fn overlapping_groups_settle_in_order(bus: Arc<dyn Bus>) {
     assert!(arrives(&mut dead).await.is_none(), "nothing dead-lettered");
     let _ = stop.send(());
     worker.await.unwrap().unwrap();
+}
+
+/// On shutdown the group being formed is handled as it is, not left waiting for its linger or
+/// for its deliveries' ack wait.
+async fn shutdown_hands_over_the_group_being_formed(bus: Arc<dyn Bus>) {
+    use cadastre_bus::worker::Grouping;
+    const STOPPING: ConsumerSpec = ConsumerSpec::new("stopping-test", HARVEST_REQUESTS.name);
+    let grouping = Grouping {
+        max: 8,
+        gap: Duration::from_secs(60),
+        linger: Duration::from_secs(60),
+        overlap: 1,
+    };
+    let (stop, worker, mut groups) =
+        grouped_worker(Arc::clone(&bus), &STOPPING, grouping, Duration::ZERO);
+    publish(&*bus, 0).await;
+    publish(&*bus, 1).await;
+    // Both delivered into the group, which would wait a minute for more.
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        groups.try_recv().is_err(),
+        "the group is still being formed"
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, worker)
+        .await
+        .expect("the worker stops without waiting for the linger")
+        .unwrap()
+        .unwrap();
+    assert_eq!(groups.recv().await.unwrap(), ["request 0", "request 1"]);
 }
 
 /// A grouped worker on `spec` that sends each group's reasons to the receiver it answers,
