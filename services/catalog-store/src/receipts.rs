@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 
-use crate::sql::Sql;
+use crate::sql::{Sql, WriteVerb};
 use crate::time_util::now_micros;
 use crate::write::{Deferred, Prepared, prepare, prepare_all};
 use crate::{Batch, BatchOutcome, CatalogStore, ProcessedBatch, ProcessedOutcome, Receipt, Result};
@@ -233,7 +233,8 @@ impl CatalogStore {
         let keys: Vec<&String> = keys.iter().collect();
         for chunk in keys.chunks(KEY_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO harvested_files (location_key, harvest_started_at) VALUES ");
+            sql.write_verb(WriteVerb::Insert)
+                .push("harvested_files (location_key, harvest_started_at) VALUES ");
             for (index, key) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");

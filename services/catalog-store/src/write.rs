@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 
 use crate::edges::{EdgeRow, pair_edges};
-use crate::sql::Sql;
+use crate::sql::{Sql, WriteVerb};
 use crate::time_util::now_micros;
 use crate::{
     Batch, BatchOutcome, CatalogStore, ChangeKind, Location, LocationErrors, ProcessingError,
@@ -884,14 +884,11 @@ impl CatalogStore {
         outcome.last_sequence = self.record_changes(txn, &changes, now).await?;
         phases.mark("changes");
 
-        for location_errors in &batch.errors {
-            self.replace_errors(txn, location_errors, now).await?;
-        }
+        self.replace_errors(txn, &batch.errors, now).await?;
         // A refused ref is a visible error on the newcomer's location (Backstage only logs
         // it), written after the newcomer's errors were replaced.
-        for location_errors in group_conflicts(&conflicts) {
-            self.insert_errors(txn, &location_errors, now).await?;
-        }
+        self.insert_errors(txn, &group_conflicts(&conflicts), now)
+            .await?;
         phases.mark("errors");
         tracing::debug!(
             created = outcome.created,
@@ -914,7 +911,7 @@ impl CatalogStore {
             deltas.iter().filter(|(_, delta)| **delta != 0).collect();
         for chunk in changed.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO hot_counts (kind, spec_type, lifecycle, kind_l, spec_type_l, lifecycle_l, n) VALUES ");
+            sql.write_verb(WriteVerb::Insert).push("hot_counts (kind, spec_type, lifecycle, kind_l, spec_type_l, lifecycle_l, n) VALUES ");
             for (index, ((kind, spec_type, lifecycle), delta)) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
@@ -1032,7 +1029,8 @@ impl CatalogStore {
         let own: Vec<_> = own.iter().filter(|(_, d)| **d != 0).collect();
         for chunk in own.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO relation_counts (type_l, target_ref, n) VALUES ");
+            sql.write_verb(WriteVerb::Insert)
+                .push("relation_counts (type_l, target_ref, n) VALUES ");
             for (index, ((relation_type, target), delta)) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
@@ -1051,7 +1049,8 @@ impl CatalogStore {
         let inverse: Vec<_> = inverse.iter().filter(|(_, d)| **d != 0).collect();
         for chunk in inverse.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO relation_types (type_l, inverse_edges) VALUES ");
+            sql.write_verb(WriteVerb::Insert)
+                .push("relation_types (type_l, inverse_edges) VALUES ");
             for (index, (relation_type, delta)) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
@@ -1075,7 +1074,7 @@ impl CatalogStore {
     ) -> Result<()> {
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO relation_edges (originating_entity_id, source_ref, type, type_l, target_ref, inverse_type) VALUES ");
+            sql.write_verb(WriteVerb::Insert).push("relation_edges (originating_entity_id, source_ref, type, type_l, target_ref, inverse_type) VALUES ");
             for (index, (id, row)) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
@@ -1110,7 +1109,8 @@ impl CatalogStore {
             return Ok(Vec::new());
         }
         let mut sql = Sql::new(self.backend());
-        sql.push("INSERT INTO entities (uid, entity_ref, ")
+        sql.write_verb(WriteVerb::Insert)
+            .push("entities (uid, entity_ref, ")
             .push(INDEXED_COLUMNS)
             .push(", ")
             .push(PLAIN_COLUMNS)
@@ -1200,7 +1200,9 @@ impl CatalogStore {
             }
             sql.push(")");
         }
-        sql.push(") UPDATE entities SET ");
+        sql.push(") ")
+            .write_verb(WriteVerb::Update)
+            .push("entities SET ");
         for (index, column) in columns.iter().enumerate() {
             if index > 0 {
                 sql.push(", ");
@@ -1231,9 +1233,9 @@ impl CatalogStore {
             }
             // Into the narrow table (see migration m0012), not the entity's row.
             let mut upsert = Sql::new(self.backend());
-            upsert.push(
-                "INSERT INTO relation_versions (entity_id, relations_version, etag, updated_at) VALUES ",
-            );
+            upsert
+                .write_verb(WriteVerb::Insert)
+                .push("relation_versions (entity_id, relations_version, etag, updated_at) VALUES ");
             for (index, row) in rows.into_iter().enumerate() {
                 let id: i64 = row.try_get("", "id")?;
                 let content_hash: String = row.try_get("", "content_hash")?;
@@ -1297,7 +1299,8 @@ impl CatalogStore {
         for chunk in rows.chunks(CASE_CHUNK) {
             let mut update = Sql::new(self.backend());
             update
-                .push("UPDATE entities SET orphan = TRUE, updated_at = ")
+                .write_verb(WriteVerb::Update)
+                .push("entities SET orphan = TRUE, updated_at = ")
                 .bind(now)
                 .push(", relations_version = CASE id");
             for (_, row) in chunk {
@@ -1349,7 +1352,7 @@ impl CatalogStore {
         let trace_parent = cadastre_telemetry::propagation::current_traceparent();
         for chunk in changes.chunks(INSERT_CHUNK / 2) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO changes (entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, trace_parent, recorded_at) VALUES ");
+            sql.write_verb(WriteVerb::Insert).push("changes (entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, trace_parent, recorded_at) VALUES ");
             for (index, change) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
@@ -1389,35 +1392,54 @@ impl CatalogStore {
         Ok(last)
     }
 
+    /// Clears the errors of every location reported on, then records the new ones. A batch
+    /// reports every file it read (so fixed errors are cleared): with one entity per file that
+    /// is 60 locations a batch, so they are cleared a chunk of locations per statement.
     async fn replace_errors(
         &self,
         txn: &DatabaseTransaction,
-        location_errors: &LocationErrors,
+        reported: &[LocationErrors],
         now: i64,
     ) -> Result<()> {
-        let mut sql = Sql::new(self.backend());
-        sql.push("DELETE FROM processing_errors WHERE location_key = ")
-            .bind(location_errors.location_key.clone());
-        txn.execute_raw(sql.build()).await?;
-        self.insert_errors(txn, location_errors, now).await
+        let keys: Vec<&str> = reported
+            .iter()
+            .map(|location| location.location_key.as_str())
+            .collect();
+        for chunk in keys.chunks(LOOKUP_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            sql.push("DELETE FROM processing_errors WHERE location_key IN ")
+                .bind_list(chunk);
+            txn.execute_raw(sql.build()).await?;
+        }
+        self.insert_errors(txn, reported, now).await
     }
 
+    /// Records the errors of every location, a chunk of rows per statement.
     async fn insert_errors(
         &self,
         txn: &DatabaseTransaction,
-        location_errors: &LocationErrors,
+        reported: &[LocationErrors],
         now: i64,
     ) -> Result<()> {
-        for chunk in location_errors.errors.chunks(INSERT_CHUNK) {
+        let rows: Vec<(&str, &ProcessingError)> = reported
+            .iter()
+            .flat_map(|location| {
+                location
+                    .errors
+                    .iter()
+                    .map(|error| (location.location_key.as_str(), error))
+            })
+            .collect();
+        for chunk in rows.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("INSERT INTO processing_errors (location_key, entity_ref, rule, severity, path, line, col, message, file, recorded_at) VALUES ");
-            for (index, error) in chunk.iter().enumerate() {
+            sql.write_verb(WriteVerb::Insert).push("processing_errors (location_key, entity_ref, rule, severity, path, line, col, message, file, recorded_at) VALUES ");
+            for (index, (location_key, error)) in chunk.iter().enumerate() {
                 if index > 0 {
                     sql.push(", ");
                 }
                 let finding = &error.finding;
                 sql.push("(")
-                    .bind(location_errors.location_key.clone())
+                    .bind(*location_key)
                     .push(", ")
                     .bind(error.entity_ref.as_ref().map(|r| r.to_lowercase()))
                     .push(", ")

@@ -1295,6 +1295,42 @@ async fn keeps_processing_errors(store: &CatalogStore) {
         .await
         .unwrap();
     assert!(errors_at(store, "url:x").await.is_empty());
+
+    // One batch reports many locations (every file it read): each reported location's errors
+    // are replaced by what it reports now, and an unreported location keeps its own.
+    let at = |location_key: &str, lines: &[u32]| LocationErrors {
+        location_key: location_key.into(),
+        errors: lines
+            .iter()
+            .map(|line| ProcessingError {
+                location_key: location_key.into(),
+                ..error(None, *line)
+            })
+            .collect(),
+    };
+    for errors in [
+        vec![at("url:x", &[1]), at("url:y", &[2]), at("url:z", &[3])],
+        vec![at("url:x", &[]), at("url:y", &[5, 6])],
+    ] {
+        store
+            .apply_batch(Batch {
+                errors,
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+    }
+    let lines = |errors: Vec<ProcessingError>| -> Vec<u32> {
+        let mut lines: Vec<u32> = errors
+            .iter()
+            .filter_map(|error| error.finding.position.map(|p| p.line))
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert!(errors_at(store, "url:x").await.is_empty());
+    assert_eq!(lines(errors_at(store, "url:y").await), [5, 6]);
+    assert_eq!(lines(errors_at(store, "url:z").await), [3]);
 }
 
 async fn change_feed_resumes_from_a_sequence(store: &CatalogStore) {
@@ -2571,4 +2607,68 @@ async fn owner_and_system_answer_as_their_documents(store: &CatalogStore) {
         ["component:default/o-list"]
     );
     assert!(refs(store, &["spec.owner=team-z"]).await.is_empty());
+}
+
+/// A write that fails halfway through a statement leaves nothing of its batch. A trigger
+/// refuses the sixth of ten new entity rows with `FAIL`, which (like the `OR FAIL` SQLite's
+/// writes of many rows use) keeps the rows the statement wrote before it: the batch must
+/// still come out whole or not at all, since its transaction is rolled back.
+mod a_write_failing_halfway_keeps_nothing {
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+
+    const SQLITE: &[&str] = &[
+        "CREATE TRIGGER refuse_e5 BEFORE INSERT ON entities WHEN NEW.name = 'e5' \
+         BEGIN SELECT RAISE(FAIL, 'refused by the test'); END",
+    ];
+    const POSTGRES: &[&str] = &[
+        "CREATE FUNCTION refuse_e5() RETURNS trigger AS $$ BEGIN \
+         IF NEW.name = 'e5' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+         RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_e5 BEFORE INSERT ON entities FOR EACH ROW \
+         EXECUTE FUNCTION refuse_e5()",
+    ];
+
+    async fn check(harness: common::Harness, refuse: &[&str], allow: &str) {
+        let store = &harness.store;
+        let db = sea_orm::Database::connect(&harness.url).await.unwrap();
+        for statement in refuse {
+            db.execute_unprepared(statement).await.unwrap();
+        }
+        let batch = || Batch {
+            upserts: (0..10)
+                .map(|n| component(&format!("e{n}"), "team-a", "url:x"))
+                .collect(),
+            ..Batch::default()
+        };
+        let refused = store.apply_batch(batch()).await;
+        assert!(refused.is_err(), "the trigger refuses e5: {refused:?}");
+        assert_eq!(store.entity_count().await.unwrap(), 0);
+        for n in 0..10 {
+            let entity_ref = format!("component:default/e{n}");
+            assert!(store.entity_by_ref(&entity_ref).await.unwrap().is_none());
+        }
+        assert!(store.changes_after(0, 100).await.unwrap().is_empty());
+
+        db.execute_unprepared(allow).await.unwrap();
+        let applied = store.apply_batch(batch()).await.unwrap();
+        assert_eq!(applied.created, 10);
+        assert_eq!(store.entity_count().await.unwrap(), 10);
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        check(common::sqlite().await, SQLITE, "DROP TRIGGER refuse_e5").await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        check(
+            common::postgres().await,
+            POSTGRES,
+            "DROP TRIGGER refuse_e5 ON entities",
+        )
+        .await;
+    }
 }

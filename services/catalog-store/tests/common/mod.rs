@@ -12,6 +12,8 @@ use cadastre_model::{CatalogReader, Limits, PlaceholderReader, ReadOutcome, Vali
 /// A store and what keeps its database alive.
 pub struct Harness {
     pub store: CatalogStore,
+    /// The database's URL, for a test that changes it behind the store's back.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -23,6 +25,7 @@ pub async fn sqlite() -> Harness {
     );
     Harness {
         store: CatalogStore::connect(&url).await.unwrap(),
+        url,
         _dir: Some(dir),
     }
 }
@@ -31,6 +34,7 @@ pub async fn postgres() -> Harness {
     let url = cadastre_testkit::fresh_postgres_database("cadastre_test").await;
     Harness {
         store: CatalogStore::connect(&url).await.unwrap(),
+        url,
         _dir: None,
     }
 }
