@@ -43,6 +43,16 @@ impl PreparedGroup {
     }
 }
 
+/// Frees `garbage` on the blocking pool. A group of 512 batches holds about 30,000 entities
+/// as JSON trees, millions of allocations: freeing them took 0.4 s on the writer's thread
+/// after each commit, while the next group waited for its turn.
+fn release_elsewhere<T: Send + 'static>(garbage: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(garbage))),
+        Err(_) => drop(garbage),
+    }
+}
+
 impl CatalogStore {
     /// Applies a batch from the processor once, and records it in its harvest's receipt.
     /// A batch seen before changes nothing. A part of a harvest older than one already
@@ -82,7 +92,10 @@ impl CatalogStore {
                 Err(error) => Err(error),
             };
             match together {
-                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+                Ok(outcomes) => {
+                    release_elsewhere(batches);
+                    return outcomes.into_iter().map(Ok).collect();
+                }
                 Err(error) => {
                     tracing::debug!(%error, "a group of batches failed; applying them one by one");
                 }
