@@ -76,6 +76,14 @@ impl Api {
             .context("no numberOfResults in the answer")
     }
 
+    /// Read indexes the store still builds after a first import.
+    pub async fn indexes_pending(&self) -> anyhow::Result<u64> {
+        let status = self.get("/api/cadastre/v1/status").await?;
+        status["indexesPending"]
+            .as_u64()
+            .context("no indexesPending in the answer")
+    }
+
     /// An entity's description ("" while it has none or is not there).
     pub async fn description(&self, entity_ref: &str) -> anyhow::Result<String> {
         let (kind, rest) = entity_ref.split_once(':').context("a kind in the ref")?;

@@ -296,19 +296,23 @@ async fn wait_for_ingest(
         system.check_alive()?;
         let stored = api.count().await.unwrap_or(0);
         let searchable = api.search_total().await.unwrap_or(0);
-        if stored >= expected as u64 && searchable >= stored {
+        // The store builds its read indexes once a first import is done; the import is done
+        // when reads are as fast as they get.
+        let indexes_pending = api.indexes_pending().await.unwrap_or(u64::MAX);
+        if stored >= expected as u64 && searchable >= stored && indexes_pending == 0 {
             return Ok(stored);
         }
         if registered.elapsed() > options.ingest_timeout {
             bail!(
                 "cold ingest did not finish in {:?}: {stored} of {expected} stored, \
-                 {searchable} searchable",
+                 {searchable} searchable, {indexes_pending} read indexes to build",
                 options.ingest_timeout
             );
         }
         if last_report.elapsed() > Duration::from_secs(10) {
             eprintln!(
-                "  {:>5.0} s: {stored} of {expected} stored, {searchable} searchable",
+                "  {:>5.0} s: {stored} of {expected} stored, {searchable} searchable, \
+                 {indexes_pending} read indexes to build",
                 registered.elapsed().as_secs_f64()
             );
             last_report = Instant::now();

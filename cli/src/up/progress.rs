@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub stored: u64,
     pub indexed: u64,
     pub errors: u64,
+    /// Read indexes the store builds after a first import (see catalog-store's `first_import`).
+    pub indexes_pending: u32,
 }
 
 impl std::fmt::Display for Snapshot {
@@ -43,7 +45,11 @@ impl std::fmt::Display for Snapshot {
             f,
             "{} files read, {} entities read, {} stored, {} indexed, {} errors",
             self.files_read, self.entities_read, self.stored, self.indexed, self.errors
-        )
+        )?;
+        if self.indexes_pending > 0 {
+            write!(f, "; {} read indexes to build", self.indexes_pending)?;
+        }
+        Ok(())
     }
 }
 
@@ -102,8 +108,8 @@ async fn each<M: prost::Message + Default>(
 }
 
 /// Prints a line whenever the numbers move (at most once a second) until the import settles:
-/// every registered location processed, nothing left on the bus for two seconds, and search
-/// caught up with the store. Then prints the summary and returns.
+/// every registered location processed, nothing left on the bus for two seconds, the store's
+/// read indexes built, and search caught up with the store. Then prints the summary and returns.
 ///
 /// Settled means the bus is empty, not that the numbers stopped moving: a store transaction
 /// of a large group of batches can keep them still for seconds mid-import.
@@ -147,7 +153,11 @@ pub async fn report(
             .lock()
             .map(|seen| registered.iter().all(|key| seen.contains(key)))
             .unwrap_or(false);
-        if all_processed && settled_ticks >= 2 && caught_up(&mut store, &mut search).await {
+        if all_processed
+            && settled_ticks >= 2
+            && now.indexes_pending == 0
+            && caught_up(&mut store, &mut search).await
+        {
             terminal_line(&format!(
                 "ready: {} entities, {} indexed, {} documents with errors; the catalog is at {ui}",
                 now.stored, now.indexed, now.errors
@@ -175,12 +185,18 @@ async fn snapshot(
         .await?
         .into_inner()
         .documents;
+    let indexes_pending = store
+        .get_feed_head(pb::GetFeedHeadRequest {})
+        .await?
+        .into_inner()
+        .indexes_pending;
     Ok(Snapshot {
         files_read: counts.files_read.load(Ordering::Relaxed),
         entities_read: counts.entities_read.load(Ordering::Relaxed),
         stored,
         indexed,
         errors: counts.errors.load(Ordering::Relaxed),
+        indexes_pending,
     })
 }
 

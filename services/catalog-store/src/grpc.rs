@@ -447,6 +447,7 @@ impl CatalogService for CatalogGrpc {
     ) -> Result<Response<pb::FeedHead>, Status> {
         Ok(Response::new(pb::FeedHead {
             sequence: self.store.head_sequence().await?,
+            indexes_pending: self.store.indexes_pending(),
         }))
     }
 

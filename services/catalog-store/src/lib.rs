@@ -16,6 +16,7 @@
 pub mod bus;
 mod edges;
 mod error;
+mod first_import;
 pub mod grpc;
 mod migration;
 mod read;
@@ -62,6 +63,12 @@ struct Inner {
     head: watch::Sender<u64>,
     /// Whether entities a location no longer produces are removed (else kept as orphans).
     remove_orphans: std::sync::atomic::AtomicBool,
+    /// Read indexes a first import deferred, still to build (see `first_import`).
+    indexes_pending: watch::Sender<u32>,
+    /// Whether the next large group may defer the read indexes: an empty SQLite store.
+    may_defer_indexes: std::sync::atomic::AtomicBool,
+    /// When the writer last committed, for the index builder's idle test.
+    activity: std::sync::Mutex<first_import::WriterActivity>,
 }
 
 /// Serialises migrations across processes starting together (replicas, or a store and a
@@ -151,12 +158,19 @@ impl CatalogStore {
                 writer: Mutex::new(()),
                 head: watch::channel(0).0,
                 remove_orphans: std::sync::atomic::AtomicBool::new(false),
+                indexes_pending: watch::channel(0).0,
+                may_defer_indexes: std::sync::atomic::AtomicBool::new(false),
+                activity: std::sync::Mutex::default(),
             }),
         };
         let head = store.head_sequence().await?;
         store.inner.head.send_replace(head);
         match backend {
-            DbBackend::Sqlite => store.checkpoint_in_background(),
+            DbBackend::Sqlite => {
+                store.load_deferred_indexes().await?;
+                store.checkpoint_in_background();
+                store.build_deferred_indexes_in_background();
+            }
             DbBackend::Postgres => store.analyze_in_background(),
             _ => {}
         }

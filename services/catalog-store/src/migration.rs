@@ -28,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(HarvestedFiles),
             Box::new(RelationEdgePairs),
             Box::new(RelationVersions),
+            Box::new(DeferredIndexes),
         ]
     }
 }
@@ -778,6 +779,49 @@ impl MigrationTrait for RelationVersions {
         .await?;
         db.execute_unprepared("DROP TABLE relation_versions")
             .await?;
+        Ok(())
+    }
+}
+
+/// Where a first import into an empty SQLite store records the read indexes it dropped, to
+/// build once it is done (see `first_import`): by name, with the statement that creates each.
+#[derive(Debug)]
+struct DeferredIndexes;
+
+impl MigrationName for DeferredIndexes {
+    fn name(&self) -> &str {
+        "m0013_deferred_indexes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DeferredIndexes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE deferred_indexes (name TEXT PRIMARY KEY, definition TEXT NOT NULL)",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        // Rebuilt before the record goes: a store migrated down keeps its read indexes.
+        if manager.get_database_backend() == DbBackend::Sqlite {
+            let rows = db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT definition FROM deferred_indexes",
+                ))
+                .await?;
+            for row in rows {
+                let definition: String = row.try_get("", "definition")?;
+                db.execute_unprepared(&definition).await?;
+            }
+        }
+        db.execute_unprepared("DROP TABLE deferred_indexes").await?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult};
 
 use crate::sql::{Sql, WriteVerb};
 use crate::time_util::now_micros;
@@ -117,6 +117,13 @@ impl CatalogStore {
         let _writer = self.writer().lock().await;
         let txn = self.begin_write().await?;
         tracing::debug!(batches = batches.len(), waited = ?started.elapsed(), "group of batches begun");
+        let deferred_indexes = match self.backend() {
+            DbBackend::Sqlite => {
+                self.defer_indexes_for_first_import(&txn, batches.len())
+                    .await?
+            }
+            _ => None,
+        };
         let mut outcomes = Vec::with_capacity(batches.len());
         // A popular entity the batches all point at is bumped once, after the last of them,
         // and the counts are written once.
@@ -131,6 +138,9 @@ impl CatalogStore {
         let started = std::time::Instant::now();
         txn.commit().await?;
         tracing::debug!(batches = outcomes.len(), commit = ?started.elapsed(), "processed batches committed together");
+        if let Some(dropped) = deferred_indexes {
+            self.publish_deferred(dropped);
+        }
         let last = outcomes
             .iter()
             .map(|o| o.outcome.last_sequence)

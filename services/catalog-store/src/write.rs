@@ -479,6 +479,7 @@ impl CatalogStore {
     }
 
     pub(crate) fn publish_head(&self, last_sequence: u64) {
+        self.note_commit();
         if last_sequence > 0 {
             self.inner.head.send_if_modified(|head| {
                 let newer = last_sequence > *head;

@@ -1,5 +1,6 @@
 //! What goes beyond Backstage, under `/api/cadastre/v1`: an entity's history and the entity as
-//! it was at a time, ingestion receipts, and processing errors by location, entity or owner.
+//! it was at a time, ingestion receipts, processing errors by location, entity or owner, and
+//! how far the store and search have come (`/status`).
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -20,6 +21,7 @@ pub fn routes() -> Router<Gateway> {
             get(as_of),
         )
         .route("/receipts", get(receipts))
+        .route("/status", get(status))
         .route("/processing-errors", get(processing_errors))
         .route(
             "/validate-files",
@@ -73,6 +75,36 @@ async fn as_of(
         .await?
         .into_inner();
     Ok(axum::Json(entry_json(entry)).into_response())
+}
+
+/// The change feed's head, the read indexes a first import still builds, and how far search
+/// has applied the feed (when search is configured): an import is done, and reads as fast as
+/// they get, once `indexesPending` is 0 and search's sequence reaches the feed's.
+async fn status(State(gateway): State<Gateway>) -> Result<Response, ApiError> {
+    let head = gateway
+        .catalog()
+        .get_feed_head(pb::GetFeedHeadRequest {})
+        .await?
+        .into_inner();
+    let search = match gateway.search() {
+        Ok(mut search) => {
+            let index = search
+                .get_index_status(pb::GetIndexStatusRequest {})
+                .await?
+                .into_inner();
+            json!({
+                "backend": index.backend, "index": index.index, "documents": index.documents,
+                "sequence": index.sequence, "rebuilding": index.rebuilding,
+            })
+        }
+        Err(_) => Value::Null,
+    };
+    Ok(axum::Json(json!({
+        "feedSequence": head.sequence,
+        "indexesPending": head.indexes_pending,
+        "search": search,
+    }))
+    .into_response())
 }
 
 async fn receipts(

@@ -241,6 +241,14 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "get",
+        "/cadastre/v1/status",
+        "The change feed's head, read indexes still being built, and search's progress",
+        &[],
+        false,
+        200,
+    ),
+    op(
+        "get",
         "/cadastre/v1/processing-errors",
         "Kept processing errors by location, entity or owner",
         &["location", "entity", "owner", "limit"],

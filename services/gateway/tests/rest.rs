@@ -820,6 +820,10 @@ async fn history_receipts_and_errors_beyond_backstage() {
     ))
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, progress) = get(format!("{base}/status")).await;
+    assert_eq!(status, StatusCode::OK, "{progress}");
+    assert!(progress["feedSequence"].as_u64().unwrap() > 0, "{progress}");
+    assert_eq!(progress["indexesPending"], 0, "{progress}");
     let (status, receipts) = get(format!("{base}/receipts?limit=5")).await;
     assert_eq!(status, StatusCode::OK, "{receipts}");
     assert!(receipts["items"].is_array());

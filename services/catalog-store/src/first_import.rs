@@ -1,0 +1,268 @@
+//! A first import into an empty SQLite store builds its read-only indexes once, after the
+//! import, instead of entry by entry as every entity arrives.
+//!
+//! At a million entities the ten indexes below are larger than the writer's page cache: each
+//! new entity changed a page at a random place in each, read from disk and written back. A
+//! cold million imported in 330-357 s with them; with them dropped the store had every entity
+//! in 220 s, and building them afterwards takes 3-10 s each (see ARCHITECTURE.md, decisions).
+//!
+//! - In a store that was empty when it opened, the first group of at least
+//!   [`DEFER_FROM_GROUP_OF`] batches (while fewer than [`DEFER_WHILE_FEWER_THAN`] entities
+//!   are stored) drops them in its own transaction, and records their definitions, as SQLite keeps them, in
+//!   `deferred_indexes`: a rollback keeps them, a crash leaves the record.
+//! - Once the writer has been idle for [`IDLE_BEFORE_BUILD`] (or no large group has come for
+//!   [`BUILD_AFTER_LAST_LARGE_GROUP`], so steady small writes do not put it off for ever), a
+//!   background task builds them one at a time, each in a transaction with the removal of its
+//!   record, holding the writer. At open, a record left by a crash is built the same way.
+//! - Until then reads answer the same, scanning instead of seeking; the feed head reports the
+//!   indexes still to build ([`CatalogStore::indexes_pending`]) and `cadastre up` says
+//!   "ready" only once there are none.
+//!
+//! The writer never reads these indexes. `relation_edges_target` is not among them: the search
+//! indexer reads every stored entity's relations through it as it follows the import.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+
+use crate::sql::Sql;
+use crate::{CatalogStore, Result};
+
+/// The indexes only reads use (orderings, filters, facets, an entity's history).
+pub(crate) const DEFERRABLE_INDEXES: [&str; 10] = [
+    "entities_kind_type",
+    "entities_type",
+    "entities_parent",
+    "entities_name_order",
+    "entities_kind_name_order",
+    "entities_owner_order",
+    "entities_kind_owner_order",
+    "entities_system_order",
+    "entities_kind_system_order",
+    "changes_entity",
+];
+
+/// Batches in a group, at least, for a first import to defer the indexes: registering a few
+/// repositories does not, an organisation's worth of them does (groups of 150-512 batches at
+/// a million entities).
+pub(crate) const DEFER_FROM_GROUP_OF: usize = 64;
+
+/// Entities stored, at most, when the first large group comes for it to defer the indexes:
+/// an import's first groups are small, taken while the rest is still being read.
+const DEFER_WHILE_FEWER_THAN: i64 = 20_000;
+
+/// How long the writer has been idle before the deferred indexes are built. Between two
+/// groups of an import it waits a fraction of a second.
+const IDLE_BEFORE_BUILD: Duration = Duration::from_secs(2);
+
+/// How long after the last large group the indexes are built even if small writes never
+/// leave the writer idle.
+const BUILD_AFTER_LAST_LARGE_GROUP: Duration = Duration::from_secs(30);
+
+/// When the writer last committed, and when a group large enough to defer indexes last did.
+#[derive(Debug)]
+pub(crate) struct WriterActivity {
+    last_commit: Instant,
+    last_large_group: Instant,
+}
+
+impl Default for WriterActivity {
+    fn default() -> Self {
+        let now = Instant::now();
+        Self {
+            last_commit: now,
+            last_large_group: now,
+        }
+    }
+}
+
+impl CatalogStore {
+    /// Read indexes a first import deferred that are still to be built (0 once the store's
+    /// reads are as fast as they get).
+    pub fn indexes_pending(&self) -> u32 {
+        *self.inner.indexes_pending.borrow()
+    }
+
+    /// Notified whenever [`Self::indexes_pending`] changes.
+    pub fn watch_indexes_pending(&self) -> tokio::sync::watch::Receiver<u32> {
+        self.inner.indexes_pending.subscribe()
+    }
+
+    /// At open, on SQLite: how many indexes a crashed import left to build, and whether the
+    /// store is empty (so a first import may defer them).
+    pub(crate) async fn load_deferred_indexes(&self) -> Result<()> {
+        let pending = self
+            .writes()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT COUNT(*) AS pending FROM deferred_indexes",
+            ))
+            .await?
+            .map(|row| row.try_get::<i64>("", "pending"))
+            .transpose()?
+            .unwrap_or_default();
+        let empty = self
+            .writes()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT 1 AS found FROM entities LIMIT 1",
+            ))
+            .await?
+            .is_none();
+        self.inner
+            .indexes_pending
+            .send_replace(u32::try_from(pending).unwrap_or(u32::MAX));
+        self.inner
+            .may_defer_indexes
+            .store(pending == 0 && empty, Ordering::Relaxed);
+        if pending > 0 {
+            tracing::info!(
+                pending,
+                "read indexes a first import deferred are still to build; building them once the writer is idle"
+            );
+        }
+        Ok(())
+    }
+
+    /// In a group's transaction, before it writes: drops the deferrable indexes if this is
+    /// the first large group of a store that opened empty and holds little yet. Answers how many it dropped, to publish once the
+    /// transaction commits.
+    pub(crate) async fn defer_indexes_for_first_import(
+        &self,
+        txn: &DatabaseTransaction,
+        batches: usize,
+    ) -> Result<Option<u32>> {
+        if batches < DEFER_FROM_GROUP_OF {
+            return Ok(None);
+        }
+        self.activity().last_large_group = Instant::now();
+        if !self.inner.may_defer_indexes.swap(false, Ordering::Relaxed) {
+            return Ok(None);
+        }
+        // The first groups of an import are small ones, taken while the rest is harvested.
+        let stored = txn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT COUNT(*) AS stored FROM entities",
+            ))
+            .await?
+            .map(|row| row.try_get::<i64>("", "stored"))
+            .transpose()?
+            .unwrap_or_default();
+        if stored >= DEFER_WHILE_FEWER_THAN {
+            return Ok(None);
+        }
+        let mut sql = Sql::new(DbBackend::Sqlite);
+        sql.push("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN ")
+            .bind_list(&DEFERRABLE_INDEXES);
+        let mut dropped = 0;
+        for row in txn.query_all_raw(sql.build()).await? {
+            let name: String = row.try_get("", "name")?;
+            let definition: String = row.try_get("", "sql")?;
+            let mut record = Sql::new(DbBackend::Sqlite);
+            record
+                .push("INSERT INTO deferred_indexes (name, definition) VALUES (")
+                .bind(name.clone())
+                .push(", ")
+                .bind(definition)
+                .push(")");
+            txn.execute_raw(record.build()).await?;
+            // The names are this module's own constants.
+            txn.execute_unprepared(&format!("DROP INDEX {name}"))
+                .await?;
+            dropped += 1;
+        }
+        tracing::info!(
+            dropped,
+            batches,
+            "first import into an empty store: read indexes are built once it is done"
+        );
+        Ok(Some(dropped))
+    }
+
+    /// Publishes the indexes a committed group deferred.
+    pub(crate) fn publish_deferred(&self, dropped: u32) {
+        self.inner
+            .indexes_pending
+            .send_modify(|pending| *pending += dropped);
+    }
+
+    /// Notes a commit, for the idle test of the index builder.
+    pub(crate) fn note_commit(&self) {
+        self.activity().last_commit = Instant::now();
+    }
+
+    fn activity(&self) -> std::sync::MutexGuard<'_, WriterActivity> {
+        // A panic while holding it left two instants; they are still instants.
+        self.inner
+            .activity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the deferred indexes may be built now: the writer has been idle long enough,
+    /// or large groups stopped coming a while ago.
+    fn time_to_build(&self) -> bool {
+        let activity = self.activity();
+        activity.last_commit.elapsed() >= IDLE_BEFORE_BUILD
+            || activity.last_large_group.elapsed() >= BUILD_AFTER_LAST_LARGE_GROUP
+    }
+
+    /// Builds deferred indexes, one at a time, while nothing else writes. Stops when the
+    /// store is dropped.
+    pub(crate) fn build_deferred_indexes_in_background(&self) {
+        let inner = std::sync::Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = inner.upgrade() else { return };
+                let store = CatalogStore { inner };
+                if store.indexes_pending() == 0 || !store.time_to_build() {
+                    continue;
+                }
+                // A writer at work, or waiting, goes first.
+                let Ok(_writer) = store.inner.writer.try_lock() else {
+                    continue;
+                };
+                if let Err(error) = store.build_one_deferred_index().await {
+                    tracing::warn!(%error, "building a deferred read index failed; trying again shortly");
+                }
+            }
+        });
+    }
+
+    /// Builds one deferred index and removes its record, in one transaction. The caller holds
+    /// the writer.
+    async fn build_one_deferred_index(&self) -> Result<()> {
+        let txn = self.writes().begin().await?;
+        let Some(row) = txn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT name, definition FROM deferred_indexes ORDER BY name LIMIT 1",
+            ))
+            .await?
+        else {
+            txn.commit().await?;
+            self.inner.indexes_pending.send_replace(0);
+            return Ok(());
+        };
+        let name: String = row.try_get("", "name")?;
+        let definition: String = row.try_get("", "definition")?;
+        let started = Instant::now();
+        txn.execute_unprepared(&definition).await?;
+        let mut done = Sql::new(DbBackend::Sqlite);
+        done.push("DELETE FROM deferred_indexes WHERE name = ")
+            .bind(name.clone());
+        txn.execute_raw(done.build()).await?;
+        txn.commit().await?;
+        self.inner
+            .indexes_pending
+            .send_modify(|pending| *pending = pending.saturating_sub(1));
+        let pending = self.indexes_pending();
+        tracing::info!(index = %name, spent = ?started.elapsed(), pending, "deferred read index built");
+        Ok(())
+    }
+}

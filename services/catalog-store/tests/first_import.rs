@@ -1,0 +1,244 @@
+//! A first import into an empty SQLite store defers its read-only indexes and builds them
+//! once the writer is idle; reads answer the same meanwhile, and a crash in between leaves
+//! them to build at the next open.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cadastre_catalog_store::{Batch, CatalogStore, EntityQuery, ProcessedBatch, Receipt};
+use cadastre_query::{OrderField, Predicate, legacy_filter};
+use common::component;
+
+/// The indexes the store defers, as the catalog-store's `first_import` names them.
+const DEFERRED: [&str; 10] = [
+    "entities_kind_type",
+    "entities_type",
+    "entities_parent",
+    "entities_name_order",
+    "entities_kind_name_order",
+    "entities_owner_order",
+    "entities_kind_owner_order",
+    "entities_system_order",
+    "entities_kind_system_order",
+    "changes_entity",
+];
+
+/// Batches in the smallest group that defers them.
+const LARGE_GROUP: usize = 64;
+
+/// The database file behind a harness's `sqlite://…?mode=rwc` URL.
+fn file_of(url: &str) -> String {
+    let path = url.trim_start_matches("sqlite://");
+    path.split('?').next().unwrap().to_owned()
+}
+
+/// Every index of the database, by name, with the statement that creates it.
+fn indexes(url: &str) -> BTreeMap<String, String> {
+    let db = rusqlite::Connection::open(file_of(url)).unwrap();
+    let mut statement = db
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn deferred_records(url: &str) -> i64 {
+    let db = rusqlite::Connection::open(file_of(url)).unwrap();
+    db.query_row("SELECT COUNT(*) FROM deferred_indexes", [], |row| {
+        row.get(0)
+    })
+    .unwrap()
+}
+
+/// `count` batches of one harvest, two components each, owned by three teams.
+fn group(harvest: &str, count: usize) -> Vec<ProcessedBatch> {
+    (0..count)
+        .map(|n| {
+            let upserts = (0..2)
+                .map(|i| {
+                    let name = format!("{harvest}-{n}-{i}");
+                    let mut upsert = component(
+                        &name,
+                        &format!("team-{}", n % 3),
+                        &format!("url:{name}.yaml"),
+                    );
+                    upsert.body["spec"]["system"] = format!("system-{}", n % 4).into();
+                    upsert
+                })
+                .collect();
+            ProcessedBatch {
+                batch_id: format!("{harvest}/{n}"),
+                batch: Batch {
+                    upserts,
+                    ..Batch::default()
+                },
+                receipt: Receipt {
+                    harvest_id: format!("{harvest}/{n}"),
+                    location_key: format!("url:{harvest}-{n}"),
+                    trigger: "registered".into(),
+                    files_read: 2,
+                    parts: 1,
+                    ..Receipt::default()
+                },
+            }
+        })
+        .collect()
+}
+
+async fn apply(store: &CatalogStore, batches: Vec<ProcessedBatch>) {
+    for result in store.apply_processed_all(batches).await {
+        result.unwrap();
+    }
+}
+
+/// Lists, filters, orderings, facets and one entity's history: what the deferred indexes
+/// serve, answered as text to compare.
+async fn reads(store: &CatalogStore) -> Vec<String> {
+    let mut answers = Vec::new();
+    for (filters, order) in [
+        (vec!["kind=component", "spec.type=service"], "metadata.name"),
+        (vec!["spec.owner=team-1"], "spec.owner"),
+        (
+            vec!["spec.system=system-2", "kind=component"],
+            "spec.system",
+        ),
+        (vec![], "metadata.name"),
+    ] {
+        let page = store
+            .query_entities(&EntityQuery {
+                filter: legacy_filter::parse(&filters).unwrap(),
+                order: vec![OrderField {
+                    field: order.into(),
+                    descending: true,
+                }],
+                limit: 50,
+                include_total: true,
+                ..EntityQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.total_items > 0, "{filters:?} matched nothing");
+        let refs: Vec<String> = page.items.into_iter().map(|e| e.entity_ref).collect();
+        answers.push(format!(
+            "{filters:?} by {order}: {} {refs:?}",
+            page.total_items
+        ));
+    }
+    let facets = ["kind", "spec.type", "spec.owner", "spec.system"].map(String::from);
+    let counts = store
+        .facets(&facets, &Predicate::everything())
+        .await
+        .unwrap();
+    answers.push(format!("{counts:?}"));
+    let history = store
+        .history("component:default/first-7-1", 10)
+        .await
+        .unwrap();
+    assert!(!history.is_empty());
+    answers.push(format!(
+        "{:?}",
+        history
+            .iter()
+            .map(|c| (c.sequence, c.generation))
+            .collect::<Vec<_>>()
+    ));
+    answers
+}
+
+/// Waits until the store has built every deferred index.
+async fn built(store: &CatalogStore) {
+    let mut pending = store.watch_indexes_pending();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while *pending.borrow_and_update() > 0 {
+            pending.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the deferred indexes built within two minutes");
+}
+
+#[tokio::test]
+async fn a_first_import_builds_its_read_indexes_once_it_is_done() {
+    let harness = common::sqlite().await;
+    let store = &harness.store;
+    let schema = indexes(&harness.url);
+    for name in DEFERRED {
+        assert!(schema.contains_key(name), "{name} in {schema:?}");
+    }
+    assert_eq!(store.indexes_pending(), 0);
+
+    // An import's first groups are small, taken while the rest is read.
+    apply(store, group("seed", 3)).await;
+    assert_eq!(store.indexes_pending(), 0);
+    apply(store, group("first", LARGE_GROUP)).await;
+    // The builder waits for two idle seconds: this look comes right after the commit.
+    assert_eq!(store.indexes_pending(), DEFERRED.len() as u32);
+    let deferred = indexes(&harness.url);
+    for name in DEFERRED {
+        assert!(!deferred.contains_key(name), "{name} still there");
+    }
+    assert_eq!(deferred_records(&harness.url), DEFERRED.len() as i64);
+    assert!(deferred.contains_key("relation_edges_target"));
+
+    // Writes and reads go on meanwhile; reads scan instead of seeking.
+    apply(store, group("second", 3)).await;
+    assert_eq!(store.indexes_pending(), DEFERRED.len() as u32);
+    let while_deferred = reads(store).await;
+
+    built(store).await;
+    assert_eq!(
+        indexes(&harness.url),
+        schema,
+        "rebuilt as the migrations made them"
+    );
+    assert_eq!(deferred_records(&harness.url), 0);
+    assert_eq!(reads(store).await, while_deferred);
+    assert_eq!(
+        store.entity_count().await.unwrap(),
+        2 * (LARGE_GROUP as u64 + 6)
+    );
+}
+
+#[tokio::test]
+async fn indexes_a_crash_left_deferred_are_built_at_the_next_open() {
+    let harness = common::sqlite().await;
+    let schema = indexes(&harness.url);
+    apply(&harness.store, group("first", LARGE_GROUP)).await;
+    assert_eq!(harness.store.indexes_pending(), DEFERRED.len() as u32);
+    // Gone before the writer was idle long enough to build anything.
+    drop(harness.store);
+
+    let reopened = CatalogStore::connect(&harness.url).await.unwrap();
+    assert_eq!(reopened.indexes_pending(), DEFERRED.len() as u32);
+    built(&reopened).await;
+    assert_eq!(indexes(&harness.url), schema);
+    // A store with entities never defers again.
+    apply(&reopened, group("again", LARGE_GROUP)).await;
+    assert_eq!(reopened.indexes_pending(), 0);
+    assert_eq!(indexes(&harness.url), schema);
+}
+
+#[tokio::test]
+async fn small_groups_keep_the_indexes() {
+    let harness = common::sqlite().await;
+    let schema = indexes(&harness.url);
+    apply(&harness.store, group("small", LARGE_GROUP - 1)).await;
+    assert_eq!(harness.store.indexes_pending(), 0);
+    assert_eq!(indexes(&harness.url), schema);
+}
+
+#[tokio::test]
+async fn postgres_keeps_its_indexes() {
+    let harness = common::postgres().await;
+    apply(&harness.store, group("first", LARGE_GROUP)).await;
+    assert_eq!(harness.store.indexes_pending(), 0);
+    assert_eq!(
+        harness.store.entity_count().await.unwrap(),
+        2 * LARGE_GROUP as u64
+    );
+}
