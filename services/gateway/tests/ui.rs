@@ -1056,6 +1056,67 @@ async fn group_and_user_pages_show_members_groups_and_what_is_owned() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A first import into an empty store defers its read indexes; the ingestion page says so
+/// until they are built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingestion_page_says_when_read_indexes_are_being_built() {
+    let running = common::start_empty().await;
+    let batches = (0..64)
+        .map(|n| {
+            let name = format!("first-{n}");
+            ProcessedBatch {
+                batch_id: format!("import/{n}"),
+                batch: Batch {
+                    upserts: vec![Upsert {
+                        body: json!({
+                            "apiVersion": "backstage.io/v1alpha1",
+                            "kind": "Component",
+                            "metadata": {"name": name},
+                            "spec": {"type": "service", "lifecycle": "production", "owner": "team-a"},
+                        }),
+                        edges: vec![],
+                        location_key: Some(format!("url:{name}.yaml")),
+                        origin_location: Some(format!("url:{name}.yaml")),
+                        parent_ref: None,
+                        commit: None,
+                    }],
+                    ..Batch::default()
+                },
+                receipt: Receipt {
+                    harvest_id: format!("import/{n}"),
+                    location_key: format!("url:{name}.yaml"),
+                    trigger: "registered".into(),
+                    files_read: 1,
+                    parts: 1,
+                    ..Receipt::default()
+                },
+            }
+        })
+        .collect();
+    for result in running.store.apply_processed_all(batches).await {
+        result.unwrap();
+    }
+    // The store builds them once its writer has been idle for two seconds.
+    assert!(running.store.indexes_pending() > 0);
+    let (status, _, html) = page(&running, "/ingestion").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("The catalog is building its read indexes after its first import (10 to go)"),
+        "{html}"
+    );
+
+    let mut pending = running.store.watch_indexes_pending();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while *pending.borrow_and_update() > 0 {
+            pending.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the read indexes built");
+    let (_, _, html) = page(&running, "/ingestion").await;
+    assert!(!html.contains("building its read indexes"), "{html}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingestion_page_shows_receipts_and_filters_errors() {
     let running = common::start().await;

@@ -102,7 +102,18 @@ pub(crate) async fn ingestion(
                 .into_inner(),
         )
     };
-    let (receipts, listed) = futures::future::try_join(receipts, errors).await?;
+    let indexes_pending = async {
+        Ok::<_, ApiError>(
+            gateway
+                .catalog()
+                .get_feed_head(pb::GetFeedHeadRequest {})
+                .await?
+                .into_inner()
+                .indexes_pending,
+        )
+    };
+    let (receipts, listed, indexes_pending) =
+        futures::future::try_join3(receipts, errors, indexes_pending).await?;
     let mut errors = listed.errors;
     if owner.is_some() && !location.is_empty() {
         errors.retain(|error| error.location_key == location);
@@ -124,6 +135,15 @@ pub(crate) async fn ingestion(
         "<h1>Ingestion</h1><p class=\"subtle\">What the harvester read lately, and the \
          processing errors waiting to be fixed.</p>",
     );
+    if indexes_pending > 0 {
+        // A first import's read indexes (see catalog-store's `first_import`).
+        let _ = write!(
+            main,
+            "<p class=\"notice\" role=\"status\">The catalog is building its read indexes after \
+             its first import ({indexes_pending} to go): lists, filters and facets answer the \
+             same meanwhile, more slowly.</p>"
+        );
+    }
     let _ = write!(
         main,
         "<form class=\"card filters\" method=\"get\" action=\"/ingestion\">\

@@ -64,6 +64,14 @@ pub async fn start_with_entity_cache() -> Running {
     start_full(open, false, true).await
 }
 
+/// [`start`] on an empty store.
+pub async fn start_empty() -> Running {
+    let open = Settings::default()
+        .for_listen("127.0.0.1:7007".parse().unwrap())
+        .unwrap();
+    start_on(store_common::sqlite().await, open, false, false).await
+}
+
 async fn start_full(settings: Settings, with_search: bool, entity_cache: bool) -> Running {
     let harness = store_common::sqlite().await;
     harness
@@ -71,6 +79,15 @@ async fn start_full(settings: Settings, with_search: bool, entity_cache: bool) -
         .apply_batch(store_common::examples_batch())
         .await
         .unwrap();
+    start_on(harness, settings, with_search, entity_cache).await
+}
+
+async fn start_on(
+    harness: store_common::Harness,
+    settings: Settings,
+    with_search: bool,
+    entity_cache: bool,
+) -> Running {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let store_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let store_url = format!("http://{}", store_listener.local_addr().unwrap());
