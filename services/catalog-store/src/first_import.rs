@@ -30,7 +30,7 @@ use crate::sql::Sql;
 use crate::{CatalogStore, Result};
 
 /// The indexes only reads use (orderings, filters, facets, an entity's history).
-pub(crate) const DEFERRABLE_INDEXES: [&str; 10] = [
+pub const DEFERRABLE_INDEXES: [&str; 10] = [
     "entities_kind_type",
     "entities_type",
     "entities_parent",
@@ -92,24 +92,13 @@ impl CatalogStore {
     /// At open, on SQLite: how many indexes a crashed import left to build, and whether the
     /// store is empty (so a first import may defer them).
     pub(crate) async fn load_deferred_indexes(&self) -> Result<()> {
-        let pending = self
-            .writes()
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                "SELECT COUNT(*) AS pending FROM deferred_indexes",
-            ))
-            .await?
-            .map(|row| row.try_get::<i64>("", "pending"))
-            .transpose()?
-            .unwrap_or_default();
-        let empty = self
-            .writes()
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                "SELECT 1 AS found FROM entities LIMIT 1",
-            ))
-            .await?
-            .is_none();
+        let pending = count(self.writes(), "SELECT COUNT(*) AS n FROM deferred_indexes").await?;
+        let empty = count(
+            self.writes(),
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM entities LIMIT 1)",
+        )
+        .await?
+            == 0;
         self.inner
             .indexes_pending
             .send_replace(u32::try_from(pending).unwrap_or(u32::MAX));
@@ -141,15 +130,7 @@ impl CatalogStore {
             return Ok(None);
         }
         // The first groups of an import are small ones, taken while the rest is harvested.
-        let stored = txn
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                "SELECT COUNT(*) AS stored FROM entities",
-            ))
-            .await?
-            .map(|row| row.try_get::<i64>("", "stored"))
-            .transpose()?
-            .unwrap_or_default();
+        let stored = count(txn, "SELECT COUNT(*) AS n FROM entities").await?;
         if stored >= DEFER_WHILE_FEWER_THAN {
             return Ok(None);
         }
@@ -265,4 +246,14 @@ impl CatalogStore {
         tracing::info!(index = %name, spent = ?started.elapsed(), pending, "deferred read index built");
         Ok(())
     }
+}
+
+/// The count a `SELECT COUNT(*) AS n …` on SQLite answers.
+async fn count(db: &impl ConnectionTrait, sql: &str) -> Result<i64> {
+    Ok(db
+        .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+        .await?
+        .map(|row| row.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or_default())
 }

@@ -36,6 +36,7 @@ use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, watch};
 
 pub use error::{Result, StoreError};
+pub use first_import::DEFERRABLE_INDEXES;
 pub use receipts::PreparedGroup;
 pub use types::*;
 

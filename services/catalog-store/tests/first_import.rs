@@ -7,25 +7,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cadastre_catalog_store::{Batch, CatalogStore, EntityQuery, ProcessedBatch, Receipt};
+use cadastre_catalog_store::{
+    Batch, CatalogStore, DEFERRABLE_INDEXES as DEFERRED, EntityQuery, ProcessedBatch, Receipt,
+};
 use cadastre_query::{OrderField, Predicate, legacy_filter};
 use common::component;
 
-/// The indexes the store defers, as the catalog-store's `first_import` names them.
-const DEFERRED: [&str; 10] = [
-    "entities_kind_type",
-    "entities_type",
-    "entities_parent",
-    "entities_name_order",
-    "entities_kind_name_order",
-    "entities_owner_order",
-    "entities_kind_owner_order",
-    "entities_system_order",
-    "entities_kind_system_order",
-    "changes_entity",
-];
-
-/// Batches in the smallest group that defers them.
+/// Batches in the smallest group that defers the read indexes.
 const LARGE_GROUP: usize = 64;
 
 /// The database file behind a harness's `sqlite://…?mode=rwc` URL.
