@@ -111,8 +111,8 @@ impl Indexer {
 
     /// Follows the feed in two steps that overlap: gathering a round and reading its
     /// entities from the store, and writing the round before it. Run one after the other,
-    /// a cold million's catch-up left a core idle 29% of the time (a profile of the indexer
-    /// following the store); a round read ahead is written once the one before it is.
+    /// a cold million's catch-up left the two cores idle 29% of the time (a profile of the
+    /// indexer following the store); a round read ahead is written once the one before is.
     async fn follow_once(
         &self,
         shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
