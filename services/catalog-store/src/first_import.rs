@@ -8,8 +8,9 @@
 //!
 //! - In a store that was empty when it opened, the first group of at least
 //!   [`DEFER_FROM_GROUP_OF`] batches (while fewer than [`DEFER_WHILE_FEWER_THAN`] entities
-//!   are stored) drops them in its own transaction, and records their definitions, as SQLite keeps them, in
-//!   `deferred_indexes`: a rollback keeps them, a crash leaves the record.
+//!   are stored) drops them in its own transaction, and records their definitions, as
+//!   SQLite keeps them, in `deferred_indexes`: a rollback keeps them, a crash leaves the
+//!   record.
 //! - Once the writer has been idle for [`IDLE_BEFORE_BUILD`] (or no large group has come for
 //!   [`BUILD_AFTER_LAST_LARGE_GROUP`], so steady small writes do not put it off for ever), a
 //!   background task builds them one at a time, each in a transaction with the removal of its
@@ -115,8 +116,8 @@ impl CatalogStore {
     }
 
     /// In a group's transaction, before it writes: drops the deferrable indexes if this is
-    /// the first large group of a store that opened empty and holds little yet. Answers how many it dropped, to publish once the
-    /// transaction commits.
+    /// the first large group of a store that opened empty and holds little yet. Answers how
+    /// many it dropped, to publish once the transaction commits.
     pub(crate) async fn defer_indexes_for_first_import(
         &self,
         txn: &DatabaseTransaction,
