@@ -23,6 +23,11 @@ use cadastre_proto::v1 as pb;
 use cadastre_synth::Organisation;
 use cadastre_testkit::git;
 
+/// The allocator the `cadastre` binary (every service) runs with, so the rates are the ones
+/// a deployment gets: with glibc's, `malloc` and `free` took a fifth of the ingest's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     size: usize,
     commits: usize,

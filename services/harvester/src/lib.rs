@@ -394,6 +394,7 @@ impl Harvester {
             removed = message.removed_targets.len(),
             errors = message.errors.len(),
             commit = %message.commit,
+            seconds = (message.finished_at_micros - message.started_at_micros) as f64 / 1e6,
             "harvested"
         );
         Harvest {
