@@ -532,6 +532,38 @@ async fn suggestions_complete_names_first(subject: Subject) {
     );
 }
 
+/// Many clients at once (queries take turns on tantivy): every query gets the answer it gets
+/// alone, and none is left waiting.
+async fn many_queries_at_once_get_their_own_answers(subject: Subject) {
+    let backend = &*subject.backend;
+    index(backend, payments(), 1).await;
+    let words = ["payment", "gateway", "ledger", "team", "pay", "proxy"];
+    let mut alone = Vec::new();
+    for word in words {
+        alone.push((
+            search(backend, word).await,
+            backend.suggest(word, 8).await.unwrap(),
+        ));
+    }
+    assert!(alone.iter().any(|(hits, _)| hits.len() > 1));
+    let together = futures::future::join_all((0..48).map(|client| {
+        let word = words[client % words.len()];
+        async move {
+            let hits = search(backend, word).await;
+            let suggestions = backend.suggest(word, 8).await.unwrap();
+            (client % words.len(), hits, suggestions)
+        }
+    }));
+    let together = tokio::time::timeout(std::time::Duration::from_secs(60), together)
+        .await
+        .expect("every query answered");
+    assert_eq!(together.len(), 48);
+    for (word, hits, suggestions) in together {
+        assert_eq!(hits, alone[word].0, "search for {:?}", words[word]);
+        assert_eq!(suggestions, alone[word].1, "suggest for {:?}", words[word]);
+    }
+}
+
 async fn updates_replace_and_removals_delete(subject: Subject) {
     let backend = &*subject.backend;
     index(backend, payments(), 1).await;
@@ -652,6 +684,7 @@ conformance!(
     cursors_walk_every_hit_once,
     totals_past_the_cap_are_lower_bounds,
     suggestions_complete_names_first,
+    many_queries_at_once_get_their_own_answers,
     updates_replace_and_removals_delete,
     checkpoints_and_documents_survive_a_restart,
     a_rebuilt_index_serves_only_once_switched,
