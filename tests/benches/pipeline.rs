@@ -24,7 +24,8 @@ use cadastre_synth::Organisation;
 use cadastre_testkit::git;
 
 /// The allocator the `cadastre` binary (every service) runs with, so the rates are the ones
-/// a deployment gets: with glibc's, `malloc` and `free` took a fifth of the ingest's CPU.
+/// a deployment gets: with glibc's, a third of the ingest's busy CPU was in the C library,
+/// most of it `malloc` and `free`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -19,6 +19,14 @@ use crate::{
     Result,
 };
 
+/// Bytes a consumer asks the server for at a time: what it has received and not yet taken
+/// stays under this. The server cuts a connection whose unread data passes 64 MiB ("slow
+/// consumer"). Asking for `max_in_flight` messages alone, catalog-store's 1,024 processed
+/// batches of up to 0.6 MB each came as one burst of hundreds of megabytes: at a million
+/// entities, with the process busy, the server cut connections four times, and at those
+/// minutes 24 batches were dead-lettered after five deliveries (ARCHITECTURE.md, decisions).
+pub const PULL_BYTES: usize = 16 << 20;
+
 /// How the stream is kept.
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
@@ -185,6 +193,7 @@ impl Bus for JetStreamBus {
         let messages = consumer
             .stream()
             .max_messages_per_batch(spec.max_in_flight.max(1))
+            .max_bytes_per_batch(PULL_BYTES)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()

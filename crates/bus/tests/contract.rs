@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cadastre_bus::memory::InProcessBus;
-use cadastre_bus::nats::{JetStreamBus, StreamSettings};
-use cadastre_bus::subjects::{DEAD_LETTERS, HARVEST_REQUESTS};
+use cadastre_bus::nats::{JetStreamBus, PULL_BYTES, StreamSettings};
+use cadastre_bus::subjects::{DEAD_LETTERS, HARVEST_REQUESTS, HARVESTED, STREAM};
 use cadastre_bus::{Bus, ConsumerSpec, Outgoing, TraceContext};
 use cadastre_proto::v1 as pb;
 
@@ -50,12 +50,17 @@ fn in_process() -> Arc<dyn Bus> {
     Arc::new(InProcessBus::new())
 }
 
-async fn jetstream() -> Arc<dyn Bus> {
-    let url = std::env::var(NATS_URL_ENV).unwrap_or_else(|_| {
+/// The test NATS server `scripts/test` started.
+fn nats_url() -> String {
+    std::env::var(NATS_URL_ENV).unwrap_or_else(|_| {
         panic!(
             "{NATS_URL_ENV} is not set: run the suite with scripts/test, which starts nats-server"
         )
-    });
+    })
+}
+
+async fn jetstream() -> Arc<dyn Bus> {
+    let url = nats_url();
     let settings = StreamSettings {
         namespace: format!("t{}", uuid::Uuid::new_v4().simple()),
         ..StreamSettings::default()
@@ -392,11 +397,7 @@ async fn a_durable_consumer_resumes_where_it_stopped(bus: Arc<dyn Bus>) {
 /// Every service creates the stream when it starts; starting together must not fail any.
 #[tokio::test]
 async fn jetstream_services_starting_together_share_one_stream() {
-    let url = std::env::var(NATS_URL_ENV).unwrap_or_else(|_| {
-        panic!(
-            "{NATS_URL_ENV} is not set: run the suite with scripts/test, which starts nats-server"
-        )
-    });
+    let url = nats_url();
     let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
     let starts: Vec<_> = (0..8)
         .map(|_| {
@@ -410,6 +411,56 @@ async fn jetstream_services_starting_together_share_one_stream() {
         .collect();
     for start in starts {
         start.await.unwrap().unwrap();
+    }
+}
+
+/// A consumer that may hold many large messages is sent them a bounded number of bytes at a
+/// time, not all at once: the server cuts a connection whose unread data passes 64 MiB.
+#[tokio::test]
+async fn jetstream_sends_large_messages_a_bounded_number_of_bytes_at_a_time() {
+    let url = nats_url();
+    let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+    let settings = StreamSettings {
+        namespace: namespace.clone(),
+        ..StreamSettings::default()
+    };
+    let bus = JetStreamBus::connect(&url, settings).await.unwrap();
+    const MESSAGES: usize = 48;
+    const SIZE: usize = 900 << 10;
+    for n in 0..MESSAGES {
+        let part = pb::HarvestedLocation {
+            location_key: format!("file:/srv/{n}.yaml"),
+            documents: vec![pb::RawDocument {
+                target: format!("/srv/{n}.yaml"),
+                content: vec![b'x'; SIZE],
+                content_hash: String::new(),
+            }],
+            ..Default::default()
+        };
+        HARVESTED.publish(&bus, &part, None, None).await.unwrap();
+    }
+    let spec = ConsumerSpec::new("big-reader", HARVESTED.name).with_max_in_flight(1024);
+    let mut consumer = bus.consume(&spec).await.unwrap();
+    let first = next(&mut consumer).await;
+    assert_eq!(first.attempt, 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // What the server has sent this consumer and not had acknowledged.
+    let client = async_nats::connect(&url).await.unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream(format!("{namespace}_{STREAM}"))
+        .await
+        .unwrap();
+    let info = stream.consumer_info("big-reader").await.unwrap();
+    let bound = PULL_BYTES / SIZE + 2;
+    assert!(
+        info.num_ack_pending <= bound,
+        "{} of {MESSAGES} messages of {SIZE} bytes sent at once (at most {bound} expected)",
+        info.num_ack_pending
+    );
+    // The rest still come, as what was taken is settled.
+    first.ack().await.unwrap();
+    for _ in 1..MESSAGES {
+        next(&mut consumer).await.ack().await.unwrap();
     }
 }
 
