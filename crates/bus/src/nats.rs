@@ -25,6 +25,7 @@ use crate::{
 /// batches of up to 0.6 MB each came as one burst of hundreds of megabytes: at a million
 /// entities, with the process busy, the server cut connections four times, and at those
 /// minutes 24 batches were dead-lettered after five deliveries (ARCHITECTURE.md, decisions).
+/// A message must fit in one pull: NATS's `max_payload` (1 MiB by default) is far below it.
 pub const PULL_BYTES: usize = 16 << 20;
 
 /// How the stream is kept.
