@@ -37,11 +37,15 @@ pub struct Running {
 }
 
 /// A gateway open to every caller, as on a laptop's loopback.
-pub async fn start() -> Running {
-    let open = Settings::default()
+/// The settings every test gateway starts from, unless it is given its own.
+fn default_settings() -> Settings {
+    Settings::default()
         .for_listen("127.0.0.1:7007".parse().unwrap())
-        .unwrap();
-    start_with(open).await
+        .unwrap()
+}
+
+pub async fn start() -> Running {
+    start_with(default_settings()).await
 }
 
 pub async fn start_with(settings: Settings) -> Running {
@@ -50,26 +54,23 @@ pub async fn start_with(settings: Settings) -> Running {
 
 /// [`start`], with the search service (tantivy, following the store) behind `/api/search`.
 pub async fn start_with_search() -> Running {
-    let open = Settings::default()
-        .for_listen("127.0.0.1:7007".parse().unwrap())
-        .unwrap();
-    start_full(open, true, false).await
+    start_full(default_settings(), true, false).await
 }
 
 /// [`start`], with the gateway's entity cache following the store's change feed.
 pub async fn start_with_entity_cache() -> Running {
-    let open = Settings::default()
-        .for_listen("127.0.0.1:7007".parse().unwrap())
-        .unwrap();
-    start_full(open, false, true).await
+    start_full(default_settings(), false, true).await
 }
 
 /// [`start`] on an empty store.
 pub async fn start_empty() -> Running {
-    let open = Settings::default()
-        .for_listen("127.0.0.1:7007".parse().unwrap())
-        .unwrap();
-    start_on(store_common::sqlite().await, open, false, false).await
+    start_on(
+        store_common::sqlite().await,
+        default_settings(),
+        false,
+        false,
+    )
+    .await
 }
 
 async fn start_full(settings: Settings, with_search: bool, entity_cache: bool) -> Running {
