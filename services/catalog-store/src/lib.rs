@@ -36,7 +36,7 @@ use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, watch};
 
 pub use error::{Result, StoreError};
-pub use first_import::DEFERRABLE_INDEXES;
+pub use first_import::{DEFERRABLE_INDEXES, POSTGRES_SEARCH_INDEX, deferrable_indexes};
 pub use receipts::PreparedGroup;
 pub use types::*;
 
@@ -172,7 +172,11 @@ impl CatalogStore {
                 store.checkpoint_in_background();
                 store.build_deferred_indexes_in_background();
             }
-            DbBackend::Postgres => store.analyze_in_background(),
+            DbBackend::Postgres => {
+                store.load_deferred_indexes().await?;
+                store.analyze_in_background();
+                store.build_deferred_indexes_in_background();
+            }
             _ => {}
         }
         Ok(store)

@@ -783,7 +783,7 @@ impl MigrationTrait for RelationVersions {
     }
 }
 
-/// Where a first import into an empty SQLite store records the read indexes it dropped, to
+/// Where a first import into an empty store records the read indexes it dropped, to
 /// build once it is done (see `first_import`): by name, with the statement that creates each.
 #[derive(Debug)]
 struct DeferredIndexes;
@@ -809,17 +809,15 @@ impl MigrationTrait for DeferredIndexes {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         // Rebuilt before the record goes: a store migrated down keeps its read indexes.
-        if manager.get_database_backend() == DbBackend::Sqlite {
-            let rows = db
-                .query_all_raw(sea_orm::Statement::from_string(
-                    DbBackend::Sqlite,
-                    "SELECT definition FROM deferred_indexes",
-                ))
-                .await?;
-            for row in rows {
-                let definition: String = row.try_get("", "definition")?;
-                db.execute_unprepared(&definition).await?;
-            }
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                manager.get_database_backend(),
+                "SELECT definition FROM deferred_indexes",
+            ))
+            .await?;
+        for row in rows {
+            let definition: String = row.try_get("", "definition")?;
+            db.execute_unprepared(&definition).await?;
         }
         db.execute_unprepared("DROP TABLE deferred_indexes").await?;
         Ok(())

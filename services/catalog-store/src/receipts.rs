@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 
 use crate::sql::{Sql, WriteVerb};
 use crate::time_util::now_micros;
@@ -117,13 +117,9 @@ impl CatalogStore {
         let _writer = self.writer().lock().await;
         let txn = self.begin_write().await?;
         tracing::debug!(batches = batches.len(), waited = ?started.elapsed(), "group of batches begun");
-        let deferred_indexes = match self.backend() {
-            DbBackend::Sqlite => {
-                self.defer_indexes_for_first_import(&txn, batches.len())
-                    .await?
-            }
-            _ => None,
-        };
+        let deferred_indexes = self
+            .defer_indexes_for_first_import(&txn, batches.len())
+            .await?;
         let mut outcomes = Vec::with_capacity(batches.len());
         // A popular entity the batches all point at is bumped once, after the last of them,
         // and the counts are written once.

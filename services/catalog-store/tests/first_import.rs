@@ -1,6 +1,6 @@
-//! A first import into an empty SQLite store defers its read-only indexes and builds them
-//! once the writer is idle; reads answer the same meanwhile, and a crash in between leaves
-//! them to build at the next open.
+//! A first import into an empty store defers its read-only indexes and builds them once the
+//! writer is idle; reads answer the same meanwhile, and a crash in between leaves them to
+//! build at the next open. On SQLite and on PostgreSQL.
 
 mod common;
 
@@ -8,39 +8,79 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cadastre_catalog_store::{
-    Batch, CatalogStore, DEFERRABLE_INDEXES as DEFERRED, EntityQuery, ProcessedBatch, Receipt,
+    Batch, CatalogStore, EntityQuery, POSTGRES_SEARCH_INDEX, ProcessedBatch, Receipt,
+    deferrable_indexes,
 };
 use cadastre_query::{OrderField, Predicate, legacy_filter};
-use common::component;
+use common::{Harness, component};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::common::sqlite().await).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::common::postgres().await).await } )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_first_import_builds_its_read_indexes_once_it_is_done,
+    indexes_a_crash_left_deferred_are_built_at_the_next_open,
+    small_groups_keep_the_indexes,
+);
 
 /// Batches in the smallest group that defers the read indexes.
 const LARGE_GROUP: usize = 64;
 
-/// The database file behind a harness's `sqlite://…?mode=rwc` URL.
-fn file_of(url: &str) -> String {
-    let path = url.trim_start_matches("sqlite://");
-    path.split('?').next().unwrap().to_owned()
+fn backend(url: &str) -> DbBackend {
+    if url.starts_with("sqlite:") {
+        DbBackend::Sqlite
+    } else {
+        DbBackend::Postgres
+    }
 }
 
-/// Every index of the database, by name, with the statement that creates it.
-fn indexes(url: &str) -> BTreeMap<String, String> {
-    let db = rusqlite::Connection::open(file_of(url)).unwrap();
-    let mut statement = db
-        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+/// The indexes a first import defers on the harness's backend.
+fn deferred(url: &str) -> Vec<&'static str> {
+    deferrable_indexes(backend(url))
+}
+
+/// Rows of `sql` (two text columns) on the database behind `url`, through a connection of
+/// their own.
+async fn pairs(url: &str, sql: &str) -> BTreeMap<String, String> {
+    let db = Database::connect(url).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
         .unwrap();
-    statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    rows.iter()
+        .map(|row| {
+            (
+                row.try_get_by_index(0).unwrap(),
+                row.try_get_by_index(1).unwrap(),
+            )
+        })
         .collect()
 }
 
-fn deferred_records(url: &str) -> i64 {
-    let db = rusqlite::Connection::open(file_of(url)).unwrap();
-    db.query_row("SELECT COUNT(*) FROM deferred_indexes", [], |row| {
-        row.get(0)
-    })
-    .unwrap()
+/// Every index of the database, by name, with the statement that creates it.
+async fn indexes(url: &str) -> BTreeMap<String, String> {
+    let sql = match backend(url) {
+        DbBackend::Postgres => {
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+        }
+        _ => "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+    };
+    pairs(url, sql).await
+}
+
+async fn deferred_records(url: &str) -> usize {
+    pairs(url, "SELECT name, definition FROM deferred_indexes")
+        .await
+        .len()
 }
 
 /// `count` batches of one harvest, two components each, owned by three teams.
@@ -150,13 +190,12 @@ async fn built(store: &CatalogStore) {
     .expect("the deferred indexes built within two minutes");
 }
 
-#[tokio::test]
-async fn a_first_import_builds_its_read_indexes_once_it_is_done() {
-    let harness = common::sqlite().await;
+async fn a_first_import_builds_its_read_indexes_once_it_is_done(harness: Harness) {
     let store = &harness.store;
-    let schema = indexes(&harness.url);
-    for name in DEFERRED {
-        assert!(schema.contains_key(name), "{name} in {schema:?}");
+    let deferred = deferred(&harness.url);
+    let schema = indexes(&harness.url).await;
+    for name in &deferred {
+        assert!(schema.contains_key(*name), "{name} in {schema:?}");
     }
     assert_eq!(store.indexes_pending(), 0);
 
@@ -165,26 +204,26 @@ async fn a_first_import_builds_its_read_indexes_once_it_is_done() {
     assert_eq!(store.indexes_pending(), 0);
     apply(store, group("first", LARGE_GROUP)).await;
     // The builder waits for two idle seconds: this look comes right after the commit.
-    assert_eq!(store.indexes_pending(), DEFERRED.len() as u32);
-    let deferred = indexes(&harness.url);
-    for name in DEFERRED {
-        assert!(!deferred.contains_key(name), "{name} still there");
+    assert_eq!(store.indexes_pending(), deferred.len() as u32);
+    let during = indexes(&harness.url).await;
+    for name in &deferred {
+        assert!(!during.contains_key(*name), "{name} still there");
     }
-    assert_eq!(deferred_records(&harness.url), DEFERRED.len() as i64);
-    assert!(deferred.contains_key("relation_edges_target"));
+    assert_eq!(deferred_records(&harness.url).await, deferred.len());
+    assert!(during.contains_key("relation_edges_target"));
 
     // Writes and reads go on meanwhile; reads scan instead of seeking.
     apply(store, group("second", 3)).await;
-    assert_eq!(store.indexes_pending(), DEFERRED.len() as u32);
+    assert_eq!(store.indexes_pending(), deferred.len() as u32);
     let while_deferred = reads(store).await;
 
     built(store).await;
     assert_eq!(
-        indexes(&harness.url),
+        indexes(&harness.url).await,
         schema,
         "rebuilt as the migrations made them"
     );
-    assert_eq!(deferred_records(&harness.url), 0);
+    assert_eq!(deferred_records(&harness.url).await, 0);
     assert_eq!(reads(store).await, while_deferred);
     assert_eq!(
         store.entity_count().await.unwrap(),
@@ -192,41 +231,50 @@ async fn a_first_import_builds_its_read_indexes_once_it_is_done() {
     );
 }
 
-#[tokio::test]
-async fn indexes_a_crash_left_deferred_are_built_at_the_next_open() {
-    let harness = common::sqlite().await;
-    let schema = indexes(&harness.url);
+async fn indexes_a_crash_left_deferred_are_built_at_the_next_open(harness: Harness) {
+    let deferred = deferred(&harness.url);
+    let schema = indexes(&harness.url).await;
     apply(&harness.store, group("first", LARGE_GROUP)).await;
-    assert_eq!(harness.store.indexes_pending(), DEFERRED.len() as u32);
+    assert_eq!(harness.store.indexes_pending(), deferred.len() as u32);
     // Gone before the writer was idle long enough to build anything.
     drop(harness.store);
 
     let reopened = CatalogStore::connect(&harness.url).await.unwrap();
-    assert_eq!(reopened.indexes_pending(), DEFERRED.len() as u32);
+    assert_eq!(reopened.indexes_pending(), deferred.len() as u32);
     built(&reopened).await;
-    assert_eq!(indexes(&harness.url), schema);
+    assert_eq!(indexes(&harness.url).await, schema);
     // A store with entities never defers again.
     apply(&reopened, group("again", LARGE_GROUP)).await;
     assert_eq!(reopened.indexes_pending(), 0);
-    assert_eq!(indexes(&harness.url), schema);
+    assert_eq!(indexes(&harness.url).await, schema);
 }
 
-#[tokio::test]
-async fn small_groups_keep_the_indexes() {
-    let harness = common::sqlite().await;
-    let schema = indexes(&harness.url);
+async fn small_groups_keep_the_indexes(harness: Harness) {
+    let schema = indexes(&harness.url).await;
     apply(&harness.store, group("small", LARGE_GROUP - 1)).await;
     assert_eq!(harness.store.indexes_pending(), 0);
-    assert_eq!(indexes(&harness.url), schema);
+    assert_eq!(indexes(&harness.url).await, schema);
 }
 
+/// A PostgreSQL replica that did not defer the indexes learns of them from the database and
+/// reports them until another builds them.
 #[tokio::test]
-async fn postgres_keeps_its_indexes() {
+async fn a_postgres_replica_reports_what_another_deferred() {
     let harness = common::postgres().await;
+    let replica = CatalogStore::connect(&harness.url).await.unwrap();
     apply(&harness.store, group("first", LARGE_GROUP)).await;
-    assert_eq!(harness.store.indexes_pending(), 0);
-    assert_eq!(
-        harness.store.entity_count().await.unwrap(),
-        2 * LARGE_GROUP as u64
-    );
+    let deferred = deferred(&harness.url);
+    assert!(deferred.contains(&POSTGRES_SEARCH_INDEX));
+    assert_eq!(harness.store.indexes_pending(), deferred.len() as u32);
+    let mut pending = replica.watch_indexes_pending();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while *pending.borrow_and_update() == 0 {
+            pending.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the replica saw the deferred indexes");
+    built(&replica).await;
+    built(&harness.store).await;
+    assert_eq!(deferred_records(&harness.url).await, 0);
 }
