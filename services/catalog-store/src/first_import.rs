@@ -79,15 +79,28 @@ const DEFER_WHILE_FEWER_THAN: i64 = 20_000;
 /// groups of an import it waits a fraction of a second.
 const IDLE_BEFORE_BUILD: Duration = Duration::from_secs(2);
 
-/// How long after the last large group the indexes are built even if small writes never
-/// leave the writer idle.
+/// How long after the last large group committed the indexes are built even if small writes
+/// never leave the writer idle.
 const BUILD_AFTER_LAST_LARGE_GROUP: Duration = Duration::from_secs(30);
 
-/// When the writer last committed, and when a group large enough to defer indexes last did.
+/// When the writer last committed, and when a group large enough to defer indexes last began
+/// or committed.
 #[derive(Debug)]
 pub(crate) struct WriterActivity {
     last_commit: Instant,
     last_large_group: Instant,
+}
+
+impl WriterActivity {
+    /// Whether the deferred indexes may be built at `now`: the writer has been idle long
+    /// enough, or large groups stopped coming a while ago. Counted from a large group's
+    /// commit as well as its start: a group of a distributed import on PostgreSQL takes
+    /// 30 s and more, and counted from its start alone, indexes were built between two
+    /// groups of the import.
+    fn time_to_build(&self, now: Instant) -> bool {
+        now.duration_since(self.last_commit) >= IDLE_BEFORE_BUILD
+            || now.duration_since(self.last_large_group) >= BUILD_AFTER_LAST_LARGE_GROUP
+    }
 }
 
 impl Default for WriterActivity {
@@ -203,6 +216,16 @@ impl CatalogStore {
         self.activity().last_commit = Instant::now();
     }
 
+    /// Notes a committed group of `batches` (the caller still holds the writer).
+    pub(crate) fn note_group_committed(&self, batches: usize) {
+        let mut activity = self.activity();
+        let now = Instant::now();
+        activity.last_commit = now;
+        if batches >= DEFER_FROM_GROUP_OF {
+            activity.last_large_group = now;
+        }
+    }
+
     fn activity(&self) -> std::sync::MutexGuard<'_, WriterActivity> {
         // A panic while holding it left two instants; they are still instants.
         self.inner
@@ -211,12 +234,8 @@ impl CatalogStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether the deferred indexes may be built now: the writer has been idle long enough,
-    /// or large groups stopped coming a while ago.
     fn time_to_build(&self) -> bool {
-        let activity = self.activity();
-        activity.last_commit.elapsed() >= IDLE_BEFORE_BUILD
-            || activity.last_large_group.elapsed() >= BUILD_AFTER_LAST_LARGE_GROUP
+        self.activity().time_to_build(Instant::now())
     }
 
     /// Builds deferred indexes, one at a time, while nothing else writes. Stops when the
@@ -307,4 +326,30 @@ async fn count(db: &impl ConnectionTrait, sql: &str) -> Result<i64> {
         .map(|row| row.try_get::<i64>("", "n"))
         .transpose()?
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_large_group_puts_the_builds_off_from_its_commit() {
+        let began = Instant::now();
+        let mut activity = WriterActivity {
+            last_commit: began,
+            last_large_group: began,
+        };
+        // The group commits after 40 s of work.
+        let committed = began + Duration::from_secs(40);
+        activity.last_commit = committed;
+        activity.last_large_group = committed;
+        assert!(!activity.time_to_build(committed + Duration::from_millis(500)));
+        // Small writes keep the writer busy: built 30 s after the large group's commit.
+        activity.last_commit = committed + Duration::from_secs(29);
+        assert!(!activity.time_to_build(committed + Duration::from_secs(29)));
+        assert!(activity.time_to_build(committed + BUILD_AFTER_LAST_LARGE_GROUP));
+        // Or once the writer has been idle for a while.
+        activity.last_commit = committed;
+        assert!(activity.time_to_build(committed + IDLE_BEFORE_BUILD));
+    }
 }

@@ -19,7 +19,10 @@ use crate::{
     StoredEntity,
 };
 
-const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, COALESCE(v.etag, e.etag) AS etag, e.kind, e.namespace, e.name, e.body, e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, e.created_at, COALESCE(v.updated_at, e.updated_at) AS updated_at";
+/// An entity as served. The body comes from `entity_documents` through a subquery rather than
+/// a join: it is read for the rows answered only (PostgreSQL evaluates it after a sort and
+/// limit), and a join could not change the plan of the entity rows.
+const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, COALESCE(v.etag, e.etag) AS etag, e.kind, e.namespace, e.name, (SELECT d.body FROM entity_documents d WHERE d.entity_id = e.id) AS body, e.generation, e.content_hash, e.location_key, e.origin_location, e.parent_ref, e.orphan, e.created_at, COALESCE(v.updated_at, e.updated_at) AS updated_at";
 /// Where [`ENTITY_COLUMNS`] come from: an entity's row, and its relations version when other
 /// entities' relations moved it since (see migration m0012).
 const ENTITY_SOURCE: &str = " FROM entities e LEFT JOIN relation_versions v ON v.entity_id = e.id";
@@ -430,7 +433,7 @@ impl CatalogStore {
         loop {
             let mut sql = Sql::new(self.backend());
             sql.push(&format!(
-                "SELECT e.entity_ref, e.body, {column} AS first FROM entities e WHERE {MORE_VALUES_FLAG} AND "
+                "SELECT e.entity_ref, (SELECT d.body FROM entity_documents d WHERE d.entity_id = e.id) AS body, {column} AS first FROM entities e WHERE {MORE_VALUES_FLAG} AND "
             ));
             push_predicate(&mut sql, filter);
             if let Some(after) = &after {

@@ -133,6 +133,7 @@ impl CatalogStore {
         let bumped = self.settle(&txn, deferred).await?;
         let started = std::time::Instant::now();
         txn.commit().await?;
+        self.note_group_committed(batches.len());
         tracing::debug!(batches = outcomes.len(), commit = ?started.elapsed(), "processed batches committed together");
         if let Some(dropped) = deferred_indexes {
             self.publish_deferred(dropped);

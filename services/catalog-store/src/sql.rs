@@ -2,8 +2,9 @@
 //! into SQL conditions.
 //!
 //! Hot keys (`kind`, `spec.type`, `spec.lifecycle`, `spec.owner`, `spec.system`) are indexed
-//! columns; relations are rows of the `relations` table; every other key lives in `search_doc`
-//! (JSONB with a GIN index on PostgreSQL, JSON text on SQLite).
+//! columns; relations are rows of the `relations` table; every other key lives in the entity's
+//! search document, `search_doc` of `entity_documents` (JSONB with a GIN index on PostgreSQL,
+//! JSON text on SQLite), a table beside `entities` keyed by the entity's id.
 
 use cadastre_query::{Condition, Predicate};
 use sea_orm::{DbBackend, Statement, Value};
@@ -327,7 +328,16 @@ fn push_relation(sql: &mut Sql, relation_type: Option<&str>, targets: RelationTa
     sql.push(")");
 }
 
-/// A condition on a key of `search_doc`.
+/// The search document of the entity row aliased `e`.
+const DOCUMENT: &str = "(SELECT sd.search_doc FROM entity_documents sd WHERE sd.entity_id = e.id)";
+
+/// Opens `(e.id IN (SELECT … WHERE ` a test of the documents `sd.search_doc`, which the
+/// caller appends and closes with `))`: PostgreSQL answers it from the GIN index.
+fn open_documents_where(sql: &mut Sql) {
+    sql.push("(e.id IN (SELECT sd.entity_id FROM entity_documents sd WHERE ");
+}
+
+/// A condition on a key of the search document.
 fn push_document_field(sql: &mut Sql, key: &str, condition: &Condition) {
     let postgres = sql.backend() == DbBackend::Postgres;
     match condition {
@@ -336,9 +346,12 @@ fn push_document_field(sql: &mut Sql, key: &str, condition: &Condition) {
                 sql.push("NOT ");
             }
             if postgres {
-                sql.push("(e.search_doc ? ").bind(key.to_owned()).push(")");
+                open_documents_where(sql);
+                sql.push("sd.search_doc ? ").bind(key.to_owned()).push("))");
             } else {
-                sql.push("(json_type(e.search_doc, ")
+                sql.push("(json_type(")
+                    .push(DOCUMENT)
+                    .push(", ")
                     .bind(sqlite_json_path(key))
                     .push(") IS NOT NULL)");
             }
@@ -348,18 +361,20 @@ fn push_document_field(sql: &mut Sql, key: &str, condition: &Condition) {
         }
         Condition::In(values) if postgres => {
             // Containment uses the GIN index.
-            sql.push("(");
+            open_documents_where(sql);
             for (index, value) in values.iter().enumerate() {
                 if index > 0 {
                     sql.push(" OR ");
                 }
                 let document = serde_json::json!({ key: [value] }).to_string();
-                sql.push("e.search_doc @> ").bind(document).push("::jsonb");
+                sql.push("sd.search_doc @> ").bind(document).push("::jsonb");
             }
-            sql.push(")");
+            sql.push("))");
         }
         Condition::In(values) => {
-            sql.push("EXISTS (SELECT 1 FROM json_each(e.search_doc, ")
+            sql.push("EXISTS (SELECT 1 FROM json_each(")
+                .push(DOCUMENT)
+                .push(", ")
                 .bind(sqlite_json_path(key))
                 .push(") j WHERE j.value IN ")
                 .bind_list(values)
@@ -381,11 +396,15 @@ fn push_document_field(sql: &mut Sql, key: &str, condition: &Condition) {
 /// on the value and the closing parenthesis.
 pub fn push_document_values(sql: &mut Sql, key: &str) {
     if sql.backend() == DbBackend::Postgres {
-        sql.push("EXISTS (SELECT 1 FROM jsonb_array_elements_text(e.search_doc -> ")
+        sql.push("EXISTS (SELECT 1 FROM jsonb_array_elements_text(")
+            .push(DOCUMENT)
+            .push(" -> ")
             .bind(key.to_owned())
             .push(") j(value) WHERE j.value");
     } else {
-        sql.push("EXISTS (SELECT 1 FROM json_each(e.search_doc, ")
+        sql.push("EXISTS (SELECT 1 FROM json_each(")
+            .push(DOCUMENT)
+            .push(", ")
             .bind(sqlite_json_path(key))
             .push(") j WHERE j.value");
     }
@@ -400,11 +419,15 @@ pub fn push_sort_value(sql: &mut Sql, key: &str) {
         // an indexed expression instead of every entity's document.
         sql.push("lower(e.name)");
     } else if sql.backend() == DbBackend::Postgres {
-        sql.push("(e.search_doc -> ")
+        sql.push("(")
+            .push(DOCUMENT)
+            .push(" -> ")
             .bind(key.to_owned())
             .push(" ->> 0)");
     } else {
-        sql.push("json_extract(e.search_doc, ")
+        sql.push("json_extract(")
+            .push(DOCUMENT)
+            .push(", ")
             .bind(format!("{}[0]", sqlite_json_path(key)))
             .push(")");
     }
@@ -431,13 +454,13 @@ mod tests {
         let (text, values) = render(DbBackend::Postgres, &predicate);
         assert_eq!(
             text,
-            "((e.kind_l IS NOT NULL AND e.kind_l IN ($1)) AND (e.spec_type_l IS NOT NULL AND e.spec_type_l IN ($2)) AND (e.search_doc @> $3::jsonb))"
+            "((e.kind_l IS NOT NULL AND e.kind_l IN ($1)) AND (e.spec_type_l IS NOT NULL AND e.spec_type_l IN ($2)) AND (e.id IN (SELECT sd.entity_id FROM entity_documents sd WHERE sd.search_doc @> $3::jsonb)))"
         );
         assert_eq!(values, 3);
         let (text, _) = render(DbBackend::Sqlite, &predicate);
         assert!(
             text.ends_with(
-                "EXISTS (SELECT 1 FROM json_each(e.search_doc, ?) j WHERE j.value IN (?)))"
+                "EXISTS (SELECT 1 FROM json_each((SELECT sd.search_doc FROM entity_documents sd WHERE sd.entity_id = e.id), ?) j WHERE j.value IN (?)))"
             ),
             "{text}"
         );
@@ -449,13 +472,13 @@ mod tests {
         let (text, values) = render(DbBackend::Postgres, &predicate);
         assert_eq!(
             text,
-            "((e.spec_owner_l IS NOT NULL AND e.spec_owner_l IN ($1)) OR (e.owner_system_multi AND (e.search_doc @> $2::jsonb)))"
+            "((e.spec_owner_l IS NOT NULL AND e.spec_owner_l IN ($1)) OR (e.owner_system_multi AND (e.id IN (SELECT sd.entity_id FROM entity_documents sd WHERE sd.search_doc @> $2::jsonb))))"
         );
         assert_eq!(values, 2);
         let (text, _) = render(DbBackend::Sqlite, &predicate);
         assert_eq!(
             text,
-            "((e.spec_owner_l IS NOT NULL AND e.spec_owner_l IN (?)) OR e.id IN (SELECT e.id FROM entities e WHERE e.owner_system_multi AND EXISTS (SELECT 1 FROM json_each(e.search_doc, ?) j WHERE j.value IN (?))))"
+            "((e.spec_owner_l IS NOT NULL AND e.spec_owner_l IN (?)) OR e.id IN (SELECT e.id FROM entities e WHERE e.owner_system_multi AND EXISTS (SELECT 1 FROM json_each((SELECT sd.search_doc FROM entity_documents sd WHERE sd.entity_id = e.id), ?) j WHERE j.value IN (?))))"
         );
         let mut sql = Sql::new(DbBackend::Postgres);
         push_sort_value(&mut sql, "spec.system");

@@ -91,7 +91,7 @@ struct NewRow<'a> {
 /// [`EntityColumns::bind_indexed`] binds them.
 const INDEXED_COLUMNS: &str = "kind, name, kind_l, spec_type, spec_type_l, spec_owner, spec_owner_l, spec_system, spec_system_l, owner_system_multi, location_key, parent_ref";
 /// The other entity columns a write sets, in the order [`NewRow::bind_plain`] binds them.
-const PLAIN_COLUMNS: &str = "namespace, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, body, search_doc, edges_hash, origin_location, orphan, updated_at";
+const PLAIN_COLUMNS: &str = "namespace, lifecycle, lifecycle_l, etag, generation, relations_version, content_hash, edges_hash, origin_location, orphan, updated_at";
 
 impl NewRow<'_> {
     /// Binds the values of [`INDEXED_COLUMNS`] and then [`PLAIN_COLUMNS`].
@@ -118,18 +118,26 @@ impl NewRow<'_> {
             .push(", ")
             .bind(columns.content_hash.clone())
             .push(", ")
+            .bind(columns.edges_hash.clone())
+            .push(", ")
+            .bind(columns.origin_location.clone())
+            .push(", FALSE, ")
+            .bind(now);
+    }
+
+    /// Binds the row of `entity_documents`: the entity's id, body and search document.
+    fn bind_document(&self, sql: &mut Sql, id: i64) {
+        let columns = &self.write.columns;
+        sql.push("(")
+            .bind(id)
+            .push(", ")
             .bind(columns.body.clone())
             .push(", ")
             .bind(columns.search_doc.clone());
         if sql.backend() == DbBackend::Postgres {
             sql.push("::jsonb");
         }
-        sql.push(", ")
-            .bind(columns.edges_hash.clone())
-            .push(", ")
-            .bind(columns.origin_location.clone())
-            .push(", FALSE, ")
-            .bind(now);
+        sql.push(")");
     }
 
     /// Whether the new content leaves the entity's secondary indexes as they are.
@@ -660,6 +668,10 @@ impl CatalogStore {
             sql.push("DELETE FROM entities WHERE id IN ")
                 .bind_list(chunk);
             txn.execute_raw(sql.build()).await?;
+            let mut sql = Sql::new(self.backend());
+            sql.push("DELETE FROM entity_documents WHERE entity_id IN ")
+                .bind_list(chunk);
+            txn.execute_raw(sql.build()).await?;
         }
         self.forget_relation_versions(txn, &removed_ids).await?;
 
@@ -1129,11 +1141,55 @@ impl CatalogStore {
             sql.push(", ").bind(now).push(")");
         }
         sql.push(" RETURNING id, entity_ref");
-        let mut ids = Vec::with_capacity(rows.len());
+        let mut ids: Vec<(String, i64)> = Vec::with_capacity(rows.len());
         for row in txn.query_all_raw(sql.build()).await? {
             ids.push((row.try_get("", "entity_ref")?, row.try_get("", "id")?));
         }
+        let by_ref: HashMap<&str, i64> = ids.iter().map(|(r, id)| (r.as_str(), *id)).collect();
+        let mut documents = Vec::with_capacity(rows.len());
+        for row in rows {
+            let entity_ref = row.write.columns.entity_ref.as_str();
+            let id = by_ref
+                .get(entity_ref)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("no id came back for {entity_ref}")))?;
+            documents.push((row, id));
+        }
+        self.write_documents(txn, &documents, WriteVerb::Insert)
+            .await?;
         Ok(ids)
+    }
+
+    /// Writes the body and search document of each entity row: inserted for new rows, else
+    /// replaced.
+    async fn write_documents(
+        &self,
+        txn: &DatabaseTransaction,
+        rows: &[(&NewRow<'_>, i64)],
+        verb: WriteVerb,
+    ) -> Result<()> {
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut sql = Sql::new(self.backend());
+            match verb {
+                WriteVerb::Insert => sql
+                    .write_verb(verb)
+                    .push("entity_documents (entity_id, body, search_doc) VALUES "),
+                WriteVerb::Update => sql.push("WITH v (id, body, search_doc) AS (VALUES "),
+            };
+            for (index, (row, id)) in chunk.iter().enumerate() {
+                if index > 0 {
+                    sql.push(", ");
+                }
+                row.bind_document(&mut sql, *id);
+            }
+            if verb == WriteVerb::Update {
+                sql.push(") ")
+                    .write_verb(verb)
+                    .push("entity_documents SET body = v.body, search_doc = v.search_doc FROM v WHERE entity_documents.entity_id = v.id");
+            }
+            txn.execute_raw(sql.build()).await?;
+        }
+        Ok(())
     }
 
     /// Writes new content into existing rows in place: id, uid, ref and creation time stay.
@@ -1149,11 +1205,14 @@ impl CatalogStore {
             rows.iter().partition(|row| row.keeps_indexes());
         self.update_rows(txn, &plain, false, now).await?;
         self.update_rows(txn, &moving, true, now).await?;
-        // Their rows hold their relations versions again.
-        let ids: Vec<i64> = rows
+        let documents: Vec<(&NewRow<'_>, i64)> = rows
             .iter()
-            .filter_map(|row| row.write.existing.map(|existing| existing.id))
+            .filter_map(|row| row.write.existing.map(|existing| (row, existing.id)))
             .collect();
+        self.write_documents(txn, &documents, WriteVerb::Update)
+            .await?;
+        // Their rows hold their relations versions again.
+        let ids: Vec<i64> = documents.iter().map(|(_, id)| *id).collect();
         self.forget_relation_versions(txn, &ids).await
     }
 
