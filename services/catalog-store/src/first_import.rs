@@ -242,8 +242,8 @@ impl CatalogStore {
         self.activity().time_to_build(Instant::now())
     }
 
-    /// Builds deferred indexes, one at a time, while nothing else writes. Stops when the
-    /// store is dropped.
+    /// Builds deferred indexes (see [`Self::build_deferred_indexes`]) while nothing else
+    /// writes. Stops when the store is dropped.
     pub(crate) fn build_deferred_indexes_in_background(&self) {
         let inner = std::sync::Arc::downgrade(&self.inner);
         tokio::spawn(async move {

@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Rows per multi-row INSERT (keeps bound parameters well under both backends' limits:
-/// 32,766 on SQLite, 65,535 on PostgreSQL; an entity row binds 26).
+/// 32,766 on SQLite, 65,535 on PostgreSQL; an entity row binds 25).
 const INSERT_CHUNK: usize = 800;
 /// Rows per `UPDATE … CASE id WHEN …` (the CASE is evaluated per row: keep it short).
 const CASE_CHUNK: usize = 200;
