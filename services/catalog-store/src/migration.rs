@@ -827,11 +827,11 @@ impl MigrationTrait for DeferredIndexes {
 
 /// Each entity's body and search document in a table of their own (`entity_documents`, keyed
 /// by the entity's id), out of `entities`: at a million entities the two made each entity row
-/// about 3 KB, one row per page, and every scan of the table (each deferred index build,
+/// about 3.7 KB, one row per page, and every scan of the table (each deferred index build,
 /// filters on columns) and every lookup of an entity's hash before a write read 3.7 GB of
 /// pages for a few hundred bytes of columns. On PostgreSQL an update that leaves an entity's
-/// indexed columns alone now rewrites no index entry of `entities` (a HOT update, with room
-/// left on each page for it), where it rewrote all of them.
+/// indexed columns alone can now be a HOT update of `entities` (room is left on each page for
+/// it), rewriting none of its index entries.
 #[derive(Debug)]
 struct EntityDocuments;
 
