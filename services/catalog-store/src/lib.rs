@@ -212,6 +212,13 @@ impl CatalogStore {
                 // grew to 6 GB over a 100,000-entity import. Past a bound, checkpoint with
                 // writers held off and truncate it.
                 if log_frames > WAL_FRAMES_BEFORE_TRUNCATE {
+                    // What the writer appended while that copy ran is copied now, still
+                    // beside it, so the truncation below has less to copy with the writer
+                    // held. Over a million-entity store bench the truncations held it for
+                    // 1.16 s on average (31, 36.0 s in all) against 1.55 s (41, 63.6 s).
+                    if let Err(error) = checkpoint(&inner.db, "PASSIVE").await {
+                        tracing::warn!(%error, "SQLite checkpoint failed");
+                    }
                     let waited = std::time::Instant::now();
                     let _writer = inner.writer.lock().await;
                     let held = std::time::Instant::now();
