@@ -220,13 +220,11 @@ impl CatalogStore {
         self.activity().last_commit = Instant::now();
     }
 
-    /// Notes a committed group of `batches` (the caller still holds the writer).
+    /// Notes a committed group of `batches` (the caller still holds the writer); the commit
+    /// itself is noted when the head is published.
     pub(crate) fn note_group_committed(&self, batches: usize) {
-        let mut activity = self.activity();
-        let now = Instant::now();
-        activity.last_commit = now;
         if batches >= DEFER_FROM_GROUP_OF {
-            activity.last_large_group = now;
+            self.activity().last_large_group = Instant::now();
         }
     }
 
