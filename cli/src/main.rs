@@ -123,6 +123,10 @@ enum Command {
         /// Distributed mode: OpenSearch.
         #[arg(long, env = "CADASTRE_BENCH_OPENSEARCH_URL")]
         opensearch_url: Option<String>,
+        /// Distributed mode: the servers' PIDs (`nats=PID,postgres=PID,opensearch=PID`), to
+        /// measure their CPU time during the cold ingest.
+        #[arg(long, env = "CADASTRE_BENCH_SERVER_PIDS", value_parser = parse_server_pid, value_delimiter = ',')]
+        server_pids: Vec<(String, u32)>,
     },
     /// Run catalog-store, the system of record, serving gRPC until SIGINT or SIGTERM.
     Store {
@@ -301,6 +305,7 @@ fn main() -> ExitCode {
             nats_url,
             postgres_url,
             opensearch_url,
+            server_pids,
         } => {
             if redraw {
                 return match cadastre::bench::redraw(&out) {
@@ -314,6 +319,7 @@ fn main() -> ExitCode {
                         nats,
                         postgres,
                         opensearch,
+                        server_pids,
                     })
                 }
                 _ => None,
@@ -456,4 +462,16 @@ fn serve(
 fn fail(message: &str) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "cadastre: {message}");
     ExitCode::from(2)
+}
+
+/// `name=PID`, one of `--server-pids`.
+fn parse_server_pid(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected name=PID"))?;
+    let pid = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: the PID is not a number"))?;
+    Ok((name.trim().to_owned(), pid))
 }

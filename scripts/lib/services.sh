@@ -50,6 +50,7 @@ start_postgres() {
   pid="$(head -n 1 "$dir/data/postmaster.pid")"
   started_pids+=("$pid")
   export CADASTRE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export CADASTRE_TEST_POSTGRES_PID="$pid"
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (pid $pid)"
 }
 
@@ -89,6 +90,7 @@ start_nats() {
   started_pids+=("$pid")
   wait_for_port "$port" 30 || { cat "$dir/server.log" >&2; return 1; }
   export CADASTRE_TEST_NATS_URL="nats://127.0.0.1:$port"
+  export CADASTRE_TEST_NATS_PID="$pid"
   echo "NATS $(nats-server --version | awk '{print $2}') with JetStream on 127.0.0.1:$port (pid $pid)"
 }
 
@@ -172,5 +174,6 @@ start_opensearch() {
     return 1
   fi
   export CADASTRE_TEST_OPENSEARCH_URL="$url"
+  export CADASTRE_TEST_OPENSEARCH_PID="$pid"
   echo "OpenSearch $(sed -n 's/.*OPENSEARCH READY .* version \([^ ]*\).*/\1/p' "$dir/server.log" | head -n 1) on 127.0.0.1:$port (pid $pid)"
 }

@@ -256,6 +256,7 @@ mod tests {
             peak_heap_mib: Vec::new(),
             store_disk_mib: 1.0,
             index_disk_mib: 1.0,
+            ingest_cpu: Default::default(),
         }
     }
 

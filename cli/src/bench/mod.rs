@@ -11,7 +11,9 @@
 //! - API latency under load: concurrent clients on by-name, a filtered first page, facets,
 //!   search and suggest, and the web UI's catalog and entity pages (requests/s, p50, p99);
 //! - peak resident memory of each process (the kernel's high-water mark), and the disk the
-//!   store and the index use.
+//!   store and the index use;
+//! - the CPU seconds each process (and each server, in distributed mode) spent on the cold
+//!   ingest, and how busy the cores were.
 //!
 //! It prints one table, and writes it (`results.md`), the figures (`results.json`) and a chart
 //! of ingest time and p99 latencies against N (`chart.svg`) to `--out`.
@@ -21,6 +23,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod chart;
+mod cpu;
 mod load;
 mod system;
 
@@ -98,6 +101,10 @@ pub struct Measurement {
     pub peak_heap_mib: Vec<(String, f64)>,
     pub store_disk_mib: f64,
     pub index_disk_mib: f64,
+    /// CPU seconds per process (and server) over the cold ingest; empty in runs before it
+    /// was measured.
+    #[serde(default)]
+    pub ingest_cpu: cpu::CpuSpent,
 }
 
 /// Push-to-visible over the timed pushes, in milliseconds.
@@ -231,14 +238,18 @@ async fn measure(options: &Options, mode: Mode, size: usize) -> anyhow::Result<M
     };
     let api = load::Api::new(&system.base);
     let heap = system.sample_heap();
+    let cpu_roots = system.cpu_roots();
+    let cpu_before = cpu::CpuSample::take(&cpu_roots);
     let registered = Instant::now();
     system.register_root(&api, &generated.root).await?;
     let stored = wait_for_ingest(&api, &system, generated.entities, options, registered).await?;
     let ingest = registered.elapsed();
+    let ingest_cpu = cpu::CpuSample::take(&cpu_roots).since(&cpu_before);
     eprintln!(
         "cold ingest: {stored} entities stored and searchable in {:.1?}",
         ingest
     );
+    eprintln!("cold ingest CPU: {}", ingest_cpu.describe());
 
     let push = pushes(&api, &work.join("org"), options.pushes).await?;
     eprintln!(
@@ -279,6 +290,7 @@ async fn measure(options: &Options, mode: Mode, size: usize) -> anyhow::Result<M
         peak_heap_mib,
         store_disk_mib,
         index_disk_mib,
+        ingest_cpu,
     })
 }
 
@@ -483,6 +495,24 @@ pub fn table(report: &Report) -> String {
             m.store_disk_mib,
             m.index_disk_mib
         ));
+    }
+    let measured_cpu: Vec<&Measurement> = report
+        .measurements
+        .iter()
+        .filter(|m| !m.ingest_cpu.by_process.is_empty())
+        .collect();
+    if !measured_cpu.is_empty() {
+        out.push_str(
+            "\nCPU seconds spent during each cold ingest, by process (servers included):\n\n",
+        );
+        for m in measured_cpu {
+            out.push_str(&format!(
+                "- {} {}: {}\n",
+                m.mode,
+                thousands(m.entities),
+                m.ingest_cpu.describe()
+            ));
+        }
     }
     out
 }

@@ -19,6 +19,8 @@ pub struct ServiceUrls {
     /// each size gets a new database on that server.
     pub postgres: String,
     pub opensearch: String,
+    /// The servers' PIDs by name, when known: their CPU time is measured too.
+    pub server_pids: Vec<(String, u32)>,
 }
 
 enum Layout {
@@ -39,6 +41,8 @@ pub struct System {
     processes: Vec<(String, Child)>,
     layout: Layout,
     logs: PathBuf,
+    /// Servers this system runs on (distributed mode), by name.
+    server_pids: Vec<(String, u32)>,
 }
 
 impl System {
@@ -55,6 +59,7 @@ impl System {
                 data_dir: data_dir.clone(),
             },
             logs: work.to_owned(),
+            server_pids: Vec::new(),
         };
         system.spawn(
             "cadastre up",
@@ -130,6 +135,7 @@ location_types = ["url", "git", "file"]
                 index_prefix,
             },
             logs: work.to_owned(),
+            server_pids: services.server_pids.clone(),
         };
         // The store first: it migrates the schema, then serves.
         system.spawn("store", Some(&config), &["store".as_ref()])?;
@@ -204,6 +210,17 @@ location_types = ["url", "git", "file"]
             }
         }
         Ok(())
+    }
+
+    /// The processes (and servers) whose CPU time is measured: name and PID.
+    pub fn cpu_roots(&self) -> Vec<(String, u32)> {
+        let mut roots: Vec<(String, u32)> = self
+            .processes
+            .iter()
+            .map(|(name, child)| (name.clone(), child.id()))
+            .collect();
+        roots.extend(self.server_pids.iter().cloned());
+        roots
     }
 
     /// Each process's peak resident memory (`VmHWM`: heap and mapped files), in MiB.

@@ -201,7 +201,7 @@ impl CatalogStore {
                 // PASSIVE never waits for writers or readers; what it cannot copy now, the
                 // next round does.
                 let log_frames = match checkpoint(&inner.db, "PASSIVE").await {
-                    Ok(frames) => frames,
+                    Ok(progress) => progress.log_frames,
                     Err(error) => {
                         tracing::warn!(%error, "SQLite checkpoint failed");
                         continue;
@@ -209,28 +209,50 @@ impl CatalogStore {
                 };
                 // But the log only starts over once no reader still uses it, which readers
                 // that never pause (the feed's followers during an import) never allow: it
-                // grew to 6 GB over a 100,000-entity import. Past a bound, checkpoint with
-                // writers held off and truncate it.
-                if log_frames > WAL_FRAMES_BEFORE_TRUNCATE {
-                    // What the writer appended while that copy ran is copied now, still
-                    // beside it, so the truncation below has less to copy with the writer
-                    // held. Over a million-entity store bench the truncations held it for
-                    // 1.16 s on average (31, 36.0 s in all) against 1.55 s (41, 63.6 s).
-                    if let Err(error) = checkpoint(&inner.db, "PASSIVE").await {
-                        tracing::warn!(%error, "SQLite checkpoint failed");
+                // grew to 6 GB over a 100,000-entity import. Past a bound, hold the writer
+                // off, copy the rest and restart the log.
+                if log_frames > WAL_FRAMES_BEFORE_RESTART {
+                    // The hold is the copy (and the sync) of what the writer committed since
+                    // the last passive copy: copy again beside it while a round still finds
+                    // much that is new.
+                    let mut copied_to = log_frames;
+                    for _ in 0..PASSIVE_ROUNDS_BEFORE_RESTART {
+                        match checkpoint(&inner.db, "PASSIVE").await {
+                            Ok(progress) => {
+                                let appended = progress.log_frames - copied_to;
+                                copied_to = progress.log_frames;
+                                if appended <= WAL_FRAMES_APPENDED_TO_RESTART {
+                                    break;
+                                }
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "SQLite checkpoint failed");
+                                break;
+                            }
+                        }
                     }
                     let waited = std::time::Instant::now();
                     let _writer = inner.writer.lock().await;
                     let held = std::time::Instant::now();
-                    // On the writer's own connection, whose page cache survives it.
-                    match checkpoint(&inner.writes, "TRUNCATE").await {
+                    // On the writer's own connection, whose page cache survives it. First
+                    // what the writer committed since the last copy (timed apart), then the
+                    // restart: readers leave the log and the next write starts it over.
+                    let copied = checkpoint(&inner.writes, "PASSIVE").await;
+                    let copied_in = held.elapsed();
+                    let restarted = match copied {
+                        Ok(_) => checkpoint(&inner.writes, "RESTART").await,
+                        Err(error) => Err(error),
+                    };
+                    match restarted {
                         Ok(_) => tracing::debug!(
                             log_frames,
+                            copied_to,
                             waited = ?(held - waited),
+                            copied_in = ?copied_in,
                             held = ?held.elapsed(),
-                            "SQLite log truncated"
+                            "SQLite log restarted"
                         ),
-                        Err(error) => tracing::warn!(%error, "SQLite log truncation failed"),
+                        Err(error) => tracing::warn!(%error, "SQLite log restart failed"),
                     }
                 }
             }
@@ -399,7 +421,9 @@ async fn connect_sqlite(
                 // Checkpoints run in the background (see `checkpoint_in_background`), not
                 // inside a writer's commit.
                 .pragma("wal_autocheckpoint", "0")
-                .pragma("journal_size_limit", "268435456")
+                // A restarted log is written over from its start, not cut back: cutting 1 GiB
+                // off the file took 0.25 s of the writer's first commit after each restart.
+                .pragma("journal_size_limit", WAL_BYTES_KEPT.to_string())
                 .foreign_keys(false)
                 .row_buffer_size(row_buffer)
         });
@@ -420,27 +444,45 @@ async fn connect_sqlite(
     }
 }
 
-/// Log frames (4 KiB pages) past which the background checkpoint truncates the log: 1 GiB.
-/// A truncation holds the writer while it copies what the last passive checkpoint left (a
-/// group's commit, 100,000 frames and more during an import) and waits for readers: 1-2.5 s
-/// each at 300,000 entities. At 256 MiB it ran every 5 s during an import, holding the
-/// writer for 15% of it.
-const WAL_FRAMES_BEFORE_TRUNCATE: i64 = 262_144;
+/// Log frames (4 KiB pages) past which the background checkpoint restarts the log: 1 GiB.
+/// A restart holds the writer while it copies and syncs what the writer committed since the
+/// last passive checkpoint (a group's commit, 100,000 frames and more during an import) and
+/// waits for readers. At 256 MiB a truncation (the restart before) ran every 5 s during an
+/// import, holding the writer for 15% of it.
+const WAL_FRAMES_BEFORE_RESTART: i64 = 262_144;
+
+/// The write-ahead log's file is cut back to this size only (2 GiB) when the log starts over:
+/// past [`WAL_FRAMES_BEFORE_RESTART`] it is restarted, so a file of this size is written over.
+const WAL_BYTES_KEPT: i64 = 2 << 30;
 
 /// Changes written, at least, before PostgreSQL's statistics are refreshed again.
 const ANALYZE_AFTER_CHANGES: u64 = 10_000;
 
-/// Runs `PRAGMA wal_checkpoint(MODE)`; answers the frames in the log before it ran.
-async fn checkpoint(db: &DatabaseConnection, mode: &str) -> Result<i64> {
+/// Passive checkpoints, at most, before a restart: each copies what the writer appended
+/// during the one before.
+const PASSIVE_ROUNDS_BEFORE_RESTART: usize = 4;
+
+/// Frames a passive round found new (16 MiB) at or below which the restart may hold the
+/// writer: it copied little, so the writer appended little meanwhile.
+const WAL_FRAMES_APPENDED_TO_RESTART: i64 = 4_096;
+
+/// What a checkpoint saw: frames in the log when it ran.
+struct CheckpointProgress {
+    log_frames: i64,
+}
+
+/// Runs `PRAGMA wal_checkpoint(MODE)`.
+async fn checkpoint(db: &DatabaseConnection, mode: &str) -> Result<CheckpointProgress> {
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
             DbBackend::Sqlite,
             format!("PRAGMA wal_checkpoint({mode})"),
         ))
         .await?;
-    Ok(match row {
-        Some(row) => row.try_get_by_index::<i64>(1).unwrap_or(0),
-        None => 0,
+    Ok(CheckpointProgress {
+        log_frames: row
+            .and_then(|row| row.try_get_by_index::<i64>(1).ok())
+            .unwrap_or(0),
     })
 }
 
