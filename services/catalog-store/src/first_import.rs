@@ -6,7 +6,7 @@
 //! A cold million imported in 330-357 s with them; with them dropped the store had every
 //! entity in 220 s, and building them afterwards takes 3-10 s each (see ARCHITECTURE.md,
 //! decisions). PostgreSQL defers the same ten and the GIN index of the search documents
-//! ([`POSTGRES_SEARCH_INDEX`]): without them, 100,000 entities were created 43% faster
+//! ([`POSTGRES_SEARCH_INDEXES`]): without them, 100,000 entities were created 43% faster
 //! (4,447/s against 3,119/s in the store bench).
 //!
 //! - In a store that was empty when it opened, the first group of at least
@@ -51,23 +51,24 @@ pub const DEFERRABLE_INDEXES: [&str; 10] = [
     "changes_entity",
 ];
 
-/// On PostgreSQL, the GIN index of the search documents (filters on keys without a column of
-/// their own) is deferred too.
-pub const POSTGRES_SEARCH_INDEX: &str = "entities_search";
+/// On PostgreSQL, the GIN indexes of the search documents (filters on the values of keys
+/// without a column of their own, and on their existence) are deferred too.
+pub const POSTGRES_SEARCH_INDEXES: [&str; 2] = ["entities_search", "entity_documents_keys"];
 
 /// The indexes a first import defers on `backend`.
 pub fn deferrable_indexes(backend: DbBackend) -> Vec<&'static str> {
     let mut names = DEFERRABLE_INDEXES.to_vec();
     if backend == DbBackend::Postgres {
-        names.push(POSTGRES_SEARCH_INDEX);
+        names.extend(POSTGRES_SEARCH_INDEXES);
     }
     names
 }
 
-/// Index builds at once on PostgreSQL, each in a transaction of its own: the GIN index, about
-/// 55 s at a million entities on one core (whatever `maintenance_work_mem`: 50.5 s with the
-/// default 64 MB, 57.9 s with 512 MB, 61.6 s with 2 GB), goes first, and the B-tree indexes
-/// are built beside it. SQLite has one writer: one build at a time.
+/// Index builds at once on PostgreSQL, each in a transaction of its own: the two GIN indexes,
+/// the longest, go first, and the B-tree indexes are built beside them. (A single GIN index of
+/// keys and values took about 55 s at a million entities on one core, whatever
+/// `maintenance_work_mem`: 50.5 s with the default 64 MB, 57.9 s with 512 MB, 61.6 s with
+/// 2 GB.) SQLite has one writer: one build at a time.
 const POSTGRES_BUILDS_AT_ONCE: usize = 3;
 
 /// Batches in a group, at least, for a first import to defer the indexes: registering a few
@@ -304,8 +305,8 @@ impl CatalogStore {
             return Ok(());
         }
         let at_once = if postgres {
-            // The longest build first.
-            names.sort_by_key(|name| name != POSTGRES_SEARCH_INDEX);
+            // The longest builds first.
+            names.sort_by_key(|name| !POSTGRES_SEARCH_INDEXES.contains(&name.as_str()));
             POSTGRES_BUILDS_AT_ONCE
         } else {
             names.truncate(1);

@@ -39,7 +39,7 @@ use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, watch};
 
 pub use error::{Result, StoreError};
-pub use first_import::{DEFERRABLE_INDEXES, POSTGRES_SEARCH_INDEX, deferrable_indexes};
+pub use first_import::{DEFERRABLE_INDEXES, POSTGRES_SEARCH_INDEXES, deferrable_indexes};
 pub use receipts::PreparedGroup;
 pub use types::*;
 

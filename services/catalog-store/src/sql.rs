@@ -346,8 +346,12 @@ fn push_document_field(sql: &mut Sql, key: &str, condition: &Condition) {
                 sql.push("NOT ");
             }
             if postgres {
+                // The keys' own GIN index answers it (the documents' index hashes each key
+                // with its values, and cannot).
                 open_documents_where(sql);
-                sql.push("sd.search_doc ? ").bind(key.to_owned()).push("))");
+                sql.push("cadastre_search_keys(sd.search_doc) @> ARRAY[")
+                    .bind(key.to_owned())
+                    .push("]::text[]))");
             } else {
                 sql.push("(json_type(")
                     .push(DOCUMENT)

@@ -217,6 +217,16 @@ async fn filters_follow_backstage_semantics(store: &CatalogStore) {
         managed.is_empty(),
         "the examples carry no catalog annotations: {managed:?}"
     );
+    // A key without a column of its own, answered from the search documents (on
+    // PostgreSQL, by the index of each document's keys).
+    assert_eq!(
+        refs(
+            store,
+            &["metadata.annotations.backstage.io/definition-at-location"]
+        )
+        .await,
+        ["api:default/spotify"]
+    );
     let with_slug = refs(store, &["metadata.annotations"]).await;
     assert!(with_slug.len() < 60);
     // Relations match as `relations.<type>=<ref>`.
