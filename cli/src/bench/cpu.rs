@@ -182,7 +182,10 @@ mod tests {
             busy: 150.0,
             idle: 50.0,
         };
-        assert_eq!(spent.describe(), "store 120 s, nats 10 s, all cores 75% busy");
+        assert_eq!(
+            spent.describe(),
+            "store 120 s, nats 10 s, all cores 75% busy"
+        );
     }
 
     #[test]

@@ -106,6 +106,21 @@ impl WriterActivity {
         now.duration_since(self.last_commit) >= IDLE_BEFORE_BUILD
             || now.duration_since(self.last_large_group) >= BUILD_AFTER_LAST_LARGE_GROUP
     }
+
+    /// How long the writer has been idle at `now`.
+    pub(crate) fn idle_for(&self, now: Instant) -> Duration {
+        now.duration_since(self.last_commit)
+    }
+}
+
+impl crate::Inner {
+    /// How long the writer has been idle.
+    pub(crate) fn writer_idle_for(&self) -> Duration {
+        self.activity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .idle_for(Instant::now())
+    }
 }
 
 impl Default for WriterActivity {

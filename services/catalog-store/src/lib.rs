@@ -195,6 +195,8 @@ impl CatalogStore {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Whether the log's file may be large (a restart writes over it, keeping its size).
+            let mut log_file_large = false;
             loop {
                 tick.tick().await;
                 let Some(inner) = inner.upgrade() else { return };
@@ -207,6 +209,21 @@ impl CatalogStore {
                         continue;
                     }
                 };
+                if log_frames > WAL_FRAMES_KEPT_WHEN_IDLE {
+                    log_file_large = true;
+                } else if log_file_large && inner.writer_idle_for() >= IDLE_BEFORE_TRUNCATE {
+                    // The writer has gone quiet: give the disk back. Little is left to copy,
+                    // and cutting the file takes a quarter of a second a gigabyte.
+                    let _writer = inner.writer.lock().await;
+                    match checkpoint(&inner.writes, "TRUNCATE").await {
+                        Ok(_) => {
+                            log_file_large = false;
+                            tracing::debug!("SQLite log truncated while the writer is idle");
+                        }
+                        Err(error) => tracing::warn!(%error, "SQLite log truncation failed"),
+                    }
+                    continue;
+                }
                 // But the log only starts over once no reader still uses it, which readers
                 // that never pause (the feed's followers during an import) never allow: it
                 // grew to 6 GB over a 100,000-entity import. Past a bound, hold the writer
@@ -454,6 +471,14 @@ const WAL_FRAMES_BEFORE_RESTART: i64 = 262_144;
 /// The write-ahead log's file is cut back to this size only (2 GiB) when the log starts over:
 /// past [`WAL_FRAMES_BEFORE_RESTART`] it is restarted, so a file of this size is written over.
 const WAL_BYTES_KEPT: i64 = 2 << 30;
+
+/// Log frames (256 MiB) past which the log's file is cut back once the writer is idle for
+/// [`IDLE_BEFORE_TRUNCATE`]: a restart keeps the file's size (up to [`WAL_BYTES_KEPT`]), 2 GiB
+/// of disk after a large import otherwise.
+const WAL_FRAMES_KEPT_WHEN_IDLE: i64 = 65_536;
+
+/// How long the writer has been idle before the log's file is cut back.
+const IDLE_BEFORE_TRUNCATE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Changes written, at least, before PostgreSQL's statistics are refreshed again.
 const ANALYZE_AFTER_CHANGES: u64 = 10_000;
