@@ -5,9 +5,9 @@
 //! each new entity changed a page at a random place in each, read from disk and written back.
 //! A cold million imported in 330-357 s with them; with them dropped the store had every
 //! entity in 220 s, and building them afterwards takes 3-10 s each (see ARCHITECTURE.md,
-//! decisions). PostgreSQL defers the same ten and the GIN index of the search documents
-//! ([`POSTGRES_SEARCH_INDEXES`]): without them, 100,000 entities were created 43% faster
-//! (4,447/s against 3,119/s in the store bench).
+//! decisions). PostgreSQL defers the same ten and the GIN indexes of the search documents
+//! ([`POSTGRES_SEARCH_INDEXES`]): without them (then one GIN index), 100,000 entities were
+//! created 43% faster (4,447/s against 3,119/s in the store bench).
 //!
 //! - In a store that was empty when it opened, the first group of at least
 //!   [`DEFER_FROM_GROUP_OF`] batches (while fewer than [`DEFER_WHILE_FEWER_THAN`] entities
