@@ -103,7 +103,7 @@ impl WriterActivity {
     /// 30 s and more, and counted from its start alone, indexes were built between two
     /// groups of the import.
     fn time_to_build(&self, now: Instant) -> bool {
-        now.duration_since(self.last_commit) >= IDLE_BEFORE_BUILD
+        self.idle_for(now) >= IDLE_BEFORE_BUILD
             || now.duration_since(self.last_large_group) >= BUILD_AFTER_LAST_LARGE_GROUP
     }
 

@@ -216,6 +216,10 @@ impl CatalogStore {
                     // and cutting the file takes a quarter of a second a gigabyte.
                     let _writer = inner.writer.lock().await;
                     match checkpoint(&inner.writes, "TRUNCATE").await {
+                        // A reader still in the log: the next idle tick tries again.
+                        Ok(progress) if progress.busy => {
+                            tracing::debug!("SQLite log not truncated: a reader still uses it");
+                        }
                         Ok(_) => {
                             log_file_large = false;
                             tracing::debug!("SQLite log truncated while the writer is idle");
@@ -261,6 +265,12 @@ impl CatalogStore {
                         Err(error) => Err(error),
                     };
                     match restarted {
+                        // Readers kept the log; past the bound, the next tick tries again.
+                        Ok(progress) if progress.busy => tracing::debug!(
+                            log_frames,
+                            held = ?held.elapsed(),
+                            "SQLite log not restarted: a reader still uses it"
+                        ),
                         Ok(_) => tracing::debug!(
                             log_frames,
                             copied_to,
@@ -492,8 +502,10 @@ const PASSIVE_ROUNDS_BEFORE_RESTART: usize = 4;
 /// writer: it copied little, so the writer appended little meanwhile.
 const WAL_FRAMES_APPENDED_TO_RESTART: i64 = 4_096;
 
-/// What a checkpoint saw: frames in the log when it ran.
+/// What a checkpoint saw: whether it was held off, and the frames in the log when it ran.
 struct CheckpointProgress {
+    /// The checkpoint could not finish (a `RESTART` or `TRUNCATE` that readers held off).
+    busy: bool,
     log_frames: i64,
 }
 
@@ -505,10 +517,14 @@ async fn checkpoint(db: &DatabaseConnection, mode: &str) -> Result<CheckpointPro
             format!("PRAGMA wal_checkpoint({mode})"),
         ))
         .await?;
+    let column = |index| {
+        row.as_ref()
+            .and_then(|row| row.try_get_by_index::<i64>(index).ok())
+            .unwrap_or(0)
+    };
     Ok(CheckpointProgress {
-        log_frames: row
-            .and_then(|row| row.try_get_by_index::<i64>(1).ok())
-            .unwrap_or(0),
+        busy: column(0) != 0,
+        log_frames: column(1),
     })
 }
 
