@@ -176,6 +176,17 @@ pub(crate) trait Acker: Send + Sync {
 pub trait Bus: Send + Sync + fmt::Debug {
     async fn publish(&self, subject: &str, message: Outgoing) -> Result<Published>;
 
+    /// Publishes `messages` to `subject` in their order, and answers what the bus said about
+    /// each, in the same order. A failure does not stop the others: callers that need an
+    /// unbroken prefix (a relay's position) take the answers up to the first error.
+    async fn publish_all(&self, subject: &str, messages: Vec<Outgoing>) -> Vec<Result<Published>> {
+        let mut answers = Vec::with_capacity(messages.len());
+        for message in messages {
+            answers.push(self.publish(subject, message).await);
+        }
+        answers
+    }
+
     /// Joins the durable consumer `spec.name` (created when missing): every consumer joined
     /// under one name shares its messages, each delivered to one of them.
     async fn consume(&self, spec: &ConsumerSpec) -> Result<Box<dyn Consumer>>;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -136,6 +137,12 @@ impl JetStreamBus {
     }
 
     async fn publish_wire(&self, subject: &str, message: Outgoing) -> Result<Published> {
+        let ack = self.send(subject, message).await?;
+        Self::acknowledged(subject, ack.await)
+    }
+
+    /// Hands `message` to the connection; the answer is the future of the stream's ack.
+    async fn send(&self, subject: &str, message: Outgoing) -> Result<PublishAckFuture> {
         let mut headers = HeaderMap::new();
         for (name, value) in &message.headers {
             headers.insert(name.as_str(), value.as_str());
@@ -143,13 +150,17 @@ impl JetStreamBus {
         if let Some(id) = &message.id {
             headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         }
-        let ack = self
-            .context
+        self.context
             .publish_with_headers(self.wire_subject(subject), headers, message.payload)
             .await
-            .map_err(|e| BusError::Request(format!("publish to {subject}: {e}")))?
-            .await
-            .map_err(|e| BusError::Request(format!("publish to {subject}: {e}")))?;
+            .map_err(|e| BusError::Request(format!("publish to {subject}: {e}")))
+    }
+
+    fn acknowledged(
+        subject: &str,
+        ack: std::result::Result<async_nats::jetstream::publish::PublishAck, PublishError>,
+    ) -> Result<Published> {
+        let ack = ack.map_err(|e| BusError::Request(format!("publish to {subject}: {e}")))?;
         Ok(Published {
             sequence: ack.sequence,
             duplicate: ack.duplicate,
@@ -161,6 +172,23 @@ impl JetStreamBus {
 impl Bus for JetStreamBus {
     async fn publish(&self, subject: &str, message: Outgoing) -> Result<Published> {
         self.publish_wire(subject, message).await
+    }
+
+    /// Sends every message before waiting for any ack: the server reads and acknowledges
+    /// them in runs instead of one round trip (and two wake-ups on each side) per message.
+    async fn publish_all(&self, subject: &str, messages: Vec<Outgoing>) -> Vec<Result<Published>> {
+        let mut sent = Vec::with_capacity(messages.len());
+        for message in messages {
+            sent.push(self.send(subject, message).await);
+        }
+        let mut answers = Vec::with_capacity(sent.len());
+        for ack in sent {
+            answers.push(match ack {
+                Ok(ack) => Self::acknowledged(subject, ack.await),
+                Err(error) => Err(error),
+            });
+        }
+        answers
     }
 
     async fn check(&self) -> Result<()> {

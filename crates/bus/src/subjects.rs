@@ -85,6 +85,25 @@ impl<M: prost::Message + Default> Subject<M> {
         id: Option<String>,
         trace: Option<&TraceContext>,
     ) -> Result<Published> {
+        let outgoing = self.outgoing(message, id, trace);
+        bus.publish(self.name, outgoing).await
+    }
+
+    /// Publishes `messages` (each with its de-duplication id) in order without waiting for
+    /// each to be stored before sending the next; the answers come in the same order.
+    pub async fn publish_all(
+        &self,
+        bus: &dyn Bus,
+        messages: impl IntoIterator<Item = (M, Option<String>)>,
+    ) -> Vec<Result<Published>> {
+        let outgoing = messages
+            .into_iter()
+            .map(|(message, id)| self.outgoing(&message, id, None))
+            .collect();
+        bus.publish_all(self.name, outgoing).await
+    }
+
+    fn outgoing(&self, message: &M, id: Option<String>, trace: Option<&TraceContext>) -> Outgoing {
         // The current span's context when traces are exported (so the receiver's span is its
         // child); else the caller's, else a new trace.
         let traceparent =
@@ -104,7 +123,7 @@ impl<M: prost::Message + Default> Subject<M> {
         outgoing.headers.insert(TRACEPARENT.to_owned(), traceparent);
         cadastre_telemetry::metrics::counter!("cadastre_bus_published_total", "subject" => self.name)
             .increment(1);
-        bus.publish(self.name, outgoing).await
+        outgoing
     }
 }
 

@@ -36,6 +36,7 @@ contract!(
     dead_letters_what_crashes_every_consumer,
     rejects_straight_to_dead_letters,
     drops_duplicate_ids,
+    publishes_many_in_order_with_an_answer_each,
     replicas_share_a_durable_consumer,
     bounds_messages_in_flight,
     a_durable_consumer_resumes_where_it_stopped,
@@ -278,6 +279,40 @@ async fn drops_duplicate_ids(bus: Arc<dyn Bus>) {
         delivery.ack().await.unwrap();
     }
     assert_eq!(got, [request(1), request(2)]);
+    assert!(arrives(&mut consumer).await.is_none());
+}
+
+async fn publishes_many_in_order_with_an_answer_each(bus: Arc<dyn Bus>) {
+    let mut consumer = bus.consume(&spec("harvester")).await.unwrap();
+    let before = HARVEST_REQUESTS
+        .publish(&*bus, &request(0), Some("many-2".into()), None)
+        .await
+        .unwrap();
+    let messages = (1..=300).map(|n| (request(n), Some(format!("many-{n}"))));
+    let answers = HARVEST_REQUESTS.publish_all(&*bus, messages).await;
+    assert_eq!(answers.len(), 300);
+    let answers: Vec<_> = answers.into_iter().map(Result::unwrap).collect();
+    // The second carries the id published before: a repeat, answered with the first's place.
+    assert!(answers[1].duplicate);
+    assert_eq!(answers[1].sequence, before.sequence);
+    let stored: Vec<u64> = answers
+        .iter()
+        .filter(|answer| !answer.duplicate)
+        .map(|answer| answer.sequence)
+        .collect();
+    assert_eq!(stored.len(), 299);
+    assert!(
+        stored.windows(2).all(|pair| pair[0] < pair[1]),
+        "{stored:?}"
+    );
+    let mut got = Vec::new();
+    for _ in 0..300 {
+        let delivery = next(&mut consumer).await;
+        got.push(delivery.decode::<pb::HarvestRequest>().unwrap());
+        delivery.ack().await.unwrap();
+    }
+    let expected: Vec<_> = [0, 1].into_iter().chain(3..=300).map(request).collect();
+    assert_eq!(got, expected);
     assert!(arrives(&mut consumer).await.is_none());
 }
 
