@@ -80,6 +80,11 @@ pub trait SearchBackend: Send + Sync + std::fmt::Debug {
     async fn count(&self, index: &str) -> Result<u64>;
     /// Makes everything written to `index` visible to searches.
     async fn refresh(&self, index: &str) -> Result<()>;
+    /// Whether writes become visible only at [`Self::refresh`] (OpenSearch, whose indexes
+    /// the indexer refreshes itself), not at [`Self::write`] (tantivy commits each write).
+    fn refreshes_on_request(&self) -> bool {
+        false
+    }
     /// Serves `index` from now on, atomically, and deletes the index served before.
     async fn switch_to(&self, index: &str) -> Result<()>;
     /// Deletes an index that is not serving (a rebuild that failed).
