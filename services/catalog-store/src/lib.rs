@@ -309,12 +309,7 @@ impl CatalogStore {
                 }
                 let Some(inner) = inner.upgrade() else { return };
                 let started = std::time::Instant::now();
-                let analyzed = inner
-                    .db
-                    .execute_unprepared(
-                        "ANALYZE entities, entity_documents, relation_edges, changes",
-                    )
-                    .await;
+                let analyzed = inner.db.execute_unprepared(ANALYZE_STATEMENT).await;
                 // A failure (a role that does not own the tables) is reported once per round
                 // of changes, not at every look.
                 analyzed_at = now;
@@ -494,6 +489,15 @@ const IDLE_BEFORE_TRUNCATE: std::time::Duration = std::time::Duration::from_secs
 /// Changes written, at least, before PostgreSQL's statistics are refreshed again.
 const ANALYZE_AFTER_CHANGES: u64 = 10_000;
 
+/// The statistics the store refreshes: the row counts of the large tables, the columns reads
+/// look rows up by, and the search documents (the planner estimates a filter on them from
+/// their sample). Bodies are left out: no plan uses their statistics, and sampling them read
+/// 30,000 of them per table. After a 100,000-entity store bench this took 1.15-1.23 s,
+/// against 1.88-2.81 s for every column (PostgreSQL 15, two runs each).
+const ANALYZE_STATEMENT: &str = "ANALYZE entities, entity_documents (entity_id, search_doc), \
+     relation_edges, \
+     changes (sequence, entity_ref, change, recorded_at)";
+
 /// Passive checkpoints, at most, before a restart: each copies what the writer appended
 /// during the one before.
 const PASSIVE_ROUNDS_BEFORE_RESTART: usize = 4;
@@ -548,6 +552,21 @@ mod tests {
         row.try_get("", "at").unwrap()
     }
 
+    /// Whether PostgreSQL holds statistics of `table.column`.
+    async fn has_statistics(store: &CatalogStore, table: &str, column: &str) -> bool {
+        store
+            .db()
+            .query_one_raw(sea_orm::Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT 1 AS found FROM pg_stats WHERE tablename = '{table}' AND attname = '{column}'"
+                ),
+            ))
+            .await
+            .unwrap()
+            .is_some()
+    }
+
     #[tokio::test]
     async fn postgres_statistics_follow_a_large_import() {
         let url = cadastre_testkit::fresh_postgres_database("cadastre_analyze").await;
@@ -581,7 +600,8 @@ mod tests {
                 .unwrap();
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while last_analyzed(&store, "relation_edges").await.is_none() {
+        // `changes` is the statement's last table.
+        while last_analyzed(&store, "changes").await.is_none() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no ANALYZE after {} changes",
@@ -590,5 +610,18 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         assert!(last_analyzed(&store, "entities").await.is_some());
+        assert!(last_analyzed(&store, "relation_edges").await.is_some());
+        for (table, column) in [
+            ("entities", "entity_ref"),
+            ("entity_documents", "entity_id"),
+            ("entity_documents", "search_doc"),
+            ("relation_edges", "target_ref"),
+            ("changes", "entity_ref"),
+        ] {
+            assert!(
+                has_statistics(&store, table, column).await,
+                "no statistics of {table}.{column}"
+            );
+        }
     }
 }
