@@ -100,10 +100,16 @@ stop_services() {
     kill "$pid" 2>/dev/null || true
   done
   for pid in "${started_pids[@]}"; do
-    for _ in $(seq 1 50); do
+    for _ in $(seq 1 100); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
+    # A server still there after 10 s is not stopping (an OpenSearch node of an experiment
+    # of mine once outlived the script that started it; why was not established).
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "pid $pid did not stop in 10 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
   done
   for dir in "${scratch_dirs[@]}"; do
     rm -rf "$dir"
