@@ -537,34 +537,29 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The first row `sql` answers on PostgreSQL, if any.
+    async fn first_row(store: &CatalogStore, sql: String) -> Option<sea_orm::QueryResult> {
+        store
+            .db()
+            .query_one_raw(sea_orm::Statement::from_string(DbBackend::Postgres, sql))
+            .await
+            .unwrap()
+    }
+
     /// When PostgreSQL last analyzed `table` (its statistics time), if ever.
     async fn last_analyzed(store: &CatalogStore, table: &str) -> Option<String> {
-        let row = store
-            .db()
-            .query_one_raw(sea_orm::Statement::from_string(
-                DbBackend::Postgres,
-                format!(
-                    "SELECT CAST(last_analyze AS TEXT) AS at FROM pg_stat_user_tables WHERE relname = '{table}'"
-                ),
-            ))
-            .await
-            .unwrap()?;
-        row.try_get("", "at").unwrap()
+        let sql = format!(
+            "SELECT CAST(last_analyze AS TEXT) AS at FROM pg_stat_user_tables WHERE relname = '{table}'"
+        );
+        first_row(store, sql).await?.try_get("", "at").unwrap()
     }
 
     /// Whether PostgreSQL holds statistics of `table.column`.
     async fn has_statistics(store: &CatalogStore, table: &str, column: &str) -> bool {
-        store
-            .db()
-            .query_one_raw(sea_orm::Statement::from_string(
-                DbBackend::Postgres,
-                format!(
-                    "SELECT 1 AS found FROM pg_stats WHERE tablename = '{table}' AND attname = '{column}'"
-                ),
-            ))
-            .await
-            .unwrap()
-            .is_some()
+        let sql = format!(
+            "SELECT 1 AS found FROM pg_stats WHERE tablename = '{table}' AND attname = '{column}'"
+        );
+        first_row(store, sql).await.is_some()
     }
 
     #[tokio::test]

@@ -183,7 +183,12 @@ impl Indexer {
                         match tokio::time::timeout_at(deadline, rounds.recv()).await {
                             Ok(round) => round,
                             Err(_) => {
-                                // Nothing more came after a full round: show what was written.
+                                // Nothing more came after a full round: show what was written
+                                // (unless a rebuild replaced the index meanwhile).
+                                let _writing = self.writing.lock().await;
+                                if self.switches.load(Ordering::SeqCst) != switches {
+                                    return Ok(Stop::Switched);
+                                }
                                 self.backend.refresh(&index).await?;
                                 refresh.refreshed();
                                 continue;
