@@ -178,37 +178,34 @@ impl Indexer {
         let write = async {
             let mut refresh = RefreshPolicy::new(self.backend.refreshes_on_request());
             loop {
-                let round = match refresh.idle_deadline() {
-                    Some(deadline) => {
-                        match tokio::time::timeout_at(deadline, rounds.recv()).await {
-                            Ok(round) => round,
-                            Err(_) => {
-                                // Nothing more came after a full round: show what was written
-                                // (unless a rebuild replaced the index meanwhile).
-                                let _writing = self.writing.lock().await;
-                                if self.switches.load(Ordering::SeqCst) != switches {
-                                    return Ok(Stop::Switched);
-                                }
-                                self.backend.refresh(&index).await?;
-                                refresh.refreshed();
-                                continue;
-                            }
-                        }
-                    }
-                    None => rounds.recv().await,
+                // `None`: no round came within the idle deadline that follows a full one.
+                let next = match refresh.idle_deadline() {
+                    Some(deadline) => tokio::time::timeout_at(deadline, rounds.recv()).await.ok(),
+                    None => Some(rounds.recv().await),
                 };
-                let Some(round) = round else { break };
+                let round = match next {
+                    Some(None) => break,
+                    Some(Some(round)) => Some(round),
+                    None => None,
+                };
                 let _writing = self.writing.lock().await;
                 if self.switches.load(Ordering::SeqCst) != switches {
                     return Ok(Stop::Switched);
                 }
-                let full = round.full;
-                self.write_round(&index, round).await?;
-                *last_write
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    tokio::time::Instant::now();
-                if refresh.written(full) {
+                let refresh_now = match round {
+                    Some(round) => {
+                        let full = round.full;
+                        self.write_round(&index, round).await?;
+                        *last_write
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            tokio::time::Instant::now();
+                        refresh.written(full)
+                    }
+                    // Nothing more came after a full round: show what was written.
+                    None => true,
+                };
+                if refresh_now {
                     self.backend.refresh(&index).await?;
                     refresh.refreshed();
                 }
