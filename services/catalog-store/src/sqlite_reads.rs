@@ -2,18 +2,18 @@
 //!
 //! sqlx runs each SQLite connection on a thread of its own and hands every statement and
 //! every row across channels to the task that asked. For the catalog's common reads — an
-//! entity by ref, a page of 20, their relations — the hand-offs cost more than SQLite: at a
-//! million entities, by-ref lookups through sqlx ran at about 4,000/s on two cores with 36% of
-//! the CPU in those threads and half of the rest in the kernel, switching between them and the
-//! runtime's workers. Here:
+//! entity by ref or uid, a page of 20, their relations — the hand-offs cost more than SQLite:
+//! at a million entities, by-ref lookups through sqlx ran at about 4,000/s on two cores with
+//! 36% of the CPU in those threads and half of the rest in the kernel, switching between them
+//! and the runtime's workers. Here each read runs whole on a blocking thread and hands back
+//! every row at once: one hand-off per read instead of one per row. Statements that stream
+//! (every entity, for a rebuild) stay on sqlx.
 //!
-//! - a point read (one entity by ref or uid and its relations: statements of a few B-tree
-//!   descents each, in one read transaction) runs in the calling task: pages in the
-//!   connection's cache or the operating system's, microseconds, like any other short
-//!   computation;
-//! - any other statement runs whole on a blocking thread and hands back every row at once:
-//!   one hand-off per statement instead of one per row. Statements that stream (every entity,
-//!   for a rebuild) stay on sqlx.
+//! Reads never run on the runtime's workers: a page that is not in the operating system's
+//! cache is a disk read (0.4 ms on average on the benchmark's machine, whose kernel evicts file
+//! pages idle for a minute), and a worker waiting on the disk serves nothing else meanwhile.
+//! Point reads (a few B-tree descents) have turns of their own, more than there are cores, so
+//! lookups waiting on the disk overlap each other and those whose pages are cached go on.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,16 +24,18 @@ use rusqlite::{Connection, OpenFlags};
 use crate::sql::Sql;
 use crate::{Result, StoreError};
 
-/// Connections, and so reads at a time. Reads are CPU work on cached pages: more at once than
-/// cores only interleave them (and each new connection starts with a cold cache). Others wait
-/// their turn, first come first served.
-const CONNECTIONS: usize = 4;
+/// Statements (a page, a count, relations) at a time. Each is CPU work on mostly cached
+/// pages: more at once than cores only interleave them (and each new connection starts with a
+/// cold cache). Others wait their turn, first come first served.
+const STATEMENT_TURNS: usize = 4;
+/// Point reads at a time: a few pages each, so mostly time waiting when a page is on disk.
+const POINT_TURNS: usize = 12;
 /// Page cache per connection: the indexes' upper levels and the hot pages. The others are
 /// read from the operating system's cache. No memory map: each connection's map of the file
 /// counts in the process's resident memory, pages the other connections mapped included (four
 /// connections mapping a gigabyte each took a million-entity `cadastre up` from 3.4 to 4.5 GiB
 /// peak under load).
-const CACHE_KIB: i64 = 32 << 10;
+const CACHE_KIB: i64 = 16 << 10;
 /// Prepared statements kept per connection (the text of a filtered query varies with it).
 const STATEMENT_CACHE: usize = 64;
 
@@ -42,8 +44,10 @@ const STATEMENT_CACHE: usize = 64;
 pub(crate) struct SqliteReads {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    /// One permit per connection.
-    turns: Arc<tokio::sync::Semaphore>,
+    /// Turns of whole statements; with `point_turns`, one permit per connection.
+    statement_turns: Arc<tokio::sync::Semaphore>,
+    /// Turns of point reads.
+    point_turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// A row read here: its values by column.
@@ -72,7 +76,8 @@ impl SqliteReads {
         let reads = SqliteReads {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
-            turns: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS)),
+            statement_turns: Arc::new(tokio::sync::Semaphore::new(STATEMENT_TURNS)),
+            point_turns: Arc::new(tokio::sync::Semaphore::new(POINT_TURNS)),
         };
         // Fails now, not at the first read, if the file cannot be read.
         let connection = reads.connect()?;
@@ -96,7 +101,7 @@ impl SqliteReads {
     }
 
     /// An idle connection, or a new one; the caller holds a turn, so there are never more
-    /// than [`CONNECTIONS`].
+    /// than there are turns.
     fn take(&self) -> Result<Connection> {
         let idle = self.idle.lock().map_err(|_| poisoned())?.pop();
         match idle {
@@ -111,12 +116,29 @@ impl SqliteReads {
         }
     }
 
-    /// Waits for a turn (a connection to be free).
-    async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(&self.turns)
+    /// Waits for one of `turns`.
+    async fn turn(
+        turns: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(turns)
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Corrupt("the SQLite readers' pool is closed".into()))
+    }
+
+    /// Runs `read` on a blocking thread holding `turn`.
+    async fn on_blocking_thread<T: Send + 'static>(
+        self: &Arc<Self>,
+        turn: tokio::sync::OwnedSemaphorePermit,
+        read: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let reads = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            reads.with(read)
+        })
+        .await
+        .map_err(|error| StoreError::Corrupt(format!("a SQLite read failed: {error}")))?
     }
 
     /// Runs `read` on a connection (the caller holds a turn); a connection that failed
@@ -130,15 +152,18 @@ impl SqliteReads {
         Ok(done?)
     }
 
-    /// Every row of each of `statements`, all read in one transaction, in the calling task:
-    /// for statements that read a few pages each (a point read).
-    pub(crate) async fn point_read(&self, statements: Vec<Sql>) -> Result<Vec<Vec<OwnedRow>>> {
+    /// Every row of each of `statements`, all read in one transaction: for statements that
+    /// read a few pages each (a point read).
+    pub(crate) async fn point_read(
+        self: &Arc<Self>,
+        statements: Vec<Sql>,
+    ) -> Result<Vec<Vec<OwnedRow>>> {
         let statements = statements
             .into_iter()
             .map(bound)
             .collect::<Result<Vec<_>>>()?;
-        let _turn = self.turn().await?;
-        self.with(|connection| {
+        let turn = Self::turn(&self.point_turns).await?;
+        self.on_blocking_thread(turn, |connection| {
             let snapshot = connection.transaction()?;
             let rows = statements
                 .into_iter()
@@ -148,19 +173,15 @@ impl SqliteReads {
             snapshot.commit()?;
             Ok(rows)
         })
+        .await
     }
 
-    /// Every row of `sql`, run on a blocking thread.
+    /// Every row of `sql`.
     pub(crate) async fn rows(self: &Arc<Self>, sql: Sql) -> Result<Vec<OwnedRow>> {
         let (text, values) = bound(sql)?;
-        let turn = self.turn().await?;
-        let reads = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            reads.with(|connection| all_rows(connection, &text, values))
-        })
-        .await
-        .map_err(|error| StoreError::Corrupt(format!("a SQLite read failed: {error}")))?
+        let turn = Self::turn(&self.statement_turns).await?;
+        self.on_blocking_thread(turn, move |connection| all_rows(connection, &text, values))
+            .await
     }
 }
 
@@ -374,5 +395,37 @@ mod tests {
         }
         let first = store.query_entities(&page("kind=component")).await.unwrap();
         assert_eq!((first.items.len(), first.total_items), (1, 2));
+    }
+
+    /// A lookup by ref has turns of its own: it is served while every statement turn is
+    /// taken (by pages waiting on the disk, say), and many lookups at once all finish.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_do_not_wait_behind_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+        let store = CatalogStore::connect(&url).await.unwrap();
+        store
+            .apply_batch(Batch {
+                upserts: vec![component("a", "team-a"), group("team-a")],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let reads = std::sync::Arc::clone(store.sqlite_reads().unwrap());
+        let _statements = std::sync::Arc::clone(&reads.statement_turns)
+            .acquire_many_owned(super::STATEMENT_TURNS as u32)
+            .await
+            .unwrap();
+        let lookups =
+            (0..3 * super::POINT_TURNS).map(|_| store.entity_by_ref("component:default/a"));
+        let found = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            futures::future::join_all(lookups),
+        )
+        .await
+        .expect("lookups served while every statement turn is held");
+        for entity in found {
+            assert_eq!(entity.unwrap().unwrap().name, "a");
+        }
     }
 }
