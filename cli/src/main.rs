@@ -114,6 +114,14 @@ enum Command {
         /// Measure nothing: write results.md and chart.svg again from --out's results.json.
         #[arg(long)]
         redraw: bool,
+        /// Only load the API of the Cadastre running at this URL (which holds the organisation
+        /// of the one --sizes and --seed); writes nothing.
+        #[arg(long, value_name = "URL")]
+        against: Option<String>,
+        /// With --against, the routes to load (comma-separated; all by default): by-name,
+        /// filtered-page, facets, search, suggest, ui-catalog, ui-entity.
+        #[arg(long, value_delimiter = ',', requires = "against")]
+        routes: Vec<String>,
         /// Distributed mode: NATS (with JetStream).
         #[arg(long, env = "CADASTRE_BENCH_NATS_URL")]
         nats_url: Option<String>,
@@ -302,6 +310,8 @@ fn main() -> ExitCode {
             work_dir,
             out,
             redraw,
+            against,
+            routes,
             nats_url,
             postgres_url,
             opensearch_url,
@@ -309,6 +319,27 @@ fn main() -> ExitCode {
         } => {
             if redraw {
                 return match cadastre::bench::redraw(&out) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(error) => fail(&format!("{error:#}")),
+                };
+            }
+            if let Some(base) = against {
+                let [size] = sizes[..] else {
+                    return fail("--against loads one catalog: give one size in --sizes");
+                };
+                let runtime = match tokio::runtime::Runtime::new() {
+                    Ok(runtime) => runtime,
+                    Err(error) => return fail(&format!("starting the runtime: {error}")),
+                };
+                let loaded = cadastre::bench::load_only(
+                    &base,
+                    size,
+                    seed,
+                    clients,
+                    std::time::Duration::from_secs(load_seconds),
+                    &routes,
+                );
+                return match runtime.block_on(loaded) {
                     Ok(_) => ExitCode::SUCCESS,
                     Err(error) => fail(&format!("{error:#}")),
                 };

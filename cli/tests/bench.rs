@@ -3,9 +3,13 @@
 //! that `scripts/test` starts), and writes figures that are of real answers: every entity
 //! ingested, every push seen, every route answered.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Service;
 use serde_json::Value;
 
 fn bench(work: &Path, mode: &str) -> Value {
@@ -118,4 +122,88 @@ fn the_benchmark_measures_a_distributed_cadastre() {
         &measured,
         &["store", "search", "harvester", "processor", "gateway"],
     );
+}
+
+/// `--against` loads a Cadastre already running, on the routes asked for, and nothing else;
+/// an unknown route is refused by name.
+#[tokio::test]
+async fn the_benchmark_loads_a_running_cadastre_on_chosen_routes() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let scratch = tempfile::tempdir().unwrap();
+    let org = scratch.path().join("org");
+    let generated = Command::new(env!("CARGO_BIN_EXE_cadastre"))
+        .args(["generate", "--size", "300", "--out"])
+        .arg(&org)
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{generated:?}");
+    let port = common::free_port();
+    let log = scratch.path().join("up.log");
+    let _up = Service(
+        Command::new(env!("CARGO_BIN_EXE_cadastre"))
+            .arg("up")
+            .arg("--data-dir")
+            .arg(scratch.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--catalog")
+            .arg(org.join("catalog-info.yaml"))
+            .env_remove("CADASTRE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for_port(port, scratch.path()).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let page: Value = reqwest::get(format!("{base}/api/catalog/entities/by-query?limit=1"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["totalItems"].as_u64().unwrap_or(0) >= 300 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ingested: {page}\n{}",
+            common::log_tails(scratch.path())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let against = |routes: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cadastre"))
+            .args([
+                "bench",
+                "--against",
+                &base,
+                "--sizes",
+                "300",
+                "--routes",
+                routes,
+            ])
+            .args(["--load-seconds", "1", "--clients", "2"])
+            .env_remove("CADASTRE_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let loaded = against("by-name,facets");
+    let stdout = String::from_utf8_lossy(&loaded.stdout);
+    assert!(loaded.status.success(), "{loaded:?}");
+    let routes: Vec<&str> = stdout
+        .lines()
+        .map(|line| line.split(':').next().unwrap())
+        .collect();
+    assert_eq!(routes, ["by-name", "facets"], "{stdout}");
+    assert!(
+        stdout.lines().all(|line| line.ends_with("(0 errors)")),
+        "{stdout}"
+    );
+    let unknown = against("by-name,nope");
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("no route nope"), "{stderr}");
 }

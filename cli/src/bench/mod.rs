@@ -178,6 +178,33 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Loads the API of a Cadastre already running at `base` and holding the organisation of
+/// `size` and `seed` (`cadastre generate`), on `routes` (all when empty); prints each route's
+/// figures. Measures nothing else and writes nothing: for a profile of one route, or a
+/// comparison of two builds on one catalog, without an ingest each time.
+pub async fn load_only(
+    base: &str,
+    size: usize,
+    seed: u64,
+    clients: usize,
+    duration: Duration,
+    routes: &[String],
+) -> anyhow::Result<Vec<load::RouteFigures>> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let organisation = cadastre_synth::Organisation::new(seed, size);
+    let refs = (0..organisation.len())
+        .map(|i| organisation.entity_ref(i))
+        .collect();
+    let figures = load::routes(base, refs, clients, duration, routes).await?;
+    for route in &figures {
+        println!(
+            "{}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} errors)",
+            route.route, route.requests_per_second, route.p50_ms, route.p99_ms, route.errors
+        );
+    }
+    Ok(figures)
+}
+
 /// Writes `results.md` and `chart.svg` again from `out/results.json`, measuring nothing (for a
 /// new chart or table layout over figures already taken).
 pub fn redraw(out: &Path) -> anyhow::Result<Report> {
@@ -263,8 +290,14 @@ async fn measure(options: &Options, mode: Mode, size: usize) -> anyhow::Result<M
             .map(|i| organisation.entity_ref(i))
             .collect()
     };
-    let routes =
-        load::all_routes(&system.base, refs, options.clients, options.load_duration).await?;
+    let routes = load::routes(
+        &system.base,
+        refs,
+        options.clients,
+        options.load_duration,
+        &[],
+    )
+    .await?;
     for route in &routes {
         eprintln!(
             "{}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
