@@ -11,6 +11,10 @@ use anyhow::{Context as _, bail};
 use super::WEBHOOK_SECRET;
 use super::load::Api;
 
+/// The services' log filter (`RUST_LOG`), `warn` when unset: their logs go to the work
+/// folder, which is removed after each size.
+pub const LOG_FILTER_ENV: &str = "CADASTRE_BENCH_RUST_LOG";
+
 /// The servers the distributed mode runs on.
 #[derive(Debug, Clone)]
 pub struct ServiceUrls {
@@ -164,7 +168,10 @@ location_types = ["url", "git", "file"]
         let child = command
             .args(args)
             .env_remove("CADASTRE_CONFIG")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var(LOG_FILTER_ENV).unwrap_or_else(|_| "warn".to_owned()),
+            )
             .env(crate::config::GITHUB_WEBHOOK_SECRET_ENV, WEBHOOK_SECRET)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
