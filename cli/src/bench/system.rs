@@ -13,7 +13,7 @@ use super::load::Api;
 
 /// The services' log filter (`RUST_LOG`), `warn` when unset: their logs go to the work
 /// folder, which is removed after each size.
-pub const LOG_FILTER_ENV: &str = "CADASTRE_BENCH_RUST_LOG";
+const LOG_FILTER_ENV: &str = "CADASTRE_BENCH_RUST_LOG";
 
 /// The servers the distributed mode runs on.
 #[derive(Debug, Clone)]
