@@ -1,6 +1,8 @@
 //! Backstage's catalog routes under `/api/catalog` (`shared/spec/catalog-api.md` §3–§5), each
 //! a translation to one or two `CatalogService` calls.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -74,10 +76,10 @@ pub fn routes() -> Router<Gateway> {
 
 /// The served entity JSON of a stored entity, projected to `fields` when given.
 pub(crate) fn entity_json(
-    stored: pb::StoredEntity,
+    stored: &pb::StoredEntity,
     fields: &Projection,
 ) -> Result<Value, ApiError> {
-    let entity = stored.entity.ok_or_else(ApiError::internal)?;
+    let entity = stored.entity.as_ref().ok_or_else(ApiError::internal)?;
     let value: Value = serde_json::from_slice(&entity.body_json).map_err(|error| {
         tracing::error!(%error, entity = %entity.entity_ref, "a stored body is not JSON");
         ApiError::internal()
@@ -123,11 +125,11 @@ pub(crate) fn legacy_filter(filters: &[&str]) -> Result<Option<pb::Predicate>, A
 }
 
 /// The served entity as stored, passed through without parsing (the store serves it as JSON).
-fn raw_entity(stored: pb::StoredEntity) -> Result<Response, ApiError> {
-    let entity = stored.entity.ok_or_else(ApiError::internal)?;
+fn raw_entity(stored: &pb::StoredEntity) -> Result<Response, ApiError> {
+    let entity = stored.entity.as_ref().ok_or_else(ApiError::internal)?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        entity.body_json,
+        entity.body_json.clone(),
     )
         .into_response())
 }
@@ -163,21 +165,23 @@ async fn entity_by_name(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     Params::parse(query.as_deref(), &[])?;
-    raw_entity(stored_by_name(&gateway, &kind, &namespace, &name).await?)
+    let stored = stored_by_name(&gateway, &kind, &namespace, &name).await?;
+    raw_entity(&stored)
 }
 
-/// The stored entity `kind:namespace/name` (case-insensitive), or Backstage's 404 (the web UI's
+/// The stored entity `kind:namespace/name` (case-insensitive), shared with the entity cache, or
+/// Backstage's 404 (the web UI's
 /// entity page looks entities up the same way).
 pub(crate) async fn stored_by_name(
     gateway: &Gateway,
     kind: &str,
     namespace: &str,
     name: &str,
-) -> Result<pb::StoredEntity, ApiError> {
+) -> Result<Arc<pb::StoredEntity>, ApiError> {
     let entity_ref = format!("{kind}:{namespace}/{name}").to_lowercase();
     let cache = gateway.entity_cache();
     if let Some(stored) = cache.and_then(|cache| cache.get(&entity_ref)) {
-        return Ok(pb::StoredEntity::clone(&stored));
+        return Ok(stored);
     }
     let ticket = cache.and_then(|cache| cache.ticket(&entity_ref));
     let found = gateway
@@ -188,9 +192,9 @@ pub(crate) async fn stored_by_name(
         .await;
     match found {
         Ok(stored) => {
-            let stored = stored.into_inner();
+            let stored = Arc::new(stored.into_inner());
             if let (Some(cache), Some(ticket)) = (cache, ticket) {
-                cache.insert(&entity_ref, ticket, std::sync::Arc::new(stored.clone()));
+                cache.insert(&entity_ref, ticket, Arc::clone(&stored));
             }
             Ok(stored)
         }
@@ -212,7 +216,7 @@ async fn entity_by_uid(
         .get_entity_by_uid(pb::GetEntityByUidRequest { uid: uid.clone() })
         .await
     {
-        Ok(stored) => raw_entity(stored.into_inner()),
+        Ok(stored) => raw_entity(&stored.into_inner()),
         Err(status) if status.code() == tonic::Code::NotFound => {
             Err(ApiError::not_found(format!("No entity with uid {uid}")))
         }
@@ -244,7 +248,7 @@ async fn ancestry(
         .map(|item| {
             let entity = item
                 .entity
-                .map(|stored| entity_json(stored, &Projection::everything()))
+                .map(|stored| entity_json(&stored, &Projection::everything()))
                 .transpose()?;
             Ok(json!({"entity": entity, "parentEntityRefs": item.parent_refs}))
         })
@@ -398,7 +402,7 @@ async fn entities_by_refs(
                 return Ok(Value::Null);
             }
             match found.next().and_then(|item| item.entity) {
-                Some(stored) => entity_json(stored, &fields),
+                Some(stored) => entity_json(&stored, &fields),
                 None => Ok(Value::Null),
             }
         })
@@ -1016,7 +1020,7 @@ async fn location_by_entity(
         Err(status) if status.code() == tonic::Code::NotFound => return Err(missing()),
         Err(status) => return Err(status.into()),
     };
-    let entity = entity_json(stored, &Projection::everything())?;
+    let entity = entity_json(&stored, &Projection::everything())?;
     let origin = entity["metadata"]["annotations"]["backstage.io/managed-by-origin-location"]
         .as_str()
         .ok_or_else(missing)?

@@ -81,11 +81,13 @@ impl Settings {
     }
 }
 
-/// The state every route shares: clients of the backends (cheap to clone).
+/// The state every route shares: clients of the backends. Cloned for every request (each
+/// layer and handler takes its own), so everything in it is shared: a client is cloned only
+/// for a call.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    catalog: CatalogServiceClient<GrpcChannel>,
-    search: Option<SearchServiceClient<GrpcChannel>>,
+    catalog: Arc<CatalogServiceClient<GrpcChannel>>,
+    search: Option<Arc<SearchServiceClient<GrpcChannel>>>,
     bus: Arc<dyn Bus>,
     settings: Arc<Settings>,
     deliveries: Arc<webhooks::Deliveries>,
@@ -101,7 +103,9 @@ impl Gateway {
     /// A gateway in front of the store on `store` ([`cadastre_proto::transport`]).
     pub fn new(store: GrpcChannel, bus: Arc<dyn Bus>, settings: Settings) -> Gateway {
         Gateway {
-            catalog: CatalogServiceClient::new(store).max_decoding_message_size(64 * 1024 * 1024),
+            catalog: Arc::new(
+                CatalogServiceClient::new(store).max_decoding_message_size(64 * 1024 * 1024),
+            ),
             search: None,
             bus,
             settings: Arc::new(settings),
@@ -120,7 +124,7 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Gateway {
         let cache = Arc::new(entity_cache::EntityCache::new(capacity));
-        tokio::spawn(Arc::clone(&cache).follow(self.catalog.clone(), shutdown));
+        tokio::spawn(Arc::clone(&cache).follow(self.catalog(), shutdown));
         self.entities = Some(cache);
         self
     }
@@ -148,18 +152,19 @@ impl Gateway {
 
     /// Answers the search routes from the search service on `channel`.
     pub fn with_search(mut self, channel: GrpcChannel) -> Gateway {
-        self.search = Some(SearchServiceClient::new(channel));
+        self.search = Some(Arc::new(SearchServiceClient::new(channel)));
         self
     }
 
     pub(crate) fn search(&self) -> Result<SearchServiceClient<GrpcChannel>, ApiError> {
         self.search
-            .clone()
+            .as_deref()
+            .cloned()
             .ok_or_else(|| ApiError::unavailable("Search is not configured on this gateway"))
     }
 
     pub(crate) fn catalog(&self) -> CatalogServiceClient<GrpcChannel> {
-        self.catalog.clone()
+        CatalogServiceClient::clone(&self.catalog)
     }
 
     /// Every registered location.
@@ -304,7 +309,7 @@ impl Gateway {
 
     /// Ready when catalog-store answers, and search too when it is configured.
     pub fn readiness(&self) -> cadastre_telemetry::admin::Readiness {
-        let (catalog, search) = (self.catalog.clone(), self.search.clone());
+        let (catalog, search) = (self.catalog(), self.search.as_deref().cloned());
         cadastre_telemetry::admin::readiness(move || {
             let (mut catalog, search) = (catalog.clone(), search.clone());
             async move {

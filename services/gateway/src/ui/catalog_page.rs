@@ -627,7 +627,7 @@ fn table_html(
     head_html(out, filters, sort);
     out.push_str("<tbody>");
     for stored in items {
-        let entity = entity_json(stored, &Projection::everything())?;
+        let entity = entity_json(&stored, &Projection::everything())?;
         let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
         let Names {
             kind,

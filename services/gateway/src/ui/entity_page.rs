@@ -69,7 +69,7 @@ pub(crate) async fn entity(
             )
         })
         .await?;
-    let entity = entity_json(stored, &Projection::everything())?;
+    let entity = entity_json(&stored, &Projection::everything())?;
     let names = names(&entity);
     let (kind, namespace, name, title) = (names.kind, names.namespace, names.name, names.title);
     let relations = graph::relations_of(&entity);
@@ -131,7 +131,7 @@ pub(crate) async fn entity(
             else {
                 continue;
             };
-            let body = entity_json(stored, &Projection::everything())?;
+            let body = entity_json(&stored, &Projection::everything())?;
             neighbours.insert(reference, graph::relations_of(&body));
         }
         Ok::<_, ApiError>(neighbours)
@@ -189,7 +189,7 @@ pub(crate) async fn tool_tab(
     Path((namespace, kind, name, tool)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let stored = stored_by_name(&gateway, &kind, &namespace, &name).await?;
-    let entity = entity_json(stored, &Projection::everything())?;
+    let entity = entity_json(&stored, &Projection::everything())?;
     let names = names(&entity);
     let (kind, namespace, name, title) = (names.kind, names.namespace, names.name, names.title);
     let embedded = tools::embedded_tools(&gateway.settings().ui.tools, &entity);
