@@ -170,8 +170,7 @@ async fn entity_by_name(
 }
 
 /// The stored entity `kind:namespace/name` (case-insensitive), shared with the entity cache, or
-/// Backstage's 404 (the web UI's
-/// entity page looks entities up the same way).
+/// Backstage's 404 (the web UI's entity page looks entities up the same way).
 pub(crate) async fn stored_by_name(
     gateway: &Gateway,
     kind: &str,
