@@ -327,22 +327,14 @@ fn main() -> ExitCode {
                 let [size] = sizes[..] else {
                     return fail("--against loads one catalog: give one size in --sizes");
                 };
-                let runtime = match tokio::runtime::Runtime::new() {
-                    Ok(runtime) => runtime,
-                    Err(error) => return fail(&format!("starting the runtime: {error}")),
-                };
-                let loaded = cadastre::bench::load_only(
+                return run_to_end(cadastre::bench::load_only(
                     &base,
                     size,
                     seed,
                     clients,
                     std::time::Duration::from_secs(load_seconds),
                     &routes,
-                );
-                return match runtime.block_on(loaded) {
-                    Ok(_) => ExitCode::SUCCESS,
-                    Err(error) => fail(&format!("{error:#}")),
-                };
+                ));
             }
             let services = match (nats_url, postgres_url, opensearch_url) {
                 (Some(nats), Some(postgres), Some(opensearch)) => {
@@ -367,14 +359,7 @@ fn main() -> ExitCode {
                 out,
                 services,
             };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(error) => return fail(&format!("starting the runtime: {error}")),
-            };
-            match runtime.block_on(cadastre::bench::run(options)) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(error) => fail(&format!("{error:#}")),
-            }
+            run_to_end(cadastre::bench::run(options))
         }
         Command::Store {
             database_url,
@@ -464,6 +449,18 @@ fn default_catalogs() -> Vec<PathBuf> {
     }
 }
 
+/// Runs `work` on a new runtime: success, or its error as the exit status.
+fn run_to_end<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("starting the runtime: {error}")),
+    };
+    match runtime.block_on(work) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => fail(&format!("{error:#}")),
+    }
+}
+
 /// Runs a service to completion on a multi-threaded runtime, with logs (filtered by
 /// `RUST_LOG`, else `default_filter`) and, when an OTLP endpoint is configured, traces under
 /// `name`.
@@ -472,21 +469,13 @@ fn serve(
     default_filter: &str,
     service: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => return fail(&format!("starting the runtime: {error}")),
-    };
-    let outcome = runtime.block_on(async {
+    run_to_end(async {
         let telemetry = cadastre_telemetry::init(name, default_filter)?;
         let outcome = service.await;
         // Flushes the spans still buffered before the process exits.
         drop(telemetry);
         outcome
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&format!("{error:#}")),
-    }
+    })
 }
 
 /// Reports a usage or I/O error on stderr and exits with status 2.
