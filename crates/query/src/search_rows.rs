@@ -23,6 +23,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 
 /// Keys longer than this many characters (after lower-casing) are not indexed.
 pub const MAX_KEY_LENGTH: usize = 200;
@@ -52,34 +53,49 @@ pub struct SearchRow {
 }
 
 /// The search rows of a (stitched) entity, in document order, then the special keys.
+///
+/// The store derives them for every entity it writes, so the walk keeps one path buffer
+/// and allocates only what a row keeps (its key, value and original value).
 pub fn search_rows(entity: &Value) -> Vec<SearchRow> {
-    let mut raw: Vec<(String, Option<String>)> = Vec::new();
-    visit("", entity, &mut raw);
+    let mut rows = Rows::default();
+    let mut path = String::new();
+    visit(&mut path, entity, &mut rows);
 
     let metadata = entity.get("metadata");
     let field = |name: &str| metadata.and_then(|m| m.get(name));
-    raw.push(("metadata.name".into(), field("name").and_then(scalar_text)));
+    rows.push("metadata.name", field("name").and_then(scalar_text));
     let namespace = field("namespace").and_then(scalar_text);
     let namespace_missing = namespace.as_deref().is_none_or(str::is_empty);
     if namespace.is_some() {
-        raw.push(("metadata.namespace".into(), namespace));
+        rows.push("metadata.namespace", namespace);
     }
     if namespace_missing {
-        raw.push(("metadata.namespace".into(), Some("default".into())));
+        rows.push("metadata.namespace", Some("default".into()));
     }
-    raw.push(("metadata.uid".into(), field("uid").and_then(scalar_text)));
+    rows.push("metadata.uid", field("uid").and_then(scalar_text));
+    rows.rows
+}
 
-    let mut seen = HashSet::new();
-    let mut rows = Vec::with_capacity(raw.len());
-    for (raw_key, raw_value) in raw {
-        let key = raw_key.to_lowercase();
-        if key.is_empty() || key.chars().count() > MAX_KEY_LENGTH {
-            continue;
+/// The rows so far, each `(key, value)` kept once: a set of their hashes finds the (rare)
+/// repeat without a copy of every pair.
+#[derive(Default)]
+struct Rows {
+    rows: Vec<SearchRow>,
+    seen: HashSet<u64>,
+}
+
+impl Rows {
+    /// Adds the row of `raw_key` (the path as written) and `raw_value` (not yet lower-cased),
+    /// unless its key or value is out of bounds or the same row is already there.
+    fn push(&mut self, raw_key: &str, raw_value: Option<String>) {
+        let key = lower_case(raw_key);
+        if key.is_empty() || longer_than(&key, MAX_KEY_LENGTH) {
+            return;
         }
         let (value, original) = match raw_value {
             Some(original) => {
-                let value = original.to_lowercase();
-                if value.chars().count() > MAX_VALUE_LENGTH {
+                let value = lower_case(&original);
+                if longer_than(&value, MAX_VALUE_LENGTH) {
                     (None, None)
                 } else {
                     (Some(value), Some(original))
@@ -87,42 +103,65 @@ pub fn search_rows(entity: &Value) -> Vec<SearchRow> {
             }
             None => (None, None),
         };
-        if seen.insert((key.clone(), value.clone())) {
-            rows.push(SearchRow {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (&key, &value).hash(&mut hasher);
+        let repeat = !self.seen.insert(hasher.finish())
+            && self
+                .rows
+                .iter()
+                .any(|row| row.key == key && row.value == value);
+        if !repeat {
+            self.rows.push(SearchRow {
                 key,
                 value,
                 original,
             });
         }
     }
-    rows
 }
 
-/// Walks `node` at `path`, pushing `(raw key, raw value)` pairs.
-fn visit(path: &str, node: &Value, out: &mut Vec<(String, Option<String>)>) {
-    if EXCLUDED_PATHS.contains(&path) {
+/// `text` lower-cased; ASCII (nearly every key and value) without Unicode's tables.
+fn lower_case(text: &str) -> String {
+    if text.is_ascii() {
+        text.to_ascii_lowercase()
+    } else {
+        text.to_lowercase()
+    }
+}
+
+fn longer_than(text: &str, limit: usize) -> bool {
+    text.len() > limit && text.chars().count() > limit
+}
+
+/// Walks `node` at `path` (the path as written, restored before returning), pushing its rows.
+fn visit(path: &mut String, node: &Value, out: &mut Rows) {
+    if EXCLUDED_PATHS.contains(&path.as_str()) {
         return;
     }
     match node {
-        Value::Null => out.push((path.to_owned(), None)),
-        Value::Bool(_) | Value::Number(_) | Value::String(_) => {
-            out.push((path.to_owned(), scalar_text(node)));
-        }
+        Value::Null => out.push(path, None),
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => out.push(path, scalar_text(node)),
         Value::Array(items) => {
             for item in items {
                 visit(path, item, out);
                 if let Value::String(text) = item {
-                    out.push((format!("{path}.{text}"), Some("true".to_owned())));
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(text);
+                    out.push(path, Some("true".to_owned()));
+                    path.truncate(len);
                 }
             }
         }
         Value::Object(map) => {
             for (key, value) in map {
-                if path.is_empty() {
-                    visit(key, value, out);
-                } else {
-                    visit(&format!("{path}.{key}"), value, out);
+                let len = path.len();
+                if len > 0 {
+                    path.push('.');
                 }
+                path.push_str(key);
+                visit(path, value, out);
+                path.truncate(len);
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cadastre_query::search_rows::scalar_text;
 use cadastre_query::search_rows::{MAX_KEY_LENGTH, MAX_VALUE_LENGTH};
 use cadastre_query::{
     Condition, Cursor, FullTextFilter, OrderField, Predicate, Projection, cursor, json_predicate,
@@ -98,6 +99,77 @@ fn entity() -> impl Strategy<Value = Value> {
         entity["metadata"][long.to_uppercase()] = Value::String(long.to_uppercase());
         entity
     })
+}
+
+/// The search rows as first written, plainly (a copy of every path and pair): the oracle
+/// the store's faster walk must agree with.
+fn reference_search_rows(entity: &Value) -> Vec<(String, Option<String>, Option<String>)> {
+    fn visit(path: &str, node: &Value, out: &mut Vec<(String, Option<String>)>) {
+        let excluded = [
+            "status",
+            "attachments",
+            "relations",
+            "metadata.name",
+            "metadata.namespace",
+            "metadata.uid",
+        ];
+        if excluded.contains(&path) {
+            return;
+        }
+        match node {
+            Value::Null => out.push((path.to_owned(), None)),
+            Value::Array(items) => {
+                for item in items {
+                    visit(path, item, out);
+                    if let Value::String(text) = item {
+                        out.push((format!("{path}.{text}"), Some("true".to_owned())));
+                    }
+                }
+            }
+            Value::Object(map) => {
+                for (key, value) in map {
+                    let child = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    visit(&child, value, out);
+                }
+            }
+            _ => out.push((path.to_owned(), scalar_text(node))),
+        }
+    }
+    let mut raw = Vec::new();
+    visit("", entity, &mut raw);
+    let field = |name: &str| entity.get("metadata").and_then(|m| m.get(name));
+    raw.push(("metadata.name".into(), field("name").and_then(scalar_text)));
+    let namespace = field("namespace").and_then(scalar_text);
+    let missing = namespace.as_deref().is_none_or(str::is_empty);
+    if namespace.is_some() {
+        raw.push(("metadata.namespace".into(), namespace));
+    }
+    if missing {
+        raw.push(("metadata.namespace".into(), Some("default".into())));
+    }
+    raw.push(("metadata.uid".into(), field("uid").and_then(scalar_text)));
+    let mut seen = std::collections::HashSet::new();
+    let mut rows = Vec::new();
+    for (raw_key, raw_value) in raw {
+        let key = raw_key.to_lowercase();
+        if key.is_empty() || key.chars().count() > MAX_KEY_LENGTH {
+            continue;
+        }
+        let (value, original) = match raw_value {
+            Some(original) if original.to_lowercase().chars().count() <= MAX_VALUE_LENGTH => {
+                (Some(original.to_lowercase()), Some(original))
+            }
+            _ => (None, None),
+        };
+        if seen.insert((key.clone(), value.clone())) {
+            rows.push((key, value, original));
+        }
+    }
+    rows
 }
 
 proptest! {
@@ -228,6 +300,17 @@ proptest! {
         pairs.sort();
         pairs.dedup();
         prop_assert_eq!(pairs.len(), count);
+    }
+
+    #[test]
+    fn search_rows_agree_with_the_plain_walk(entity in entity(), other in json_value()) {
+        for value in [entity, other] {
+            let rows: Vec<_> = search_rows(&value)
+                .into_iter()
+                .map(|row| (row.key, row.value, row.original))
+                .collect();
+            prop_assert_eq!(rows, reference_search_rows(&value));
+        }
     }
 
     #[test]
