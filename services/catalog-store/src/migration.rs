@@ -1200,31 +1200,34 @@ mod tests {
         backfill_fills_what_writes_fill(CatalogStore::connect(&url).await.unwrap()).await;
     }
 
+    /// The first column of the first row `query` answers, as text.
+    async fn scalar(store: &CatalogStore, query: &str) -> String {
+        let sql = Sql::new(store.backend()).push(query).clone();
+        let row = store
+            .db()
+            .query_one_raw(sql.build())
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<String>(0).unwrap()
+    }
+
     /// The room `m0016` gives: the entity rows' pages, the search indexes' pending lists (a
     /// built index, and the definition of one a first import deferred), and back.
     #[tokio::test]
     async fn room_for_updates_on_postgres() {
         let url = cadastre_testkit::fresh_postgres_database("cadastre_test").await;
         let store = CatalogStore::connect(&url).await.unwrap();
-        let text = |query: String| {
-            let store = store.clone();
-            async move {
-                let sql = Sql::new(store.backend()).push(&query).clone();
-                let row = store
-                    .db()
-                    .query_one_raw(sql.build())
-                    .await
-                    .unwrap()
-                    .unwrap();
-                row.try_get_by_index::<String>(0).unwrap()
-            }
+        let options = async |relation: &str| {
+            scalar(
+                &store,
+                &format!(
+                    "SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class WHERE relname = '{relation}'"
+                ),
+            )
+            .await
         };
-        let options = |relation: &str| {
-            text(format!(
-                "SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class WHERE relname = '{relation}'"
-            ))
-        };
-        let deferred = || text("SELECT definition FROM deferred_indexes".into());
+        let deferred = async || scalar(&store, "SELECT definition FROM deferred_indexes").await;
         assert_eq!(options("entities").await, "fillfactor=50");
         assert_eq!(
             options("entities_search").await,
@@ -1234,8 +1237,11 @@ mod tests {
         Migrator::down(store.writes(), Some(1)).await.unwrap();
         assert_eq!(options("entities").await, "fillfactor=80");
         assert_eq!(options("entity_documents_keys").await, "");
-        let definition =
-            text("SELECT pg_get_indexdef('entity_documents_keys'::regclass)".into()).await;
+        let definition = scalar(
+            &store,
+            "SELECT pg_get_indexdef('entity_documents_keys'::regclass)",
+        )
+        .await;
         for statement in [
             "DROP INDEX entity_documents_keys".to_owned(),
             format!(
@@ -1344,26 +1350,17 @@ mod tests {
         // edge again (reads need m0012, so these are looked at directly). Up: those rows
         // copied, each without an inverse, and served as before.
         Migrator::down(store.writes(), Some(6)).await.unwrap();
-        let scalar = |query: &str| {
-            let sql = Sql::new(store.backend()).push(query).clone();
-            let store = store.clone();
-            async move {
-                let row = store
-                    .db()
-                    .query_one_raw(sql.build())
-                    .await
-                    .unwrap()
-                    .unwrap();
-                row.try_get_by_index::<String>(0).unwrap()
-            }
-        };
         let group: serde_json::Value = serde_json::from_str(paired[1].as_deref().unwrap()).unwrap();
         assert_eq!(
-            scalar("SELECT etag FROM entities WHERE entity_ref = 'group:default/team-a'").await,
+            scalar(
+                &store,
+                "SELECT etag FROM entities WHERE entity_ref = 'group:default/team-a'"
+            )
+            .await,
             group["metadata"]["etag"].as_str().unwrap()
         );
         assert_eq!(
-            scalar("SELECT CAST(COUNT(*) AS TEXT) FROM relations").await,
+            scalar(&store, "SELECT CAST(COUNT(*) AS TEXT) FROM relations").await,
             "7",
             "web's five edges and api's two, one row each"
         );
