@@ -31,17 +31,6 @@ postgres_bin() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
 }
 
-# Memory settings as a production server on this machine would have them, for benchmarks: a
-# quarter of the memory for PostgreSQL's own buffers (PostgreSQL's guidance; the default,
-# 128 MB, holds a few percent of a million-entity catalog), and half as the planner's estimate
-# of the operating system's cache.
-postgres_memory_options() {
-  local mib
-  mib="$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)"
-  echo "-c shared_buffers=$((mib / 4))MB -c effective_cache_size=$((mib / 2))MB"
-}
-
-# Starts a PostgreSQL server; arguments are more server options (`-c name=value`).
 start_postgres() {
   local bin dir port pid
   bin="$(postgres_bin)"
@@ -56,7 +45,7 @@ start_postgres() {
   as_postgres "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1
   # Durability off: test data is thrown away, and fsync dominates on shared disks.
   as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $*" \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
     start >/dev/null
   pid="$(head -n 1 "$dir/data/postmaster.pid")"
   started_pids+=("$pid")
