@@ -51,14 +51,7 @@ impl CatalogStore {
         let Some(reads) = self.sqlite_reads() else {
             return self.entity_and_relations_where(column, value).await;
         };
-        let mut sql = Sql::new(self.backend());
-        sql.push("SELECT ")
-            .push(ENTITY_COLUMNS)
-            .push(ENTITY_SOURCE)
-            .push(" WHERE ")
-            .push(column)
-            .push(" = ")
-            .bind(value.clone());
+        let sql = self.entity_statement("", column, value.clone());
         // On a SQLite file, the entity and its relations in one read, in this task.
         let mut relations = Sql::new(self.backend());
         relations
@@ -101,15 +94,7 @@ impl CatalogStore {
                 ", (SELECT json_group_array(json_array(r.type, r.target_ref)) FROM relations r WHERE r.source_ref = e.entity_ref) AS own_relations"
             }
         };
-        let mut sql = Sql::new(self.backend());
-        sql.push("SELECT ")
-            .push(ENTITY_COLUMNS)
-            .push(own_relations)
-            .push(ENTITY_SOURCE)
-            .push(" WHERE ")
-            .push(column)
-            .push(" = ")
-            .bind(value);
+        let sql = self.entity_statement(own_relations, column, value);
         let Some(row) = self.db().query_one_raw(sql.build()).await? else {
             return Ok(None);
         };
@@ -121,6 +106,21 @@ impl CatalogStore {
             })?;
         serve_one(&mut entity, relations)?;
         Ok(Some(entity))
+    }
+
+    /// `SELECT` [`ENTITY_COLUMNS`] and `more_columns` of the entity whose unique `column` is
+    /// `value`.
+    fn entity_statement(&self, more_columns: &str, column: &str, value: String) -> Sql {
+        let mut sql = Sql::new(self.backend());
+        sql.push("SELECT ")
+            .push(ENTITY_COLUMNS)
+            .push(more_columns)
+            .push(ENTITY_SOURCE)
+            .push(" WHERE ")
+            .push(column)
+            .push(" = ")
+            .bind(value);
+        sql
     }
 
     /// Turns stored bodies into served ones: uid, etag and relations added. Without
