@@ -59,7 +59,9 @@ pub async fn apply_batches(
             async move {
                 let started = std::time::Instant::now();
                 let count = messages.len();
-                let prepared = tokio::task::spawn_blocking(move || prepare_group(messages)).await;
+                let preparing = store.clone();
+                let prepared =
+                    tokio::task::spawn_blocking(move || prepare_group(&preparing, messages)).await;
                 let (mut answers, positions, group) = match prepared {
                     Ok(prepared) => prepared,
                     Err(error) => {
@@ -108,6 +110,7 @@ pub async fn apply_batches(
 /// Converts a group's messages and prepares the valid ones. Answers the rejections by
 /// position, the positions of the valid batches, and the prepared group.
 fn prepare_group(
+    store: &CatalogStore,
     messages: Vec<pb::ProcessedBatch>,
 ) -> (Vec<Option<Handled>>, Vec<usize>, PreparedGroup) {
     let mut answers: Vec<Option<Handled>> = vec![None; messages.len()];
@@ -124,7 +127,7 @@ fn prepare_group(
             }
         }
     }
-    (answers, positions, PreparedGroup::new(valid))
+    (answers, positions, PreparedGroup::new(store, valid))
 }
 
 /// Publishes every committed change, in sequence order, until `shutdown`. The position is

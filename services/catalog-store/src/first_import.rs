@@ -5,9 +5,10 @@
 //! each new entity changed a page at a random place in each, read from disk and written back.
 //! A cold million imported in 330-357 s with them; with them dropped the store had every
 //! entity in 220 s, and building them afterwards takes 3-10 s each (see ARCHITECTURE.md,
-//! decisions). PostgreSQL defers the same ten and the GIN indexes of the search documents
-//! ([`POSTGRES_SEARCH_INDEXES`]): without them (then one GIN index), 100,000 entities were
-//! created 43% faster (4,447/s against 3,119/s in the store bench).
+//! decisions). PostgreSQL defers the same ten and the lookup index of the search documents'
+//! facts ([`POSTGRES_SEARCH_INDEXES`]; when they were a GIN index of the documents, deferring
+//! it made 100,000 entities' creation 43% faster: 4,447/s against 3,119/s in the store
+//! bench).
 //!
 //! - In a store that was empty when it opened, the first group of at least
 //!   [`DEFER_FROM_GROUP_OF`] batches (while fewer than [`DEFER_WHILE_FEWER_THAN`] entities
@@ -51,9 +52,10 @@ pub const DEFERRABLE_INDEXES: [&str; 10] = [
     "changes_entity",
 ];
 
-/// On PostgreSQL, the GIN indexes of the search documents (filters on the values of keys
-/// without a column of their own, and on their existence) are deferred too.
-pub const POSTGRES_SEARCH_INDEXES: [&str; 2] = ["entities_search", "entity_documents_keys"];
+/// On PostgreSQL, the lookup index of the search documents' facts (filters on the values of
+/// keys without a column of their own, and on their existence) is deferred too. The writer
+/// reads facts by entity, through the table's primary key, which stays.
+pub const POSTGRES_SEARCH_INDEXES: [&str; 1] = ["entity_facts_lookup"];
 
 /// The indexes a first import defers on `backend`.
 pub fn deferrable_indexes(backend: DbBackend) -> Vec<&'static str> {
@@ -64,11 +66,9 @@ pub fn deferrable_indexes(backend: DbBackend) -> Vec<&'static str> {
     names
 }
 
-/// Index builds at once on PostgreSQL, each in a transaction of its own: the two GIN indexes,
-/// the longest, go first, and the B-tree indexes are built beside them. (A single GIN index of
-/// keys and values took about 55 s at a million entities on one core, whatever
-/// `maintenance_work_mem`: 50.5 s with the default 64 MB, 57.9 s with 512 MB, 61.6 s with
-/// 2 GB.) SQLite has one writer: one build at a time.
+/// Index builds at once on PostgreSQL, each in a transaction of its own: the facts' lookup
+/// index, the longest, goes first, and the other indexes are built beside it. SQLite has one
+/// writer: one build at a time.
 const POSTGRES_BUILDS_AT_ONCE: usize = 3;
 
 /// Batches in a group, at least, for a first import to defer the indexes: registering a few
@@ -298,8 +298,8 @@ impl CatalogStore {
     }
 
     /// Builds deferred indexes, each in a transaction with the removal of its record: on
-    /// SQLite the first by name, on PostgreSQL all of them, a few at a time, the GIN index
-    /// first. The caller holds the writer. On PostgreSQL a build does not take the writers'
+    /// SQLite the first by name, on PostgreSQL all of them, a few at a time, the facts' lookup
+    /// index first. The caller holds the writer. On PostgreSQL a build does not take the writers'
     /// lock: its table lock holds other replicas' writes, and a record another replica is
     /// building is skipped.
     async fn build_deferred_indexes(&self) -> Result<()> {

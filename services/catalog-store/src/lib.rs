@@ -10,8 +10,9 @@
 //! - every change is a row of `changes`, written in the same transaction: it is both the
 //!   entity's history and the change feed (outbox) consumers resume from;
 //! - filters read indexed hot columns, the `relations` table, or one JSON document per entity
-//!   (`search_doc`): nothing is rewritten for entities that did not change, which is what
-//!   made Backstage's key/value search table slow;
+//!   (`search_doc`; on PostgreSQL its facts, a row per key and value, written as a
+//!   difference): nothing is rewritten for entities or keys that did not change, which is
+//!   what made Backstage's key/value search table slow;
 //! - an entity's body and search document live in `entity_documents`, beside its row in
 //!   `entities`: the rows that writes look up and indexes are built from stay a few hundred
 //!   bytes each.
@@ -19,6 +20,7 @@
 pub mod bus;
 mod edges;
 mod error;
+mod facts;
 mod first_import;
 pub mod grpc;
 mod migration;
@@ -178,7 +180,6 @@ impl CatalogStore {
             DbBackend::Postgres => {
                 store.load_deferred_indexes().await?;
                 store.analyze_in_background();
-                store.merge_pending_search_entries_in_background();
                 store.build_deferred_indexes_in_background();
             }
             _ => {}
@@ -324,43 +325,6 @@ impl CatalogStore {
         });
     }
 
-    /// Merges the new entries of the search documents' GIN indexes into the indexes, every
-    /// second while writes come in, on a connection of its own. Each document a write inserts
-    /// or updates adds an entry per key and per value to its indexes' pending lists (appended,
-    /// cheap); merging them into the indexes is what costs. Left to the writes, the write
-    /// that found a list full merged it inline: on a 100,000-entity store, updating 1,000
-    /// documents took 112 ms a batch; with room for 32 MB of entries (`m0016`) merged here,
-    /// 68–77 ms. A read that uses an index also scans its pending list, which stays about a
-    /// second of writes long. Stops when the store is dropped.
-    fn merge_pending_search_entries_in_background(&self) {
-        let inner = Arc::downgrade(&self.inner);
-        let mut head = self.subscribe();
-        tokio::spawn(async move {
-            let mut failing = false;
-            loop {
-                tokio::time::sleep(MERGE_PENDING_EVERY).await;
-                if head.changed().await.is_err() {
-                    return;
-                }
-                head.borrow_and_update();
-                let Some(inner) = inner.upgrade() else { return };
-                let started = std::time::Instant::now();
-                match inner.db.execute_unprepared(MERGE_PENDING_STATEMENT).await {
-                    Ok(_) => {
-                        failing = false;
-                        tracing::trace!(spent = ?started.elapsed(), "search index entries merged");
-                    }
-                    // A role that does not own the indexes: said once, not every second.
-                    Err(error) if !failing => {
-                        failing = true;
-                        tracing::warn!(%error, "merging the search indexes' pending entries failed");
-                    }
-                    Err(_) => {}
-                }
-            }
-        });
-    }
-
     /// Sets what happens to entities a location no longer produces (default: kept as orphans).
     pub fn set_orphan_policy(&self, policy: OrphanPolicy) {
         self.inner.remove_orphans.store(
@@ -383,6 +347,11 @@ impl CatalogStore {
 
     pub fn backend(&self) -> DbBackend {
         self.inner.backend
+    }
+
+    /// Whether search documents' facts are kept in `entity_facts` (PostgreSQL; see `facts`).
+    pub(crate) fn keeps_facts(&self) -> bool {
+        self.backend() == DbBackend::Postgres
     }
 
     /// The lock every writer in this process holds for its transaction.
@@ -532,19 +501,9 @@ const ANALYZE_AFTER_CHANGES: u64 = 10_000;
 /// their sample). Bodies are left out: no plan uses their statistics, and sampling them read
 /// 30,000 of them per table. After a 100,000-entity store bench this took 1.15-1.23 s,
 /// against 1.88-2.81 s for every column (PostgreSQL 15, two runs each).
-const ANALYZE_STATEMENT: &str = "ANALYZE entities, entity_documents (entity_id, search_doc), \
+const ANALYZE_STATEMENT: &str = "ANALYZE entities, entity_documents (entity_id), entity_facts, \
      relation_edges, \
      changes (sequence, entity_ref, change, recorded_at)";
-
-/// How often, at most, the search documents' GIN pending lists are merged while writes come
-/// in (PostgreSQL).
-const MERGE_PENDING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Merges the pending entries of every GIN index of the search documents (none while a first
-/// import has them deferred).
-const MERGE_PENDING_STATEMENT: &str = "SELECT gin_clean_pending_list(i.indexrelid::regclass) \
-     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
-     WHERE i.indrelid = 'entity_documents'::regclass AND a.amname = 'gin'";
 
 /// Passive checkpoints, at most, before a restart: each copies what the writer appended
 /// during the one before.
@@ -640,43 +599,6 @@ mod tests {
             .unwrap();
     }
 
-    /// Entries waiting in the pending list of the search documents' path index.
-    async fn pending_search_entries(store: &CatalogStore) -> i64 {
-        let sql =
-            "SELECT CAST(pending_tuples AS BIGINT) AS n FROM pgstatginindex('entities_search')";
-        first_row(store, sql.into())
-            .await
-            .unwrap()
-            .try_get("", "n")
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn postgres_search_entries_are_merged_off_the_write_path() {
-        let url = cadastre_testkit::fresh_postgres_database("cadastre_pending").await;
-        let store = CatalogStore::connect(&url).await.unwrap();
-        // Autovacuum's ANALYZE of a new table merges the entries too.
-        for statement in [
-            "CREATE EXTENSION IF NOT EXISTS pgstattuple",
-            "ALTER TABLE entity_documents SET (autovacuum_enabled = false)",
-        ] {
-            store.db().execute_unprepared(statement).await.unwrap();
-        }
-        let upserts = (0..500)
-            .map(|i| owned_component(&format!("c{i}")))
-            .collect();
-        apply(&store, upserts).await;
-        // Far below the 32 MB a write would merge at: only the background merge empties it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while pending_search_entries(&store).await > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the pending entries were not merged"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
-
     #[tokio::test]
     async fn postgres_statistics_follow_a_large_import() {
         let url = cadastre_testkit::fresh_postgres_database("cadastre_analyze").await;
@@ -703,7 +625,7 @@ mod tests {
         for (table, column) in [
             ("entities", "entity_ref"),
             ("entity_documents", "entity_id"),
-            ("entity_documents", "search_doc"),
+            ("entity_facts", "key_hash"),
             ("relation_edges", "target_ref"),
             ("changes", "entity_ref"),
         ] {

@@ -1,7 +1,7 @@
 //! Versioned schema migrations, run at start (`Migrator::up`).
 //!
-//! One schema for both backends; the few differences (identity columns, JSONB and its GIN
-//! index) are spelled per backend. Timestamps are microseconds since the Unix epoch.
+//! One schema for both backends; the few differences (identity columns, JSONB, the search
+//! documents' facts) are spelled per backend. Timestamps are microseconds since the Unix epoch.
 
 use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::prelude::*;
@@ -32,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(EntityDocuments),
             Box::new(SearchIndexByPath),
             Box::new(RoomForUpdates),
+            Box::new(SearchFacts),
         ]
     }
 }
@@ -1083,6 +1084,133 @@ async fn leave_room_for_updates(manager: &SchemaManager<'_>, room: bool) -> Resu
     Ok(())
 }
 
+/// On PostgreSQL, filters on the search documents' keys read facts (`entity_facts`, see
+/// `crate::facts`) instead of the documents' two GIN indexes, which took every key and value
+/// of a document again on each update. Each document row keeps its facts packed (`facts`).
+/// Existing documents' facts are computed here by the code that computes them on write. The
+/// facts' lookup index is built after they are all in (one pass instead of one insert per
+/// fact). SQLite: nothing (its filters read the documents).
+#[derive(Debug)]
+struct SearchFacts;
+
+impl MigrationName for SearchFacts {
+    fn name(&self) -> &str {
+        "m0017_search_facts"
+    }
+}
+
+/// The facts' index for filters; a first import defers it (see `first_import`).
+const FACTS_LOOKUP_INDEX: &str =
+    "CREATE UNIQUE INDEX entity_facts_lookup ON entity_facts (key_hash, value_hash, entity_id)";
+
+/// Documents read and rewritten per statement of the facts' backfill.
+const FACTS_BACKFILL_CHUNK: i64 = 1_000;
+
+#[async_trait::async_trait]
+impl MigrationTrait for SearchFacts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        for statement in [
+            "ALTER TABLE entity_documents ADD COLUMN facts BYTEA NOT NULL DEFAULT ''::bytea",
+            // The writer's way in (an entity's facts), in the order new entities' facts come.
+            "CREATE TABLE entity_facts (entity_id BIGINT NOT NULL, key_hash BIGINT NOT NULL, \
+             value_hash BIGINT NOT NULL, PRIMARY KEY (entity_id, key_hash, value_hash))",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
+        backfill_facts(db).await?;
+        for statement in [
+            FACTS_LOOKUP_INDEX,
+            // A key's values are far from independent of the key: without this the planner
+            // multiplies their frequencies.
+            "CREATE STATISTICS entity_facts_pairs (dependencies, mcv) ON key_hash, value_hash FROM entity_facts",
+            "DELETE FROM deferred_indexes WHERE name IN ('entities_search', 'entity_documents_keys')",
+            "DROP INDEX IF EXISTS entities_search",
+            "DROP INDEX IF EXISTS entity_documents_keys",
+            "DROP FUNCTION IF EXISTS cadastre_search_keys(jsonb)",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        let gin = format!("WITH (gin_pending_list_limit = {GIN_PENDING_LIST_KIB})");
+        for statement in [
+            "DELETE FROM deferred_indexes WHERE name = 'entity_facts_lookup'".to_owned(),
+            "DROP TABLE entity_facts".to_owned(),
+            "ALTER TABLE entity_documents DROP COLUMN facts".to_owned(),
+            SEARCH_KEYS_FUNCTION.to_owned(),
+            format!(
+                "CREATE INDEX entities_search ON entity_documents USING GIN (search_doc jsonb_path_ops) {gin}"
+            ),
+            format!(
+                "CREATE INDEX entity_documents_keys ON entity_documents USING GIN (cadastre_search_keys(search_doc)) {gin}"
+            ),
+        ] {
+            db.execute_unprepared(&statement).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Computes the facts of every stored search document and writes them, with each document's
+/// packed copy.
+async fn backfill_facts(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    let backend = DbBackend::Postgres;
+    let mut after = 0_i64;
+    let mut documents = 0_u64;
+    loop {
+        let mut select = Sql::new(backend);
+        select
+            .push("SELECT entity_id, search_doc::text AS doc FROM entity_documents WHERE entity_id > ")
+            .bind(after)
+            .push(" ORDER BY entity_id LIMIT ")
+            .bind(FACTS_BACKFILL_CHUNK);
+        let rows = db.query_all_raw(select.build()).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get("", "entity_id")?;
+        let mut packed = Sql::new(backend);
+        packed.push("WITH v (id, facts) AS (VALUES ");
+        let mut fact_rows = crate::facts::FactRows::new();
+        for (index, row) in rows.iter().enumerate() {
+            let id: i64 = row.try_get("", "entity_id")?;
+            let doc: String = row.try_get("", "doc")?;
+            let doc: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&doc)
+                .map_err(|e| DbErr::Custom(format!("document {id} is not a JSON object: {e}")))?;
+            let facts = crate::facts::Facts::of_document(&doc);
+            fact_rows.extend(facts.iter().map(|fact| (id, fact)));
+            if index > 0 {
+                packed.push(", ");
+            }
+            packed
+                .push("(")
+                .bind(id)
+                .push(", ")
+                .bind(facts.to_bytes())
+                .push(")");
+        }
+        packed.push(") UPDATE entity_documents SET facts = v.facts FROM v WHERE entity_id = v.id");
+        db.execute_raw(packed.build()).await?;
+        let mut insert = Sql::new(backend);
+        crate::facts::insert_statement(&mut insert, &fact_rows);
+        db.execute_raw(insert.build()).await?;
+        documents += rows.len() as u64;
+        if documents.is_multiple_of(100_000) {
+            tracing::info!(documents, "search facts computed so far");
+        }
+    }
+    tracing::info!(documents, "search facts computed");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1115,6 +1243,16 @@ mod tests {
             ));
         }
         out
+    }
+
+    /// How many migrations there are from `name` on, `name` included.
+    fn migrations_since(name: &str) -> u32 {
+        let names: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|migration| migration.name().to_owned())
+            .collect();
+        let position = names.iter().position(|n| n == name).unwrap();
+        <u32 as TryFrom<usize>>::try_from(names.len() - position).unwrap()
     }
 
     /// Rows written before the columns existed get what a write gives them.
@@ -1176,10 +1314,15 @@ mod tests {
             false
         )));
 
-        // Back to before m0009 (m0010 to m0016 came after it), then forward again: the
-        // backfill. Through the writing connection, as at start: statements of one migration
-        // spread over the reading pool's connections could each see a different schema.
-        Migrator::down(store.writes(), Some(8)).await.unwrap();
+        // Back to before m0009, then forward again: the backfill. Through the writing
+        // connection, as at start: statements of one migration spread over the reading pool's
+        // connections could each see a different schema.
+        Migrator::down(
+            store.writes(),
+            Some(migrations_since("m0009_owner_and_system_columns")),
+        )
+        .await
+        .unwrap();
         Migrator::up(store.writes(), None).await.unwrap();
         assert_eq!(owner_system_columns(&store).await, written);
     }
@@ -1198,6 +1341,127 @@ mod tests {
     async fn backfill_on_postgres() {
         let url = cadastre_testkit::fresh_postgres_database("cadastre_test").await;
         backfill_fills_what_writes_fill(CatalogStore::connect(&url).await.unwrap()).await;
+    }
+
+    /// Facts rows as `entity_facts` holds them, and as the stored documents and their packed
+    /// copies say they should be: `(held, from documents, packed)`, each sorted.
+    async fn facts_three_ways(store: &CatalogStore) -> [Vec<(i64, (i64, i64))>; 3] {
+        let query = |text: &str| Sql::new(DbBackend::Postgres).push(text).clone().build();
+        let mut held = Vec::new();
+        for row in store
+            .db()
+            .query_all_raw(query(
+                "SELECT entity_id, key_hash, value_hash FROM entity_facts",
+            ))
+            .await
+            .unwrap()
+        {
+            let get = |column| row.try_get::<i64>("", column).unwrap();
+            held.push((get("entity_id"), (get("key_hash"), get("value_hash"))));
+        }
+        let (mut derived, mut packed) = (Vec::new(), Vec::new());
+        for row in store
+            .db()
+            .query_all_raw(query(
+                "SELECT entity_id, search_doc::text AS doc, facts FROM entity_documents",
+            ))
+            .await
+            .unwrap()
+        {
+            let id: i64 = row.try_get("", "entity_id").unwrap();
+            let doc: String = row.try_get("", "doc").unwrap();
+            let doc = serde_json::from_str(&doc).unwrap();
+            derived.extend(
+                crate::facts::Facts::of_document(&doc)
+                    .iter()
+                    .map(|f| (id, f)),
+            );
+            let bytes: Vec<u8> = row.try_get("", "facts").unwrap();
+            let facts = crate::facts::Facts::from_bytes(&bytes).unwrap();
+            packed.extend(facts.iter().map(|f| (id, f)));
+        }
+        let mut all = [held, derived, packed];
+        for rows in &mut all {
+            rows.sort_unstable();
+        }
+        all
+    }
+
+    /// On PostgreSQL the facts follow creates, updates and removals (only what changed is
+    /// written), and the backfill of m0017 computes the same from the stored documents.
+    #[tokio::test]
+    async fn facts_follow_writes_and_the_backfill_on_postgres() {
+        let url = cadastre_testkit::fresh_postgres_database("cadastre_test").await;
+        let store = CatalogStore::connect(&url).await.unwrap();
+        let component =
+            |name: &str, tags: serde_json::Value, description: serde_json::Value| Upsert {
+                body: json!({"kind": "Component", "metadata": {"name": name, "tags": tags,
+                    "description": description}, "spec": {"type": "service"}}),
+                edges: Vec::new(),
+                location_key: None,
+                origin_location: None,
+                parent_ref: None,
+                commit: None,
+            };
+        let batch = |upserts, removals| Batch {
+            upserts,
+            removals,
+            ..Batch::default()
+        };
+        store
+            .apply_batch(batch(
+                vec![
+                    component("a", json!(["go", "java"]), json!("first")),
+                    component("b", json!(["go"]), json!(null)),
+                    component("c", json!([]), json!("third")),
+                ],
+                vec![],
+            ))
+            .await
+            .unwrap();
+        let [held, derived, packed] = facts_three_ways(&store).await;
+        assert!(held.len() > 3 * 5, "{held:?}");
+        assert_eq!(held, derived);
+        assert_eq!(held, packed);
+        let ids = |rows: &[(i64, (i64, i64))]| {
+            rows.iter()
+                .map(|(id, _)| *id)
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(ids(&held).len(), 3);
+
+        // A new tag and description for a, b removed: a's unchanged facts keep their rows.
+        let kind_fact_of_a = format!(
+            "SELECT CAST(f.ctid AS TEXT) FROM entity_facts f JOIN entities e ON e.id = f.entity_id \
+             WHERE e.name = 'a' AND f.key_hash = {}",
+            crate::facts::hash("kind")
+        );
+        let ctid_of_name = kind_fact_of_a.as_str();
+        let before = scalar(&store, ctid_of_name).await;
+        store
+            .apply_batch(batch(
+                vec![component("a", json!(["go", "rust"]), json!("second"))],
+                vec!["component:default/b".into()],
+            ))
+            .await
+            .unwrap();
+        let [held, derived, packed] = facts_three_ways(&store).await;
+        assert_eq!(held, derived);
+        assert_eq!(held, packed);
+        assert_eq!(ids(&held).len(), 2);
+        let rust = crate::facts::hash("rust");
+        let java = crate::facts::hash("java");
+        assert!(held.iter().any(|(_, (_, value))| *value == rust));
+        assert!(!held.iter().any(|(_, (_, value))| *value == java));
+        let untouched = scalar(&store, ctid_of_name).await;
+        assert_eq!(
+            before, untouched,
+            "a fact that did not change was rewritten"
+        );
+
+        Migrator::down(store.writes(), Some(1)).await.unwrap();
+        Migrator::up(store.writes(), None).await.unwrap();
+        assert_eq!(facts_three_ways(&store).await[0], held);
     }
 
     /// The first column of the first row `query` answers, as text.
@@ -1228,6 +1492,8 @@ mod tests {
             .await
         };
         let deferred = async || scalar(&store, "SELECT definition FROM deferred_indexes").await;
+        // Back to before the search facts (m0017), which replaced the GIN indexes.
+        Migrator::down(store.writes(), Some(1)).await.unwrap();
         assert_eq!(options("entities").await, "fillfactor=50");
         assert_eq!(
             options("entities_search").await,
@@ -1250,7 +1516,7 @@ mod tests {
         ] {
             store.db().execute_unprepared(&statement).await.unwrap();
         }
-        Migrator::up(store.writes(), None).await.unwrap();
+        Migrator::up(store.writes(), Some(1)).await.unwrap();
         assert_eq!(options("entities").await, "fillfactor=50");
         assert_eq!(
             deferred().await,

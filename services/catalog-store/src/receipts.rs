@@ -30,10 +30,14 @@ pub struct PreparedGroup {
 }
 
 impl PreparedGroup {
-    /// Prepares `batches` on every core; call it off the writer's thread.
-    pub fn new(batches: Vec<ProcessedBatch>) -> Self {
-        let prepared = (batches.len() > 1)
-            .then(|| prepare_all(batches.iter().map(|processed| &processed.batch)));
+    /// Prepares `batches` for `store` on every core; call it off the writer's thread.
+    pub fn new(store: &CatalogStore, batches: Vec<ProcessedBatch>) -> Self {
+        let prepared = (batches.len() > 1).then(|| {
+            prepare_all(
+                batches.iter().map(|processed| &processed.batch),
+                store.keeps_facts(),
+            )
+        });
         Self { batches, prepared }
     }
 
@@ -80,7 +84,7 @@ impl CatalogStore {
         &self,
         batches: Vec<ProcessedBatch>,
     ) -> Vec<Result<ProcessedOutcome>> {
-        self.apply_prepared(PreparedGroup::new(batches)).await
+        self.apply_prepared(PreparedGroup::new(self, batches)).await
     }
 
     /// [`Self::apply_processed_all`] for a group whose work before the transaction is done.

@@ -3,8 +3,9 @@
 //!
 //! Hot keys (`kind`, `spec.type`, `spec.lifecycle`, `spec.owner`, `spec.system`) are indexed
 //! columns; relations are rows of the `relations` table; every other key lives in the entity's
-//! search document, `search_doc` of `entity_documents` (JSONB with a GIN index on PostgreSQL,
-//! JSON text on SQLite), a table beside `entities` keyed by the entity's id.
+//! search document, `search_doc` of `entity_documents` (JSONB on PostgreSQL, JSON text on
+//! SQLite), a table beside `entities` keyed by the entity's id. On PostgreSQL, filters on a
+//! document key's values and existence read its facts (`entity_facts`, see `facts`) instead.
 
 use cadastre_query::{Condition, Predicate};
 use sea_orm::{DbBackend, Statement, Value};
@@ -331,10 +332,11 @@ fn push_relation(sql: &mut Sql, relation_type: Option<&str>, targets: RelationTa
 /// The search document of the entity row aliased `e`.
 const DOCUMENT: &str = "(SELECT sd.search_doc FROM entity_documents sd WHERE sd.entity_id = e.id)";
 
-/// Opens `(e.id IN (SELECT … WHERE ` a test of the documents `sd.search_doc`, which the
-/// caller appends and closes with `))`: PostgreSQL answers it from the GIN index.
-fn open_documents_where(sql: &mut Sql) {
-    sql.push("(e.id IN (SELECT sd.entity_id FROM entity_documents sd WHERE ");
+/// Opens `(e.id IN (SELECT … WHERE ` a test of the facts `f` of the search documents (see
+/// `facts`), which the caller appends and closes with `))`: answered from their index.
+fn open_facts_where(sql: &mut Sql, key: &str) {
+    sql.push("(e.id IN (SELECT f.entity_id FROM entity_facts f WHERE f.key_hash = ")
+        .bind(crate::facts::hash(key));
 }
 
 /// A condition on a key of the search document.
@@ -346,12 +348,10 @@ fn push_document_field(sql: &mut Sql, key: &str, condition: &Condition) {
                 sql.push("NOT ");
             }
             if postgres {
-                // The keys' own GIN index answers it (the documents' index hashes each key
-                // with its values, and cannot).
-                open_documents_where(sql);
-                sql.push("cadastre_search_keys(sd.search_doc) @> ARRAY[")
-                    .bind(key.to_owned())
-                    .push("]::text[]))");
+                // Every key a document holds has at least one fact (a null value's, if no
+                // other).
+                open_facts_where(sql, key);
+                sql.push("))");
             } else {
                 sql.push("(json_type(")
                     .push(DOCUMENT)
@@ -364,16 +364,14 @@ fn push_document_field(sql: &mut Sql, key: &str, condition: &Condition) {
             sql.push("1=0");
         }
         Condition::In(values) if postgres => {
-            // Containment uses the GIN index.
-            open_documents_where(sql);
-            for (index, value) in values.iter().enumerate() {
-                if index > 0 {
-                    sql.push(" OR ");
-                }
-                let document = serde_json::json!({ key: [value] }).to_string();
-                sql.push("sd.search_doc @> ").bind(document).push("::jsonb");
-            }
-            sql.push("))");
+            open_facts_where(sql, key);
+            let hashes: Vec<i64> = values
+                .iter()
+                .map(|value| crate::facts::hash(value))
+                .collect();
+            sql.push(" AND f.value_hash IN ")
+                .bind_list(&hashes)
+                .push("))");
         }
         Condition::In(values) => {
             sql.push("EXISTS (SELECT 1 FROM json_each(")
@@ -449,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn hot_keys_use_columns_and_others_the_document() {
+    fn hot_keys_use_columns_and_others_the_document_or_its_facts() {
         let predicate = Predicate::All(vec![
             Predicate::equals("kind", "Component"),
             Predicate::equals("spec.type", "service"),
@@ -458,9 +456,9 @@ mod tests {
         let (text, values) = render(DbBackend::Postgres, &predicate);
         assert_eq!(
             text,
-            "((e.kind_l IS NOT NULL AND e.kind_l IN ($1)) AND (e.spec_type_l IS NOT NULL AND e.spec_type_l IN ($2)) AND (e.id IN (SELECT sd.entity_id FROM entity_documents sd WHERE sd.search_doc @> $3::jsonb)))"
+            "((e.kind_l IS NOT NULL AND e.kind_l IN ($1)) AND (e.spec_type_l IS NOT NULL AND e.spec_type_l IN ($2)) AND (e.id IN (SELECT f.entity_id FROM entity_facts f WHERE f.key_hash = $3 AND f.value_hash IN ($4))))"
         );
-        assert_eq!(values, 3);
+        assert_eq!(values, 4);
         let (text, _) = render(DbBackend::Sqlite, &predicate);
         assert!(
             text.ends_with(
@@ -476,9 +474,9 @@ mod tests {
         let (text, values) = render(DbBackend::Postgres, &predicate);
         assert_eq!(
             text,
-            "((e.spec_owner_l IS NOT NULL AND e.spec_owner_l IN ($1)) OR (e.owner_system_multi AND (e.id IN (SELECT sd.entity_id FROM entity_documents sd WHERE sd.search_doc @> $2::jsonb))))"
+            "((e.spec_owner_l IS NOT NULL AND e.spec_owner_l IN ($1)) OR (e.owner_system_multi AND (e.id IN (SELECT f.entity_id FROM entity_facts f WHERE f.key_hash = $2 AND f.value_hash IN ($3)))))"
         );
-        assert_eq!(values, 2);
+        assert_eq!(values, 3);
         let (text, _) = render(DbBackend::Sqlite, &predicate);
         assert_eq!(
             text,

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 
 use crate::edges::{EdgeRow, pair_edges};
+use crate::facts::{self, Fact, FactRows, Facts};
 use crate::sql::{Sql, WriteVerb};
 use crate::time_util::now_micros;
 use crate::{
@@ -125,7 +126,8 @@ impl NewRow<'_> {
             .bind(now);
     }
 
-    /// Binds the row of `entity_documents`: the entity's id, body and search document.
+    /// Binds the row of `entity_documents`: the entity's id, body and search document, and its
+    /// packed facts where they are kept.
     fn bind_document(&self, sql: &mut Sql, id: i64) {
         let columns = &self.write.columns;
         sql.push("(")
@@ -137,7 +139,20 @@ impl NewRow<'_> {
         if sql.backend() == DbBackend::Postgres {
             sql.push("::jsonb");
         }
+        if let Some(facts) = &columns.facts {
+            sql.push(", ").bind(facts.to_bytes());
+        }
         sql.push(")");
+    }
+
+    /// The search document's facts, which a store that keeps them derived with the columns.
+    fn facts(&self) -> Result<&Facts> {
+        self.write.columns.facts.as_ref().ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{}: no facts derived for its search document",
+                self.write.columns.entity_ref
+            ))
+        })
     }
 
     /// Whether the new content leaves the entity's secondary indexes as they are.
@@ -621,7 +636,9 @@ impl CatalogStore {
             &String,
             Option<&ExistingRow>,
             usize,
-        )| EntityColumns::from_upsert(upsert, entity_ref, hash);
+        )| {
+            EntityColumns::from_upsert(upsert, entity_ref, hash, self.keeps_facts())
+        };
         let columns = if prepared.columns.len() == batch.upserts.len() {
             let derived = &mut prepared.columns;
             changed
@@ -672,6 +689,12 @@ impl CatalogStore {
             sql.push("DELETE FROM entity_documents WHERE entity_id IN ")
                 .bind_list(chunk);
             txn.execute_raw(sql.build()).await?;
+            if self.keeps_facts() {
+                let mut sql = Sql::new(self.backend());
+                sql.push("DELETE FROM entity_facts WHERE entity_id IN ")
+                    .bind_list(chunk);
+                txn.execute_raw(sql.build()).await?;
+            }
         }
         self.forget_relation_versions(txn, &removed_ids).await?;
 
@@ -1161,20 +1184,29 @@ impl CatalogStore {
     }
 
     /// Writes the body and search document of each entity row: inserted for new rows, else
-    /// replaced.
+    /// replaced. Where facts are kept, theirs follow: all of a new row's, and what changed of
+    /// a replaced row's (its old facts come back from the statement that replaces them).
     async fn write_documents(
         &self,
         txn: &DatabaseTransaction,
         rows: &[(&NewRow<'_>, i64)],
         verb: WriteVerb,
     ) -> Result<()> {
+        let facts = self.keeps_facts();
+        let columns = if facts {
+            "(id, body, search_doc, facts)"
+        } else {
+            "(id, body, search_doc)"
+        };
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
             match verb {
                 WriteVerb::Insert => sql
                     .write_verb(verb)
-                    .push("entity_documents (entity_id, body, search_doc) VALUES "),
-                WriteVerb::Update => sql.push("WITH v (id, body, search_doc) AS (VALUES "),
+                    .push("entity_documents ")
+                    .push(&columns.replace("(id", "(entity_id"))
+                    .push(" VALUES "),
+                WriteVerb::Update => sql.push("WITH v ").push(columns).push(" AS (VALUES "),
             };
             for (index, (row, id)) in chunk.iter().enumerate() {
                 if index > 0 {
@@ -1182,13 +1214,64 @@ impl CatalogStore {
                 }
                 row.bind_document(&mut sql, *id);
             }
-            if verb == WriteVerb::Update {
-                sql.push(") ")
-                    .write_verb(verb)
-                    .push("entity_documents SET body = v.body, search_doc = v.search_doc FROM v WHERE entity_documents.entity_id = v.id");
+            match (verb, facts) {
+                (WriteVerb::Insert, _) => {
+                    txn.execute_raw(sql.build()).await?;
+                }
+                (WriteVerb::Update, false) => {
+                    sql.push(") ")
+                        .write_verb(verb)
+                        .push("entity_documents SET body = v.body, search_doc = v.search_doc FROM v WHERE entity_documents.entity_id = v.id");
+                    txn.execute_raw(sql.build()).await?;
+                }
+                (WriteVerb::Update, true) => {
+                    // Every part of one statement sees the rows as they were before it.
+                    sql.push("), old AS (SELECT d.entity_id, d.facts FROM entity_documents d WHERE d.entity_id IN (SELECT id FROM v)), \
+                         written AS (UPDATE entity_documents SET body = v.body, search_doc = v.search_doc, facts = v.facts FROM v WHERE entity_documents.entity_id = v.id) \
+                         SELECT entity_id, facts FROM old");
+                    let mut old = HashMap::with_capacity(chunk.len());
+                    for row in txn.query_all_raw(sql.build()).await? {
+                        let id: i64 = row.try_get("", "entity_id")?;
+                        let packed: Vec<u8> = row.try_get("", "facts")?;
+                        old.insert(id, Facts::from_bytes(&packed)?);
+                    }
+                    let (mut gone, mut came) = (FactRows::new(), FactRows::new());
+                    for (row, id) in chunk {
+                        let before = old.remove(id).unwrap_or_default();
+                        let (deleted, inserted) = before.changes_to(row.facts()?);
+                        gone.extend(deleted.into_iter().map(|fact| (*id, fact)));
+                        came.extend(inserted.into_iter().map(|fact| (*id, fact)));
+                    }
+                    self.write_facts(txn, &gone, facts::delete_statement)
+                        .await?;
+                    self.write_facts(txn, &came, facts::insert_statement)
+                        .await?;
+                }
             }
-            txn.execute_raw(sql.build()).await?;
         }
+        if facts && verb == WriteVerb::Insert {
+            let mut all = FactRows::new();
+            for (row, id) in rows {
+                all.extend(row.facts()?.iter().map(|fact| (*id, fact)));
+            }
+            self.write_facts(txn, &all, facts::insert_statement).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the statement `build` makes of `rows`, if there are any.
+    async fn write_facts(
+        &self,
+        txn: &DatabaseTransaction,
+        rows: &[(i64, Fact)],
+        build: fn(&mut Sql, &[(i64, Fact)]),
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut sql = Sql::new(self.backend());
+        build(&mut sql, rows);
+        txn.execute_raw(sql.build()).await?;
         Ok(())
     }
 
@@ -1618,7 +1701,10 @@ pub(crate) fn prepare(batch: &Batch) -> Result<Prepared> {
 /// spread over the cores (one batch on one thread: about 100 upserts each, not worth a
 /// thread of their own). It runs before the group's turn to write, so deriving the columns of
 /// upserts that turn out unchanged costs no time on the writer's path.
-pub(crate) fn prepare_all<'a>(batches: impl Iterator<Item = &'a Batch>) -> Result<Vec<Prepared>> {
+pub(crate) fn prepare_all<'a>(
+    batches: impl Iterator<Item = &'a Batch>,
+    with_facts: bool,
+) -> Result<Vec<Prepared>> {
     let batches: Vec<&Batch> = batches.collect();
     par_map_any(&batches, |batch| {
         let mut prepared = prepare_with(batch, |upserts, hash| upserts.iter().map(hash).collect())?;
@@ -1628,7 +1714,9 @@ pub(crate) fn prepare_all<'a>(batches: impl Iterator<Item = &'a Batch>) -> Resul
             .zip(&prepared.upsert_refs)
             .zip(&prepared.upsert_hashes)
             .map(|((upsert, entity_ref), hash)| {
-                Some(EntityColumns::from_upsert(upsert, entity_ref, hash))
+                Some(EntityColumns::from_upsert(
+                    upsert, entity_ref, hash, with_facts,
+                ))
             })
             .collect();
         Ok(prepared)
@@ -1750,6 +1838,8 @@ struct EntityColumns {
     /// The body without relations, status, uid and etag (serving adds them).
     body: String,
     search_doc: String,
+    /// The search document's facts, where the backend keeps them (PostgreSQL; see `facts`).
+    facts: Option<Facts>,
     /// Hash of the set of edges it emits: equal means its relation rows stay as they are.
     edges_hash: String,
     location_key: Option<String>,
@@ -1758,7 +1848,13 @@ struct EntityColumns {
 }
 
 impl EntityColumns {
-    fn from_upsert(upsert: &Upsert, entity_ref: &str, hash: &str) -> Result<Self> {
+    /// The columns of `upsert`; with `with_facts`, its search document's facts too.
+    fn from_upsert(
+        upsert: &Upsert,
+        entity_ref: &str,
+        hash: &str,
+        with_facts: bool,
+    ) -> Result<Self> {
         let mut body = upsert.body.clone();
         let object = body.as_object_mut().ok_or_else(|| {
             StoreError::InvalidArgument(format!("{entity_ref}: the entity must be a JSON object"))
@@ -1802,6 +1898,7 @@ impl EntityColumns {
             first_values,
             content_hash: hash.to_owned(),
             body: body.to_string(),
+            facts: with_facts.then(|| Facts::of_document(&document)),
             search_doc: Value::Object(document).to_string(),
             edges_hash: edges_hash(&upsert.edges),
             location_key: upsert.location_key.clone(),
@@ -1945,7 +2042,7 @@ mod tests {
                 parent_ref: None,
                 commit: None,
             };
-            EntityColumns::from_upsert(&upsert, "component:default/svc", "hash").unwrap()
+            EntityColumns::from_upsert(&upsert, "component:default/svc", "hash", false).unwrap()
         };
         // What the store holds for the entity as first written.
         let stored = IndexedValues {
