@@ -1193,10 +1193,13 @@ impl CatalogStore {
         verb: WriteVerb,
     ) -> Result<()> {
         let facts = self.keeps_facts();
-        let columns = if facts {
-            "(id, body, search_doc, facts)"
+        let (table_columns, value_columns) = if facts {
+            (
+                "(entity_id, body, search_doc, facts)",
+                "(id, body, search_doc, facts)",
+            )
         } else {
-            "(id, body, search_doc)"
+            ("(entity_id, body, search_doc)", "(id, body, search_doc)")
         };
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut sql = Sql::new(self.backend());
@@ -1204,9 +1207,9 @@ impl CatalogStore {
                 WriteVerb::Insert => sql
                     .write_verb(verb)
                     .push("entity_documents ")
-                    .push(&columns.replace("(id", "(entity_id"))
+                    .push(table_columns)
                     .push(" VALUES "),
-                WriteVerb::Update => sql.push("WITH v ").push(columns).push(" AS (VALUES "),
+                WriteVerb::Update => sql.push("WITH v ").push(value_columns).push(" AS (VALUES "),
             };
             for (index, (row, id)) in chunk.iter().enumerate() {
                 if index > 0 {
@@ -1237,7 +1240,12 @@ impl CatalogStore {
                     }
                     let (mut gone, mut came) = (FactRows::new(), FactRows::new());
                     for (row, id) in chunk {
-                        let before = old.remove(id).unwrap_or_default();
+                        let before = old.remove(id).ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "{} has no document row to replace",
+                                row.write.columns.entity_ref
+                            ))
+                        })?;
                         let (deleted, inserted) = before.changes_to(row.facts()?);
                         gone.extend(deleted.into_iter().map(|fact| (*id, fact)));
                         came.extend(inserted.into_iter().map(|fact| (*id, fact)));
