@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DbBackend, QueryResult};
 use crate::sql::{
     MORE_VALUES_FLAG, Sql, like_escape, push_predicate, push_sort_value, push_value_like,
 };
-use crate::sqlite_reads::OwnedRow;
+use crate::sqlite_reads::{Bound, NamedRow, OwnedRow};
 use crate::time_util::from_rfc3339;
 use crate::write::canonical_ref;
 use crate::{
@@ -51,31 +51,35 @@ impl CatalogStore {
         let Some(reads) = self.sqlite_reads() else {
             return self.entity_and_relations_where(column, value).await;
         };
-        let sql = self.entity_statement("", column, value.clone());
-        // On a SQLite file, the entity and its relations in one read, in this task.
+        let entity = Bound::new(self.entity_statement("", column, value.clone()))?;
+        // By ref, the relations' source is the value itself: no second descent of the refs.
         let mut relations = Sql::new(self.backend());
-        relations
-            .push("SELECT type, target_ref FROM relations WHERE source_ref = (SELECT e.entity_ref FROM entities e WHERE ")
-            .push(column)
-            .push(" = ")
-            .bind(value)
-            .push(")");
-        let [entity, relations] = <[Vec<OwnedRow>; 2]>::try_from(
-            reads.point_read(vec![sql, relations]).await?,
-        )
-        .map_err(|_| {
-            StoreError::Corrupt("a point read answered another number of statements".into())
-        })?;
-        let Some(row) = entity.first() else {
-            return Ok(None);
-        };
-        let mut entity = entity_from_row(row)?;
-        let relations = relations
-            .iter()
-            .map(|row| Ok((row.get("type")?, row.get("target_ref")?)))
-            .collect::<Result<Vec<_>>>()?;
-        serve_one(&mut entity, relations)?;
-        Ok(Some(entity))
+        relations.push("SELECT type, target_ref FROM relations WHERE source_ref = ");
+        if column == "e.entity_ref" {
+            relations.bind(value);
+        } else {
+            relations
+                .push("(SELECT e.entity_ref FROM entities e WHERE ")
+                .push(column)
+                .push(" = ")
+                .bind(value)
+                .push(")");
+        }
+        let relations = Bound::new(relations)?;
+        // On a SQLite file: read, decoded and served on the reading thread, one hand-off.
+        reads
+            .point_read(move |snapshot| {
+                let Some(mut entity) = snapshot.rows(&entity, |row| entity_from_row(row))?.pop()
+                else {
+                    return Ok(None);
+                };
+                let relations = snapshot.rows(&relations, |row| {
+                    Ok((row.get("type")?, row.get("target_ref")?))
+                })?;
+                serve_one(&mut entity, relations)?;
+                Ok(Some(entity))
+            })
+            .await
     }
 
     /// [`Self::entity_where`] through the connection pool (a database server, or a SQLite
@@ -1056,6 +1060,12 @@ impl<T: sea_orm::TryGetable + rusqlite::types::FromSql> Column for T {}
 /// A row's values by column name, whichever way it was read.
 trait Columns {
     fn get<T: Column>(&self, column: &str) -> Result<T>;
+}
+
+impl Columns for NamedRow<'_> {
+    fn get<T: Column>(&self, column: &str) -> Result<T> {
+        NamedRow::get(self, column)
+    }
 }
 
 impl Columns for OwnedRow {

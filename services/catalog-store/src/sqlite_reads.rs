@@ -12,8 +12,9 @@
 //! Reads never run on the runtime's workers: a page that is not in the operating system's
 //! cache is a disk read (0.4 ms on average on the benchmark's machine, whose kernel evicts file
 //! pages idle for a minute), and a worker waiting on the disk serves nothing else meanwhile.
-//! Point reads (a few B-tree descents) have turns of their own, more than there are cores, so
-//! lookups waiting on the disk overlap each other and those whose pages are cached go on.
+//! Point reads (a few B-tree descents) have turns of their own, as many as there are cores
+//! while their pages are in memory and more while they wait on the disk, so that waits overlap
+//! ([`crate::point_turns`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::types::{FromSql, Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::point_turns::{self, PointTurns};
 use crate::sql::Sql;
 use crate::{Result, StoreError};
 
@@ -28,8 +30,6 @@ use crate::{Result, StoreError};
 /// pages: more at once than cores only interleave them (and each new connection starts with a
 /// cold cache). Others wait their turn, first come first served.
 const STATEMENT_TURNS: usize = 4;
-/// Point reads at a time: a few pages each, so mostly time waiting when a page is on disk.
-const POINT_TURNS: usize = 12;
 /// Page cache per connection: the indexes' upper levels and the hot pages. The others are
 /// read from the operating system's cache. No memory map: each connection's map of the file
 /// counts in the process's resident memory, pages the other connections mapped included (four
@@ -47,7 +47,7 @@ pub(crate) struct SqliteReads {
     /// Turns of whole statements; with `point_turns`, one permit per connection.
     statement_turns: Arc<tokio::sync::Semaphore>,
     /// Turns of point reads.
-    point_turns: Arc<tokio::sync::Semaphore>,
+    point_turns: Arc<PointTurns>,
 }
 
 /// A row read here: its values by column.
@@ -77,7 +77,7 @@ impl SqliteReads {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
             statement_turns: Arc::new(tokio::sync::Semaphore::new(STATEMENT_TURNS)),
-            point_turns: Arc::new(tokio::sync::Semaphore::new(POINT_TURNS)),
+            point_turns: Arc::new(PointTurns::new()),
         };
         // Fails now, not at the first read, if the file cannot be read.
         let connection = reads.connect()?;
@@ -116,62 +116,41 @@ impl SqliteReads {
         }
     }
 
-    /// Waits for one of `turns`.
-    async fn turn(
-        turns: &Arc<tokio::sync::Semaphore>,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(turns)
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Corrupt("the SQLite readers' pool is closed".into()))
-    }
-
-    /// Runs `read` on a blocking thread holding `turn`.
+    /// Runs `read` on a blocking thread (the caller holds a turn, which `read` gives back).
     async fn on_blocking_thread<T: Send + 'static>(
         self: &Arc<Self>,
-        turn: tokio::sync::OwnedSemaphorePermit,
-        read: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        read: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let reads = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            reads.with(read)
-        })
-        .await
-        .map_err(|error| StoreError::Corrupt(format!("a SQLite read failed: {error}")))?
+        tokio::task::spawn_blocking(move || reads.with(read))
+            .await
+            .map_err(|error| StoreError::Corrupt(format!("a SQLite read failed: {error}")))?
     }
 
     /// Runs `read` on a connection (the caller holds a turn); a connection that failed
     /// mid-way is dropped rather than reused.
-    fn with<T>(&self, read: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+    fn with<T>(&self, read: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let mut connection = self.take()?;
         let done = read(&mut connection);
         if done.is_ok() {
             self.give_back(connection);
         }
-        Ok(done?)
+        done
     }
 
-    /// Every row of each of `statements`, all read in one transaction: for statements that
-    /// read a few pages each (a point read).
-    pub(crate) async fn point_read(
+    /// Runs `read`, which reads a few pages (a point read), in one read transaction: its
+    /// statements see one state of the store.
+    pub(crate) async fn point_read<T: Send + 'static>(
         self: &Arc<Self>,
-        statements: Vec<Sql>,
-    ) -> Result<Vec<Vec<OwnedRow>>> {
-        let statements = statements
-            .into_iter()
-            .map(bound)
-            .collect::<Result<Vec<_>>>()?;
-        let turn = Self::turn(&self.point_turns).await?;
-        self.on_blocking_thread(turn, |connection| {
-            let snapshot = connection.transaction()?;
-            let rows = statements
-                .into_iter()
-                .map(|(text, values)| all_rows(&snapshot, &text, values))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            // Nothing was written: ending the read transaction either way is the same.
-            snapshot.commit()?;
-            Ok(rows)
+        read: impl FnOnce(&Snapshot<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let turn = self.point_turns.take().await.ok_or_else(closed)?;
+        let turns = Arc::clone(&self.point_turns);
+        self.on_blocking_thread(move |connection| {
+            let blocks = point_turns::blocks_read_by_this_thread();
+            let read = in_snapshot(connection, read);
+            turns.give_back(turn, point_turns::blocks_read_by_this_thread() > blocks);
+            read
         })
         .await
     }
@@ -179,9 +158,89 @@ impl SqliteReads {
     /// Every row of `sql`.
     pub(crate) async fn rows(self: &Arc<Self>, sql: Sql) -> Result<Vec<OwnedRow>> {
         let (text, values) = bound(sql)?;
-        let turn = Self::turn(&self.statement_turns).await?;
-        self.on_blocking_thread(turn, move |connection| all_rows(connection, &text, values))
+        let turn = Arc::clone(&self.statement_turns)
+            .acquire_owned()
             .await
+            .map_err(|_| closed())?;
+        self.on_blocking_thread(move |connection| {
+            let _turn = turn;
+            Ok(all_rows(connection, &text, values)?)
+        })
+        .await
+    }
+}
+
+/// Runs `read` in a read transaction on `connection`.
+fn in_snapshot<T>(
+    connection: &mut Connection,
+    read: impl FnOnce(&Snapshot<'_>) -> Result<T>,
+) -> Result<T> {
+    // Cached: `Connection::transaction` parses its BEGIN and COMMIT on every call.
+    connection.prepare_cached("BEGIN")?.execute([])?;
+    let read = read(&Snapshot { connection })?;
+    // Nothing was written: ending the read transaction either way is the same. On an error
+    // above, the connection is dropped, which ends it.
+    connection.prepare_cached("COMMIT")?.execute([])?;
+    Ok(read)
+}
+
+/// A statement's text and values, bound as SQLite takes them.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    text: String,
+    values: Vec<SqliteValue>,
+}
+
+impl Bound {
+    pub(crate) fn new(sql: Sql) -> Result<Bound> {
+        let (text, values) = bound(sql)?;
+        Ok(Bound { text, values })
+    }
+}
+
+/// A connection in a read transaction ([`SqliteReads::point_read`]).
+#[derive(Debug)]
+pub(crate) struct Snapshot<'a> {
+    connection: &'a Connection,
+}
+
+impl Snapshot<'_> {
+    /// Each row of `statement`, as `map` makes it: decoded where it is read, straight into
+    /// what the caller keeps.
+    pub(crate) fn rows<T>(
+        &self,
+        statement: &Bound,
+        mut map: impl FnMut(&NamedRow<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut prepared = self.connection.prepare_cached(&statement.text)?;
+        let mut rows = prepared.query(rusqlite::params_from_iter(&statement.values))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let names = row.as_ref().column_names();
+            out.push(map(&NamedRow { names: &names, row })?);
+        }
+        Ok(out)
+    }
+}
+
+/// A row being read, its columns by name.
+#[derive(Debug)]
+pub(crate) struct NamedRow<'a> {
+    names: &'a [&'a str],
+    row: &'a rusqlite::Row<'a>,
+}
+
+impl NamedRow<'_> {
+    /// The value of `column`, decoded as SQLite's own API decodes it.
+    pub(crate) fn get<T: FromSql>(&self, column: &str) -> Result<T> {
+        let index = self
+            .names
+            .iter()
+            .position(|name| *name == column)
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {column} in the row")))?;
+        self.row
+            .get(index)
+            .map_err(|error| StoreError::Corrupt(format!("column {column}: {error}")))
     }
 }
 
@@ -254,6 +313,10 @@ fn sqlite_value(value: sea_orm::Value) -> Result<SqliteValue> {
             )));
         }
     })
+}
+
+fn closed() -> StoreError {
+    StoreError::Corrupt("the SQLite readers' pool is closed".into())
 }
 
 fn poisoned() -> StoreError {
@@ -417,7 +480,7 @@ mod tests {
             .await
             .unwrap();
         let lookups =
-            (0..3 * super::POINT_TURNS).map(|_| store.entity_by_ref("component:default/a"));
+            (0..3 * crate::point_turns::WIDE).map(|_| store.entity_by_ref("component:default/a"));
         let found = tokio::time::timeout(
             std::time::Duration::from_secs(30),
             futures::future::join_all(lookups),
