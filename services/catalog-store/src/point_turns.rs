@@ -20,10 +20,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Turns while reads find their pages in memory: one per core of the benchmark's machine and
-/// one more, so a read that does wait does not idle a core.
-pub(crate) const NARROW: usize = 3;
-/// Turns while reads wait on the disk: waits overlap.
+/// Turns while reads wait on the disk, at least: waits overlap.
 pub(crate) const WIDE: usize = 12;
 /// A share of all reads: fixed point, fine enough that the moving average decays to well
 /// under [`NARROW_BELOW`] (it stops falling at `1 << AVERAGE_SHIFT` of this).
@@ -40,6 +37,11 @@ const AVERAGE_SHIFT: u32 = 8;
 /// Point-read turns whose number follows the disk.
 #[derive(Debug)]
 pub(crate) struct PointTurns {
+    /// Turns while reads find their pages in memory: one per core and one more, so a read that
+    /// does wait does not idle a core.
+    narrow: usize,
+    /// Turns while reads wait on the disk.
+    wide: usize,
     semaphore: Arc<Semaphore>,
     /// Permits in circulation, held or free: the current number of turns.
     issued: AtomicUsize,
@@ -49,9 +51,16 @@ pub(crate) struct PointTurns {
 
 impl PointTurns {
     pub(crate) fn new() -> PointTurns {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        PointTurns::with(cores + 1, WIDE.max(cores + 1))
+    }
+
+    fn with(narrow: usize, wide: usize) -> PointTurns {
         PointTurns {
-            semaphore: Arc::new(Semaphore::new(NARROW)),
-            issued: AtomicUsize::new(NARROW),
+            narrow,
+            wide,
+            semaphore: Arc::new(Semaphore::new(narrow)),
+            issued: AtomicUsize::new(narrow),
             disk_share: AtomicU32::new(0),
         }
     }
@@ -67,9 +76,9 @@ impl PointTurns {
         let share = self.record(went_to_disk);
         let issued = self.issued.load(Ordering::Acquire);
         let wanted = if share > WIDEN_ABOVE {
-            WIDE
+            self.wide
         } else if share < NARROW_BELOW {
-            NARROW
+            self.narrow
         } else {
             issued
         };
@@ -81,8 +90,11 @@ impl PointTurns {
         {
             // One fewer: this turn is not handed on. Turns narrow as reads end.
             turn.forget();
-            if issued - 1 == NARROW {
-                tracing::debug!(turns = NARROW, "point reads find their pages in memory");
+            if issued - 1 == self.narrow {
+                tracing::debug!(
+                    turns = self.narrow,
+                    "point reads find their pages in memory"
+                );
             }
             return;
         }
@@ -141,6 +153,9 @@ pub(crate) fn blocks_read_by_this_thread() -> std::ffi::c_long {
 mod tests {
     use super::*;
 
+    /// The benchmark machine's numbers: two cores.
+    const NARROW: usize = 3;
+
     async fn read(turns: &PointTurns, went_to_disk: bool) {
         let turn = turns.take().await.unwrap();
         turns.give_back(turn, went_to_disk);
@@ -148,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn turns_widen_while_reads_go_to_the_disk_and_narrow_after() {
-        let turns = PointTurns::new();
+        let turns = PointTurns::with(NARROW, WIDE);
         for _ in 0..1000 {
             read(&turns, false).await;
         }
@@ -174,7 +189,7 @@ mod tests {
 
     #[tokio::test]
     async fn turns_held_while_they_narrow_are_not_handed_on() {
-        let turns = PointTurns::new();
+        let turns = PointTurns::with(NARROW, WIDE);
         for index in 0..1000 {
             read(&turns, index % 2 == 0).await;
         }

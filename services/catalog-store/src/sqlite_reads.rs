@@ -12,8 +12,8 @@
 //! Reads never run on the runtime's workers: a page that is not in the operating system's
 //! cache is a disk read (0.4 ms on average on the benchmark's machine, whose kernel evicts file
 //! pages idle for a minute), and a worker waiting on the disk serves nothing else meanwhile.
-//! Point reads (a few B-tree descents) have turns of their own, as many as there are cores
-//! while their pages are in memory and more while they wait on the disk, so that waits overlap
+//! Point reads (a few B-tree descents) have turns of their own: one per core and one more
+//! while their pages are in memory, more while they wait on the disk, so that waits overlap
 //! ([`crate::point_turns`]).
 
 use std::path::{Path, PathBuf};
