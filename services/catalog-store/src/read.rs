@@ -29,6 +29,23 @@ const ENTITY_SOURCE: &str = " FROM entities e LEFT JOIN relation_versions v ON v
 const CHANGE_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, body, own_relations, location_key, commit_sha, trace_parent, recorded_at";
 /// [`CHANGE_COLUMNS`] without the body (a change read this way has none).
 const FEED_COLUMNS: &str = "sequence, entity_ref, uid, generation, content_hash, etag, change, NULL AS body, NULL AS own_relations, location_key, commit_sha, trace_parent, recorded_at";
+/// What identifies the entity of a point read.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    /// The canonical ref.
+    Ref,
+    Uid,
+}
+
+impl Key {
+    fn column(self) -> &'static str {
+        match self {
+            Key::Ref => "e.entity_ref",
+            Key::Uid => "e.uid",
+        }
+    }
+}
+
 /// Refs per `IN (...)` lookup.
 const LOOKUP_CHUNK: usize = 500;
 /// Entities per page when facets are counted outside SQL.
@@ -38,16 +55,17 @@ impl CatalogStore {
     /// One entity by ref; `None` if absent.
     pub async fn entity_by_ref(&self, entity_ref: &str) -> Result<Option<StoredEntity>> {
         let entity_ref = canonical_ref(entity_ref)?;
-        self.entity_where("e.entity_ref", entity_ref).await
+        self.entity_where(Key::Ref, entity_ref).await
     }
 
     /// One entity by uid; `None` if absent.
     pub async fn entity_by_uid(&self, uid: &str) -> Result<Option<StoredEntity>> {
-        self.entity_where("e.uid", uid.to_owned()).await
+        self.entity_where(Key::Uid, uid.to_owned()).await
     }
 
-    /// The entity whose unique `column` is `value`, served.
-    async fn entity_where(&self, column: &str, value: String) -> Result<Option<StoredEntity>> {
+    /// The entity whose `key` is `value`, served.
+    async fn entity_where(&self, key: Key, value: String) -> Result<Option<StoredEntity>> {
+        let column = key.column();
         let Some(reads) = self.sqlite_reads() else {
             return self.entity_and_relations_where(column, value).await;
         };
@@ -55,16 +73,15 @@ impl CatalogStore {
         // By ref, the relations' source is the value itself: no second descent of the refs.
         let mut relations = Sql::new(self.backend());
         relations.push("SELECT type, target_ref FROM relations WHERE source_ref = ");
-        if column == "e.entity_ref" {
-            relations.bind(value);
-        } else {
-            relations
+        match key {
+            Key::Ref => relations.bind(value),
+            Key::Uid => relations
                 .push("(SELECT e.entity_ref FROM entities e WHERE ")
                 .push(column)
                 .push(" = ")
                 .bind(value)
-                .push(")");
-        }
+                .push(")"),
+        };
         let relations = Bound::new(relations)?;
         // On a SQLite file: read, decoded and served on the reading thread, one hand-off.
         reads

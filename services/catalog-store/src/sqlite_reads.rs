@@ -60,13 +60,9 @@ pub(crate) struct OwnedRow {
 impl OwnedRow {
     /// The value of `column`, decoded as SQLite's own API decodes it.
     pub(crate) fn get<T: FromSql>(&self, column: &str) -> Result<T> {
-        let index = self
-            .columns
-            .iter()
-            .position(|name| name == column)
-            .ok_or_else(|| StoreError::Corrupt(format!("no column {column} in the row")))?;
-        T::column_result(ValueRef::from(&self.values[index]))
-            .map_err(|error| StoreError::Corrupt(format!("column {column}: {error}")))
+        decode(self.columns.iter().map(String::as_str), column, |index| {
+            Ok(ValueRef::from(&self.values[index]))
+        })
     }
 }
 
@@ -233,15 +229,26 @@ pub(crate) struct NamedRow<'a> {
 impl NamedRow<'_> {
     /// The value of `column`, decoded as SQLite's own API decodes it.
     pub(crate) fn get<T: FromSql>(&self, column: &str) -> Result<T> {
-        let index = self
-            .names
-            .iter()
-            .position(|name| *name == column)
-            .ok_or_else(|| StoreError::Corrupt(format!("no column {column} in the row")))?;
-        self.row
-            .get(index)
-            .map_err(|error| StoreError::Corrupt(format!("column {column}: {error}")))
+        decode(self.names.iter().copied(), column, |index| {
+            self.row.get_ref(index)
+        })
     }
+}
+
+/// The value of `column`, found among a row's column `names` and read with `value_at`, decoded
+/// as SQLite's own API decodes it.
+fn decode<'n, 'v, T: FromSql>(
+    mut names: impl Iterator<Item = &'n str>,
+    column: &str,
+    value_at: impl FnOnce(usize) -> rusqlite::Result<ValueRef<'v>>,
+) -> Result<T> {
+    let corrupt =
+        |error: &dyn std::fmt::Display| StoreError::Corrupt(format!("column {column}: {error}"));
+    let index = names
+        .position(|name| name == column)
+        .ok_or_else(|| StoreError::Corrupt(format!("no column {column} in the row")))?;
+    let value = value_at(index).map_err(|error| corrupt(&error))?;
+    T::column_result(value).map_err(|error| corrupt(&error))
 }
 
 /// The statement's text and its values as SQLite takes them.
