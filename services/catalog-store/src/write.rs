@@ -38,6 +38,9 @@ struct ExistingRow {
     generation: i64,
     orphan: bool,
     relations_version: i64,
+    /// Its relations version is kept apart, in `relation_versions` (see migration m0012):
+    /// writing its row takes it back.
+    version_apart: bool,
     /// Hash of the edges it emitted (absent on rows written before it was kept).
     edges_hash: Option<String>,
     /// `(kind, spec.type, spec.lifecycle)` as stored, for the hot counts.
@@ -696,7 +699,8 @@ impl CatalogStore {
                 txn.execute_raw(sql.build()).await?;
             }
         }
-        self.forget_relation_versions(txn, &removed_ids).await?;
+        self.forget_relation_versions(txn, removed.iter().map(|(_, row)| *row))
+            .await?;
 
         // 3. Whose outgoing relations change: compare the edges the touched entities emitted
         //    before and after, per source.
@@ -982,7 +986,7 @@ impl CatalogStore {
         let mut existing = HashMap::with_capacity(refs.len());
         for chunk in refs.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
-            sql.push("SELECT e.id, e.entity_ref, e.uid, e.content_hash, e.location_key, e.generation, e.orphan, COALESCE(v.relations_version, e.relations_version) AS relations_version, e.edges_hash, e.kind, e.name, e.spec_type, e.lifecycle, e.spec_owner, e.spec_owner_l, e.spec_system, e.spec_system_l, e.owner_system_multi, e.parent_ref FROM entities e LEFT JOIN relation_versions v ON v.entity_id = e.id WHERE e.entity_ref IN ")
+            sql.push("SELECT e.id, e.entity_ref, e.uid, e.content_hash, e.location_key, e.generation, e.orphan, COALESCE(v.relations_version, e.relations_version) AS relations_version, v.relations_version AS version_apart, e.edges_hash, e.kind, e.name, e.spec_type, e.lifecycle, e.spec_owner, e.spec_owner_l, e.spec_system, e.spec_system_l, e.owner_system_multi, e.parent_ref FROM entities e LEFT JOIN relation_versions v ON v.entity_id = e.id WHERE e.entity_ref IN ")
                 .bind_list(chunk);
             for row in txn.query_all_raw(sql.build()).await? {
                 let kind: String = row.try_get("", "kind")?;
@@ -1016,6 +1020,7 @@ impl CatalogStore {
                         generation: row.try_get("", "generation")?,
                         orphan: row.try_get("", "orphan")?,
                         relations_version: row.try_get("", "relations_version")?,
+                        version_apart: row.try_get::<Option<i64>>("", "version_apart")?.is_some(),
                         edges_hash: row.try_get("", "edges_hash")?,
                         hot: (
                             kind,
@@ -1303,8 +1308,8 @@ impl CatalogStore {
         self.write_documents(txn, &documents, WriteVerb::Update)
             .await?;
         // Their rows hold their relations versions again.
-        let ids: Vec<i64> = documents.iter().map(|(_, id)| *id).collect();
-        self.forget_relation_versions(txn, &ids).await
+        self.forget_relation_versions(txn, rows.iter().filter_map(|row| row.write.existing))
+            .await
     }
 
     /// One `UPDATE … FROM (VALUES …)` of `rows`: every content column, or with `indexed`
@@ -1427,9 +1432,17 @@ impl CatalogStore {
         Ok(changes)
     }
 
-    /// Drops the relations versions kept apart for `ids`: their rows now hold them (written
-    /// again), or are gone.
-    async fn forget_relation_versions(&self, txn: &DatabaseTransaction, ids: &[i64]) -> Result<()> {
+    /// Drops the relations versions kept apart for `rows` that have one: their rows now hold
+    /// them (written again), or are gone.
+    async fn forget_relation_versions<'a>(
+        &self,
+        txn: &DatabaseTransaction,
+        rows: impl Iterator<Item = &'a ExistingRow>,
+    ) -> Result<()> {
+        let ids: Vec<i64> = rows
+            .filter(|row| row.version_apart)
+            .map(|row| row.id)
+            .collect();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             let mut sql = Sql::new(self.backend());
             sql.push("DELETE FROM relation_versions WHERE entity_id IN ")
@@ -1486,7 +1499,8 @@ impl CatalogStore {
             }
             update.push(" END WHERE id IN ").bind_list(&ids);
             txn.execute_raw(update.build()).await?;
-            self.forget_relation_versions(txn, &ids).await?;
+            self.forget_relation_versions(txn, chunk.iter().map(|(_, row)| *row))
+                .await?;
         }
         Ok(changes)
     }

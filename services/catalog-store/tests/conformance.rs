@@ -33,6 +33,7 @@ conformance!(
     counts_facets,
     counts_follow_updates_and_removals,
     updates_move_only_what_changed,
+    updates_keep_every_character,
     skips_unchanged_and_records_history,
     removal_updates_the_other_side_of_relations,
     refuses_conflicting_locations,
@@ -712,6 +713,65 @@ async fn counts_follow_updates_and_removals(store: &CatalogStore) {
     assert_eq!((none.total_items, none.items.len()), (0, 0));
     let everything = store.query_entities(&EntityQuery::default()).await.unwrap();
     assert_eq!(everything.total_items, 2);
+}
+
+/// Updated bodies and search documents come back as written, whatever characters they hold,
+/// and filters find the new values, not the old.
+async fn updates_keep_every_character(store: &CatalogStore) {
+    let described = |name: &str, description: &str| {
+        let mut upsert = component(name, "team-a", "url:x");
+        upsert.body["metadata"]["description"] = description.into();
+        upsert.body["metadata"]["tags"] = serde_json::json!(["a,b", "{c}"]);
+        upsert
+    };
+    store
+        .apply_batch(Batch {
+            upserts: vec![described("x", "before"), described("y", "plain")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let tricky = "He said \"hi\", \\ back {braces}, 'quoted' NULL é ✓\nline\ttab";
+    let outcome = store
+        .apply_batch(Batch {
+            upserts: vec![described("x", tricky), described("y", "NULL")],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.updated, 2);
+    for (name, description) in [("x", tricky), ("y", "NULL")] {
+        let entity = store
+            .entity_by_ref(&format!("component:default/{name}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let body = entity.body_json().unwrap();
+        assert_eq!(body["metadata"]["description"], description);
+        assert_eq!(body["metadata"]["tags"], serde_json::json!(["a,b", "{c}"]));
+        assert_eq!(entity.generation, 2);
+    }
+    for (description, expected) in [
+        (tricky, vec!["component:default/x"]),
+        ("NULL", vec!["component:default/y"]),
+        ("before", vec![]),
+        ("plain", vec![]),
+    ] {
+        let page = store
+            .query_entities(&EntityQuery {
+                filter: Predicate::equals("metadata.description", description),
+                limit: 10,
+                ..EntityQuery::default()
+            })
+            .await
+            .unwrap();
+        let found: Vec<String> = page.items.into_iter().map(|e| e.entity_ref).collect();
+        assert_eq!(found, expected, "{description}");
+    }
+    assert_eq!(
+        refs(store, &["metadata.tags={c}"]).await,
+        ["component:default/x", "component:default/y"]
+    );
 }
 
 /// One batch of updates where some entities keep every indexed value (a new description)
