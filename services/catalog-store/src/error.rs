@@ -21,6 +21,9 @@ pub enum StoreError {
     /// Stored data that does not decode (a bug or a hand-edited database).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The process is stopping: work it started for a request was cancelled.
+    #[error("{0}")]
+    Stopping(String),
 }
 
 impl From<cadastre_query::QueryError> for StoreError {
@@ -43,6 +46,7 @@ impl From<StoreError> for tonic::Status {
                 tracing::error!(%error, "database error");
                 tonic::Status::unavailable("the catalog database is unavailable")
             }
+            StoreError::Stopping(message) => tonic::Status::unavailable(message),
             StoreError::Corrupt(message) => {
                 tracing::error!(%message, "corrupt stored data");
                 tonic::Status::internal("an internal error occurred")

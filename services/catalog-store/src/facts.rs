@@ -51,14 +51,27 @@ impl Facts {
     /// The facts of a search document: each key with each of its values (an array of strings
     /// and nulls, as the store writes them).
     pub(crate) fn of_document(document: &Map<String, Value>) -> Facts {
-        let mut facts = Vec::with_capacity(document.len() + document.len() / 2);
-        for (key, values) in document {
+        Facts::of_keys(
+            document.iter().map(|(key, values)| {
+                let values = values.as_array().map(Vec::as_slice).unwrap_or_default();
+                (key.as_str(), values.iter().map(Value::as_str))
+            }),
+            document.len(),
+        )
+    }
+
+    /// The facts of `keys`, each with its values (`None` for null); a key without values has
+    /// the null one.
+    pub(crate) fn of_keys<'a, V: Iterator<Item = Option<&'a str>>>(
+        keys: impl Iterator<Item = (&'a str, V)>,
+        count: usize,
+    ) -> Facts {
+        let mut facts = Vec::with_capacity(count + count / 2);
+        for (key, values) in keys {
             let key_hash = hash(key);
-            let values = values.as_array().map(Vec::as_slice).unwrap_or_default();
-            for value in values {
-                facts.push((key_hash, value.as_str().map_or(NULL_VALUE, hash)));
-            }
-            if values.is_empty() {
+            let before = facts.len();
+            facts.extend(values.map(|value| (key_hash, value.map_or(NULL_VALUE, hash))));
+            if facts.len() == before {
                 facts.push((key_hash, NULL_VALUE));
             }
         }

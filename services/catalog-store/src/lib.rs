@@ -76,6 +76,9 @@ struct Inner {
     may_defer_indexes: std::sync::atomic::AtomicBool,
     /// When the writer last committed, for the index builder's idle test.
     activity: std::sync::Mutex<first_import::WriterActivity>,
+    /// Whether `apply_batch` derives columns while it looks up the stored rows: the last batch
+    /// mostly changed (see `write::ahead`).
+    derive_ahead: std::sync::atomic::AtomicBool,
 }
 
 /// Serialises migrations across processes starting together (replicas, or a store and a
@@ -168,6 +171,7 @@ impl CatalogStore {
                 indexes_pending: watch::channel(0).0,
                 may_defer_indexes: std::sync::atomic::AtomicBool::new(false),
                 activity: std::sync::Mutex::default(),
+                derive_ahead: std::sync::atomic::AtomicBool::new(true),
             }),
         };
         let head = store.head_sequence().await?;
