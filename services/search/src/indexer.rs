@@ -31,6 +31,9 @@ const TRACES_PER_ROUND: usize = 32;
 /// million's `cadastre up` was ready at 312.9 s with rounds of 1,000 and at 264.7 s with
 /// 4,000, search catching up with the store instead of trailing it by 400,000 entities.
 const ROUND: usize = 4_000;
+/// Full rounds in a row after which the indexer, once caught up, compacts the index
+/// ([`SearchBackend::compact`]): a load of at least this many rounds of [`ROUND`] changes.
+const COMPACT_AFTER_FULL_ROUNDS: usize = 5;
 /// How long a round waits for more changes once it has one.
 const GATHER: Duration = Duration::from_millis(20);
 /// Rounds are written (committed) at most this often: while changes stream in, a round
@@ -177,6 +180,7 @@ impl Indexer {
         };
         let write = async {
             let mut refresh = RefreshPolicy::new(self.backend.refreshes_on_request());
+            let mut compaction = CompactPolicy::default();
             loop {
                 // `None`: no round came within the idle deadline that follows a full one.
                 let next = match refresh.idle_deadline() {
@@ -200,10 +204,18 @@ impl Indexer {
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) =
                             tokio::time::Instant::now();
+                        if compaction.written(full) {
+                            self.backend.compact(&index).await?;
+                        }
                         refresh.written(full)
                     }
                     // Nothing more came after a full round: show what was written.
-                    None => true,
+                    None => {
+                        if compaction.caught_up() {
+                            self.backend.compact(&index).await?;
+                        }
+                        true
+                    }
                 };
                 if refresh_now {
                     self.backend.refresh(&index).await?;
@@ -434,6 +446,7 @@ impl Indexer {
         self.backend.refresh(index).await?;
         self.backend.switch_to(index).await?;
         self.switches.fetch_add(1, Ordering::SeqCst);
+        self.backend.compact(index).await?;
         let report = RebuildReport {
             index: index.to_owned(),
             entities,
@@ -519,6 +532,31 @@ struct ReadRound {
     full: bool,
 }
 
+/// When the follower compacts the index ([`SearchBackend::compact`]): once it has caught up
+/// (a round that is not full, or none coming) after at least [`COMPACT_AFTER_FULL_ROUNDS`]
+/// full rounds in a row, the end of a large load.
+#[derive(Debug, Default)]
+struct CompactPolicy {
+    /// Full rounds written since the follower last caught up.
+    full_rounds: usize,
+}
+
+impl CompactPolicy {
+    /// A round was written; answers whether to compact now.
+    fn written(&mut self, full: bool) -> bool {
+        if full {
+            self.full_rounds += 1;
+            return false;
+        }
+        self.caught_up()
+    }
+
+    /// No round is waiting; answers whether to compact now.
+    fn caught_up(&mut self) -> bool {
+        std::mem::take(&mut self.full_rounds) >= COMPACT_AFTER_FULL_ROUNDS
+    }
+}
+
 /// When the follower refreshes a backend that refreshes on request: after a round that was
 /// not full (it has caught up: a push shows at once), after a full one only once
 /// [`REFRESH_WHILE_BEHIND`] has passed, and when no round follows a full one within
@@ -594,6 +632,32 @@ mod tests {
         assert!(policy.written(true), "behind for long enough");
         policy.refreshed();
         assert_eq!(policy.idle_deadline(), None);
+    }
+
+    #[test]
+    fn the_index_is_compacted_when_a_large_load_is_caught_up_with() {
+        let mut policy = CompactPolicy::default();
+        assert!(!policy.written(false), "a push alone");
+        for _ in 0..COMPACT_AFTER_FULL_ROUNDS - 1 {
+            assert!(!policy.written(true));
+        }
+        assert!(
+            !policy.written(false),
+            "too few full rounds before catching up"
+        );
+        for _ in 0..COMPACT_AFTER_FULL_ROUNDS {
+            assert!(!policy.written(true), "not while behind");
+        }
+        assert!(policy.written(false), "caught up after a large load");
+        assert!(!policy.written(false), "once");
+        for _ in 0..COMPACT_AFTER_FULL_ROUNDS {
+            policy.written(true);
+        }
+        assert!(
+            policy.caught_up(),
+            "the load's last round was full and nothing followed"
+        );
+        assert!(!policy.caught_up());
     }
 
     #[tokio::test]

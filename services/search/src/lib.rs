@@ -89,6 +89,11 @@ pub trait SearchBackend: Send + Sync + std::fmt::Debug {
     async fn switch_to(&self, index: &str) -> Result<()>;
     /// Deletes an index that is not serving (a rebuild that failed).
     async fn drop_index(&self, index: &str) -> Result<()>;
+    /// After a large load into `index`: merges its segments into fewer, in the background,
+    /// where the backend leaves that to its caller (tantivy). OpenSearch merges by itself.
+    async fn compact(&self, _index: &str) -> Result<()> {
+        Ok(())
+    }
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults>;
     /// Entities whose name or title (compacted) starts with `prefix`, whole names first.
     async fn suggest(&self, prefix: &str, limit: usize) -> Result<Vec<Suggestion>>;

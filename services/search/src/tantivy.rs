@@ -4,6 +4,11 @@
 //! a rebuild fills a new sub-folder and switches by renaming a new `CURRENT` over the old
 //! (atomic on POSIX), so a crash leaves either index serving, never a mix. The change feed
 //! checkpoint is the commit payload: it becomes durable in the same commit as the documents.
+//!
+//! A large load leaves many segments (tantivy's merge policy leaves up to seven of each size;
+//! a cold million left 18), and every query pays for each: its words looked up, weighed and
+//! scored per segment. After one, [`SearchBackend::compact`] merges them into one in the
+//! background.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +50,14 @@ const WRITER_MEMORY: usize = 192 * 1024 * 1024;
 /// twice the segments for tantivy to merge. A 100,000-entity `cadastre up` import took
 /// 55 s with one and 64 s with two, 8 s less CPU (ARCHITECTURE.md, decisions).
 const WRITER_THREADS: usize = 1;
+/// A compaction merges every segment into one unless the largest already holds this share of
+/// the documents: after a push or a few, tantivy's own merges keep the small segments few,
+/// and merging them into the large one would rewrite the whole index each time.
+const COMPACT_BELOW_SHARE: f64 = 0.9;
+/// A compaction that finds segments already merging (tantivy's own merges) tries again this
+/// often, this many times.
+const COMPACT_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+const COMPACT_ATTEMPTS: u32 = 24;
 
 fn index_error(error: impl std::fmt::Display) -> SearchError {
     SearchError::Index(error.to_string())
@@ -252,6 +265,38 @@ impl OpenIndex {
             self.reader.reload().map_err(index_error)?;
         }
         Ok(())
+    }
+
+    /// Merges every segment into one, unless there is one or the largest already holds
+    /// [`COMPACT_BELOW_SHARE`] of the documents, and shows the result to searches. Waits for
+    /// the merge; answers whether it merged. Writes go on meanwhile (the merged segment
+    /// takes the deletions made while it was written).
+    fn compact(&self) -> Result<bool> {
+        let metas = self.index.searchable_segment_metas().map_err(index_error)?;
+        let documents: u64 = metas.iter().map(|meta| u64::from(meta.num_docs())).sum();
+        let largest = metas.iter().map(|meta| meta.num_docs()).max().unwrap_or(0);
+        if metas.len() < 2 || f64::from(largest) >= COMPACT_BELOW_SHARE * documents as f64 {
+            return Ok(false);
+        }
+        let segments: Vec<tantivy::index::SegmentId> = metas.iter().map(|meta| meta.id()).collect();
+        let merging = {
+            let mut guard = self.writer.lock().map_err(index_error)?;
+            let Some(writer) = guard.as_mut() else {
+                // Closed: the index is being replaced or deleted.
+                return Ok(false);
+            };
+            writer.merge(&segments)
+        };
+        let started = std::time::Instant::now();
+        merging.wait().map_err(index_error)?;
+        self.reader.reload().map_err(index_error)?;
+        tracing::info!(
+            segments = segments.len(),
+            documents,
+            seconds = started.elapsed().as_secs_f64(),
+            "search index compacted into one segment"
+        );
+        Ok(true)
     }
 
     fn checkpoint(&self) -> Result<u64> {
@@ -811,6 +856,29 @@ impl SearchBackend for TantivyBackend {
         self.delete_folder(index, closing).await
     }
 
+    async fn compact(&self, index: &str) -> Result<()> {
+        let index = self.index(index)?;
+        // In the background, on the caller's runtime (`cadastre up`'s lower-priority one),
+        // trying again while tantivy is merging some of the segments itself.
+        tokio::spawn(async move {
+            for attempt in 1..=COMPACT_ATTEMPTS {
+                let compacting = Arc::clone(&index);
+                match blocking(move || compacting.compact()).await {
+                    Ok(_) => return,
+                    Err(error) => {
+                        tracing::debug!(%error, attempt, "search index compaction: trying again");
+                        tokio::time::sleep(COMPACT_RETRY).await;
+                    }
+                }
+            }
+            tracing::warn!(
+                attempts = COMPACT_ATTEMPTS,
+                "search index compaction gave up; the segments stay as they are"
+            );
+        });
+        Ok(())
+    }
+
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
         let query = query.clone();
         self.query(move |index| index.search(&query)).await
@@ -825,6 +893,67 @@ impl SearchBackend for TantivyBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn components(names: std::ops::Range<usize>) -> Vec<SearchDocument> {
+        names
+            .map(|n| {
+                let body = json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                    "metadata": {"name": format!("service-{n}"), "namespace": "default"},
+                    "spec": {"type": "service", "owner": "team-a"}});
+                SearchDocument::from_entity(&body, &format!("etag-{n}"), 1).unwrap()
+            })
+            .collect()
+    }
+
+    fn write(index: &OpenIndex, upserts: Vec<SearchDocument>, removals: &[&str], checkpoint: u64) {
+        index
+            .write(IndexBatch {
+                upserts,
+                removals: removals.iter().map(|r| (*r).to_owned()).collect(),
+                checkpoint: Some(checkpoint),
+            })
+            .unwrap();
+    }
+
+    fn segments(index: &OpenIndex) -> usize {
+        index.reader.searcher().segment_readers().len()
+    }
+
+    #[test]
+    fn a_compaction_merges_a_load_into_one_segment_and_not_a_push_into_it() {
+        let folder = tempfile::tempdir().unwrap();
+        let index = OpenIndex::open(folder.path(), true).unwrap();
+        // A load in three commits, one entity removed on the way: three segments.
+        write(&index, components(0..40), &[], 1);
+        write(&index, components(40..80), &[], 2);
+        write(
+            &index,
+            components(80..120),
+            &["component:default/service-3"],
+            3,
+        );
+        assert_eq!(segments(&index), 3);
+
+        assert!(index.compact().unwrap());
+        assert_eq!(segments(&index), 1);
+        assert_eq!(index.reader.searcher().num_docs(), 119);
+        assert_eq!(
+            index.checkpoint().unwrap(),
+            3,
+            "the commit's checkpoint stays"
+        );
+
+        // A push afterwards: its small segment stays beside the large one.
+        write(&index, components(120..121), &[], 4);
+        assert!(!index.compact().unwrap());
+        assert_eq!(segments(&index), 2);
+        assert_eq!(index.reader.searcher().num_docs(), 120);
+
+        // Closed (replaced by a rebuild): nothing to merge with.
+        write(&index, components(121..200), &[], 5);
+        index.close().unwrap();
+        assert!(!index.compact().unwrap());
+    }
 
     #[test]
     fn best_hits_keep_the_top_by_score_then_document() {
