@@ -31,9 +31,9 @@ const TRACES_PER_ROUND: usize = 32;
 /// million's `cadastre up` was ready at 312.9 s with rounds of 1,000 and at 264.7 s with
 /// 4,000, search catching up with the store instead of trailing it by 400,000 entities.
 const ROUND: usize = 4_000;
-/// Full rounds in a row after which the indexer, once caught up, compacts the index
-/// ([`SearchBackend::compact`]): a load of at least this many rounds of [`ROUND`] changes.
-const COMPACT_AFTER_FULL_ROUNDS: usize = 5;
+/// Changes written after which the indexer, once caught up, compacts the index
+/// ([`SearchBackend::compact`]): a large load.
+const COMPACT_AFTER_CHANGES: usize = 20_000;
 /// How long a round waits for more changes once it has one.
 const GATHER: Duration = Duration::from_millis(20);
 /// Rounds are written (committed) at most this often: while changes stream in, a round
@@ -181,6 +181,8 @@ impl Indexer {
         let write = async {
             let mut refresh = RefreshPolicy::new(self.backend.refreshes_on_request());
             let mut compaction = CompactPolicy::default();
+            // The sequence of the last change written.
+            let mut applied = 0;
             loop {
                 // `None`: no round came within the idle deadline that follows a full one.
                 let next = match refresh.idle_deadline() {
@@ -199,20 +201,24 @@ impl Indexer {
                 let refresh_now = match round {
                     Some(round) => {
                         let full = round.full;
+                        let written = round.batch.upserts.len() + round.batch.removals.len();
+                        applied = round.batch.checkpoint.unwrap_or(applied);
                         self.write_round(&index, round).await?;
                         *last_write
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) =
                             tokio::time::Instant::now();
-                        if compaction.written(full) {
+                        if compaction.written(written, full) && self.caught_up(applied).await? {
                             self.backend.compact(&index).await?;
+                            compaction.compacted();
                         }
                         refresh.written(full)
                     }
                     // Nothing more came after a full round: show what was written.
                     None => {
-                        if compaction.caught_up() {
+                        if compaction.written(0, false) && self.caught_up(applied).await? {
                             self.backend.compact(&index).await?;
+                            compaction.compacted();
                         }
                         true
                     }
@@ -229,6 +235,18 @@ impl Indexer {
             stop = read => stop,
             stop = write => stop,
         }
+    }
+
+    /// Whether the change feed holds nothing after `applied` (the sequence last written).
+    async fn caught_up(&self, applied: u64) -> Result<bool> {
+        let head = self
+            .store
+            .clone()
+            .get_feed_head(pb::GetFeedHeadRequest {})
+            .await?
+            .into_inner()
+            .sequence;
+        Ok(applied >= head)
     }
 
     /// Writes the current state of the entities `changes` name into `index`, with the last
@@ -532,28 +550,28 @@ struct ReadRound {
     full: bool,
 }
 
-/// When the follower compacts the index ([`SearchBackend::compact`]): once it has caught up
-/// (a round that is not full, or none coming) after at least [`COMPACT_AFTER_FULL_ROUNDS`]
-/// full rounds in a row, the end of a large load.
+/// When the follower compacts the index ([`SearchBackend::compact`]): after at least
+/// [`COMPACT_AFTER_CHANGES`] written since the last compaction, once it has caught up with the
+/// change feed's head (the end of a large load). A round that is not full is not enough:
+/// while a load streams in, rounds end at their deadline with the feed still far ahead, and a
+/// compaction at each of those merged the whole index again and again (a cold million's search
+/// then trailed the store by 200,000 entities more).
 #[derive(Debug, Default)]
 struct CompactPolicy {
-    /// Full rounds written since the follower last caught up.
-    full_rounds: usize,
+    /// Changes written since the last compaction.
+    written: usize,
 }
 
 impl CompactPolicy {
-    /// A round was written; answers whether to compact now.
-    fn written(&mut self, full: bool) -> bool {
-        if full {
-            self.full_rounds += 1;
-            return false;
-        }
-        self.caught_up()
+    /// `changes` were written, in a `full` round; answers whether to see if the follower has
+    /// caught up, to compact.
+    fn written(&mut self, changes: usize, full: bool) -> bool {
+        self.written += changes;
+        !full && self.written >= COMPACT_AFTER_CHANGES
     }
 
-    /// No round is waiting; answers whether to compact now.
-    fn caught_up(&mut self) -> bool {
-        std::mem::take(&mut self.full_rounds) >= COMPACT_AFTER_FULL_ROUNDS
+    fn compacted(&mut self) {
+        self.written = 0;
     }
 }
 
@@ -635,29 +653,25 @@ mod tests {
     }
 
     #[test]
-    fn the_index_is_compacted_when_a_large_load_is_caught_up_with() {
+    fn the_index_is_compacted_after_a_large_load() {
         let mut policy = CompactPolicy::default();
-        assert!(!policy.written(false), "a push alone");
-        for _ in 0..COMPACT_AFTER_FULL_ROUNDS - 1 {
-            assert!(!policy.written(true));
-        }
+        assert!(!policy.written(3, false), "a push alone");
         assert!(
-            !policy.written(false),
-            "too few full rounds before catching up"
+            !policy.written(COMPACT_AFTER_CHANGES, true),
+            "not while rounds are full"
         );
-        for _ in 0..COMPACT_AFTER_FULL_ROUNDS {
-            assert!(!policy.written(true), "not while behind");
-        }
-        assert!(policy.written(false), "caught up after a large load");
-        assert!(!policy.written(false), "once");
-        for _ in 0..COMPACT_AFTER_FULL_ROUNDS {
-            policy.written(true);
-        }
         assert!(
-            policy.caught_up(),
-            "the load's last round was full and nothing followed"
+            policy.written(10, false),
+            "a round that is not full, after a load"
         );
-        assert!(!policy.caught_up());
+        assert!(
+            policy.written(0, false),
+            "until compacted (the feed may be ahead)"
+        );
+        policy.compacted();
+        assert!(!policy.written(10, false), "a push after the compaction");
+        assert!(!policy.written(COMPACT_AFTER_CHANGES - 20, false));
+        assert!(policy.written(10, false), "small rounds add up too");
     }
 
     #[tokio::test]

@@ -54,8 +54,8 @@ const WRITER_THREADS: usize = 1;
 /// the documents: after a push or a few, tantivy's own merges keep the small segments few,
 /// and merging them into the large one would rewrite the whole index each time.
 const COMPACT_BELOW_SHARE: f64 = 0.9;
-/// A compaction that finds segments already merging (tantivy's own merges) tries again this
-/// often, this many times.
+/// A compaction that fails (a merge of tantivy's own, begun before it, took some of its
+/// segments) tries again this often, this many times.
 const COMPACT_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 const COMPACT_ATTEMPTS: u32 = 24;
 
@@ -279,17 +279,32 @@ impl OpenIndex {
             return Ok(false);
         }
         let segments: Vec<tantivy::index::SegmentId> = metas.iter().map(|meta| meta.id()).collect();
+        // A segment's files are kept while any of its metas lives.
+        drop(metas);
         let merging = {
             let mut guard = self.writer.lock().map_err(index_error)?;
             let Some(writer) = guard.as_mut() else {
                 // Closed: the index is being replaced or deleted.
                 return Ok(false);
             };
+            // Tantivy's own merges leave these segments alone while this one runs; one that
+            // began before it and ends first makes it fail (and try again).
             writer.merge(&segments)
         };
         let started = std::time::Instant::now();
         merging.wait().map_err(index_error)?;
         self.reader.reload().map_err(index_error)?;
+        // The merged segments' files go now, not at the next commit (they doubled the
+        // index's disk until then).
+        let collecting = self
+            .writer
+            .lock()
+            .map_err(index_error)?
+            .as_ref()
+            .map(IndexWriter::garbage_collect_files);
+        if let Some(collecting) = collecting {
+            collecting.wait().map_err(index_error)?;
+        }
         tracing::info!(
             segments = segments.len(),
             documents,
@@ -861,20 +876,22 @@ impl SearchBackend for TantivyBackend {
         // In the background, on the caller's runtime (`cadastre up`'s lower-priority one),
         // trying again while tantivy is merging some of the segments itself.
         tokio::spawn(async move {
-            for attempt in 1..=COMPACT_ATTEMPTS {
+            let mut attempt = 1;
+            loop {
                 let compacting = Arc::clone(&index);
                 match blocking(move || compacting.compact()).await {
-                    Ok(_) => return,
-                    Err(error) => {
+                    Ok(_) => break,
+                    Err(error) if attempt < COMPACT_ATTEMPTS => {
                         tracing::debug!(%error, attempt, "search index compaction: trying again");
+                        attempt += 1;
                         tokio::time::sleep(COMPACT_RETRY).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, attempts = attempt, "search index compaction gave up; the segments stay as they are");
+                        break;
                     }
                 }
             }
-            tracing::warn!(
-                attempts = COMPACT_ATTEMPTS,
-                "search index compaction gave up; the segments stay as they are"
-            );
         });
         Ok(())
     }
@@ -936,6 +953,24 @@ mod tests {
 
         assert!(index.compact().unwrap());
         assert_eq!(segments(&index), 1);
+        let segment_files = |folder: &Path| {
+            std::fs::read_dir(folder)
+                .unwrap()
+                .filter(|entry| {
+                    entry
+                        .as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|e| e == "idx")
+                })
+                .count()
+        };
+        assert_eq!(
+            segment_files(folder.path()),
+            1,
+            "the merged segments' files are gone"
+        );
         assert_eq!(index.reader.searcher().num_docs(), 119);
         assert_eq!(
             index.checkpoint().unwrap(),
