@@ -239,14 +239,18 @@ impl Indexer {
 
     /// Whether the change feed holds nothing after `applied` (the sequence last written).
     async fn caught_up(&self, applied: u64) -> Result<bool> {
-        let head = self
+        Ok(applied >= self.feed_head().await?)
+    }
+
+    /// The sequence of the store's last change.
+    async fn feed_head(&self) -> Result<u64> {
+        Ok(self
             .store
             .clone()
             .get_feed_head(pb::GetFeedHeadRequest {})
             .await?
             .into_inner()
-            .sequence;
-        Ok(applied >= head)
+            .sequence)
     }
 
     /// Writes the current state of the entities `changes` name into `index`, with the last
@@ -409,13 +413,7 @@ impl Indexer {
     async fn build(&self, index: &str, started: Instant) -> Result<RebuildReport> {
         // Every entity streamed is at least as new as this; the changes after it are replayed
         // onto the new index before it serves.
-        let from = self
-            .store
-            .clone()
-            .get_feed_head(pb::GetFeedHeadRequest {})
-            .await?
-            .into_inner()
-            .sequence;
+        let from = self.feed_head().await?;
         tracing::info!(%index, from, "rebuilding the search index from the store");
         let stream = self
             .store
