@@ -196,6 +196,8 @@ struct OpenIndex {
     reader: IndexReader,
     writer: Mutex<Option<IndexWriter>>,
     fields: Fields,
+    /// A compaction is running: another would merge the same segments for nothing.
+    compacting: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for OpenIndex {
@@ -227,6 +229,7 @@ impl OpenIndex {
             reader,
             writer: Mutex::new(Some(writer)),
             fields,
+            compacting: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -873,6 +876,12 @@ impl SearchBackend for TantivyBackend {
 
     async fn compact(&self, index: &str) -> Result<()> {
         let index = self.index(index)?;
+        if index
+            .compacting
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return Ok(());
+        }
         // In the background, on the caller's runtime (`cadastre up`'s lower-priority one),
         // trying again while tantivy is merging some of the segments itself.
         tokio::spawn(async move {
@@ -892,6 +901,9 @@ impl SearchBackend for TantivyBackend {
                     }
                 }
             }
+            index
+                .compacting
+                .store(false, std::sync::atomic::Ordering::Release);
         });
         Ok(())
     }
