@@ -24,7 +24,7 @@ mod facts;
 mod first_import;
 pub mod grpc;
 mod migration;
-mod point_turns;
+mod point_readers;
 mod read;
 mod receipts;
 mod serve;

@@ -12,9 +12,9 @@
 //! Reads never run on the runtime's workers: a page that is not in the operating system's
 //! cache is a disk read (0.4 ms on average on the benchmark's machine, whose kernel evicts file
 //! pages idle for a minute), and a worker waiting on the disk serves nothing else meanwhile.
-//! Point reads (a few B-tree descents) have turns of their own: one per core and one more
-//! while their pages are in memory, more while they wait on the disk, so that waits overlap
-//! ([`crate::point_turns`]).
+//! Point reads (a few B-tree descents) have reader threads of their own: one per core and one
+//! more take them while their pages are in memory, more while they wait on the disk, so that
+//! waits overlap ([`crate::point_readers`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::types::{FromSql, Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::point_turns::{self, PointTurns};
+use crate::point_readers::PointReaders;
 use crate::sql::Sql;
 use crate::{Result, StoreError};
 
@@ -44,10 +44,10 @@ const STATEMENT_CACHE: usize = 64;
 pub(crate) struct SqliteReads {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    /// Turns of whole statements; with `point_turns`, one permit per connection.
+    /// Turns of whole statements, one permit per connection of `idle`.
     statement_turns: Arc<tokio::sync::Semaphore>,
-    /// Turns of point reads.
-    point_turns: Arc<PointTurns>,
+    /// The threads of point reads, each with its own connection.
+    point_readers: PointReaders,
 }
 
 /// A row read here: its values by column.
@@ -69,31 +69,17 @@ impl OwnedRow {
 impl SqliteReads {
     /// Reads on the database file at `path`, which must exist (the store opened it).
     pub(crate) fn open(path: &Path) -> Result<SqliteReads> {
+        let point_path = path.to_owned();
         let reads = SqliteReads {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
             statement_turns: Arc::new(tokio::sync::Semaphore::new(STATEMENT_TURNS)),
-            point_turns: Arc::new(PointTurns::new()),
+            point_readers: PointReaders::new(Box::new(move || connect(&point_path))),
         };
         // Fails now, not at the first read, if the file cannot be read.
-        let connection = reads.connect()?;
+        let connection = connect(path)?;
         reads.give_back(connection);
         Ok(reads)
-    }
-
-    fn connect(&self) -> Result<Connection> {
-        let connection = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(std::time::Duration::from_secs(30))?;
-        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        // Opened read-write (readers of a WAL database need its shared-memory file) but
-        // refusing writes.
-        connection.execute_batch(&format!(
-            "PRAGMA query_only = ON; PRAGMA mmap_size = 0; PRAGMA cache_size = -{CACHE_KIB};"
-        ))?;
-        Ok(connection)
     }
 
     /// An idle connection, or a new one; the caller holds a turn, so there are never more
@@ -102,7 +88,7 @@ impl SqliteReads {
         let idle = self.idle.lock().map_err(|_| poisoned())?.pop();
         match idle {
             Some(connection) => Ok(connection),
-            None => self.connect(),
+            None => connect(&self.path),
         }
     }
 
@@ -134,21 +120,29 @@ impl SqliteReads {
         done
     }
 
-    /// Runs `read`, which reads a few pages (a point read), in one read transaction: its
-    /// statements see one state of the store.
+    /// Runs `read`, which reads a few pages (a point read), in one read transaction on a
+    /// reader thread: its statements see one state of the store.
     pub(crate) async fn point_read<T: Send + 'static>(
         self: &Arc<Self>,
         read: impl FnOnce(&Snapshot<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let turn = self.point_turns.take().await.ok_or_else(closed)?;
-        let turns = Arc::clone(&self.point_turns);
-        self.on_blocking_thread(move |connection| {
-            let blocks = point_turns::blocks_read_by_this_thread();
-            let read = in_snapshot(connection, read);
-            turns.give_back(turn, point_turns::blocks_read_by_this_thread() > blocks);
-            read
-        })
-        .await
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.point_readers.submit(Box::new(move |connection| {
+            let (read, fit) = match connection {
+                Ok(connection) => {
+                    let read = in_snapshot(connection, read);
+                    let fit = read.is_ok();
+                    (read, fit)
+                }
+                Err(error) => (Err(error), false),
+            };
+            // The asker may have gone.
+            let _ = answer.send(read);
+            fit
+        }))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Corrupt("a SQLite read failed".into()))?
     }
 
     /// Every row of `sql`.
@@ -164,6 +158,22 @@ impl SqliteReads {
         })
         .await
     }
+}
+
+/// A connection of the readers to the database file at `path`.
+fn connect(path: &Path) -> Result<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(std::time::Duration::from_secs(30))?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Opened read-write (readers of a WAL database need its shared-memory file) but
+    // refusing writes.
+    connection.execute_batch(&format!(
+        "PRAGMA query_only = ON; PRAGMA mmap_size = 0; PRAGMA cache_size = -{CACHE_KIB};"
+    ))?;
+    Ok(connection)
 }
 
 /// Runs `read` in a read transaction on `connection`.
@@ -467,7 +477,7 @@ mod tests {
         assert_eq!((first.items.len(), first.total_items), (1, 2));
     }
 
-    /// A lookup by ref has turns of its own: it is served while every statement turn is
+    /// A lookup by ref has readers of its own: it is served while every statement turn is
     /// taken (by pages waiting on the disk, say), and many lookups at once all finish.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lookups_do_not_wait_behind_statements() {
@@ -487,7 +497,7 @@ mod tests {
             .await
             .unwrap();
         let lookups =
-            (0..3 * crate::point_turns::WIDE).map(|_| store.entity_by_ref("component:default/a"));
+            (0..3 * crate::point_readers::WIDE).map(|_| store.entity_by_ref("component:default/a"));
         let found = tokio::time::timeout(
             std::time::Duration::from_secs(30),
             futures::future::join_all(lookups),
